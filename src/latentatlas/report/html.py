@@ -1,0 +1,147 @@
+"""The HTML report: one self-contained directory (index.html + PNGs) per model.
+
+Sections are registered functions ``section(ctx) -> Section | None``; a section that has nothing
+to show for a model (e.g. needs a W space the model lacks) returns a ``Section`` whose body says
+why, so the reader sees what was skipped rather than a silent gap.
+"""
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import LatentAtlasError
+from ..imageio import save_grid
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    body: str                         # HTML fragment
+
+
+@dataclass
+class ReportContext:
+    model: object                     # GANModel
+    out: Path                         # directory being written (temporary until complete)
+    n: int = 64
+    seed: int = 0
+    figures: dict = field(default_factory=dict)   # figures other sections can reuse
+
+    def image(self, name: str, alt: str, width: int | None = None) -> str:
+        w = f' width="{width}"' if width else ""
+        return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}"{w}>'
+
+
+_SECTIONS: list[tuple[str, Callable[[ReportContext], Section | None]]] = []
+
+
+def report_section(key: str):
+    def deco(fn):
+        if any(k == key for k, _ in _SECTIONS):
+            raise ValueError(f"report section {key!r} registered twice")
+        _SECTIONS.append((key, fn))
+        return fn
+    return deco
+
+
+def table(rows: list[dict], floatfmt: str = "{:.4g}") -> str:
+    if not rows:
+        return "<p>(no rows)</p>"
+    cols = list(rows[0])
+
+    def cell(v):
+        return floatfmt.format(v) if isinstance(v, float) else html.escape(str(v))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@report_section("model")
+def _model_card(ctx: ReportContext) -> Section:
+    m = ctx.model
+    rows = [{"property": k, "value": v} for k, v in [
+        ("name", m.name), ("architecture", m.info.arch), ("weights", m.info.source),
+        ("weights hash", m.weights_hash()), ("z dim", m.z_dim), ("w dim", m.w_dim or "— (no mapping network)"),
+        ("num ws", m.num_ws if m.has_mapping else "—"), ("resolution", m.img_resolution),
+        ("channels", m.img_channels), ("latent spaces", ", ".join(m.spaces)),
+        ("discriminator", ("yes" + (", minibatch-std" if m.has_minibatch_std else "")) if m.has_discriminator else "none"),
+    ]]
+    extra = m.info.extra or {}
+    if extra:
+        rows += [{"property": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
+                 for k, v in extra.items()]
+    card = _model_card_text(m.name)
+    body = table(rows) + (f"<details open><summary>Model card</summary><pre>{html.escape(card)}</pre></details>" if card else "")
+    return Section("model", "Model", body)
+
+
+def _model_card_text(name: str) -> str:
+    import importlib.resources
+    res = importlib.resources.files("latentatlas.weights").joinpath(f"{name}.md")
+    return res.read_text() if res.is_file() else ""
+
+
+@report_section("samples")
+def _samples(ctx: ReportContext) -> Section:
+    from ..sample import sample_images
+    res = sample_images(ctx.model, n=ctx.n, seed=ctx.seed)
+    scale = max(1, 128 // ctx.model.img_resolution)
+    save_grid(res.images, ctx.out / "samples.png", nrow=8, scale=scale)
+    ctx.figures["samples"] = res
+    body = (f"<p>{ctx.n} samples, seeds {ctx.seed}–{ctx.seed + ctx.n - 1}, no truncation "
+            f"(constant noise).</p>" + ctx.image("samples.png", "sample grid"))
+    return Section("samples", "Samples", body)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3} img{image-rendering:pixelated;max-width:100%} nav a{margin-right:1em}
+pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
+"""
+
+
+def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int = 0,
+                 sections: list[str] | None = None) -> Path:
+    """Write ``out_dir/index.html`` and its figures. The directory is assembled in a
+    temporary sibling and moved into place at the end, so a failure leaves nothing half-written."""
+    from ..models.registry import load_generator
+    model = load_generator(model_or_name, device=device) if isinstance(model_or_name, str) else model_or_name
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix="." + out.name + "."))
+    try:
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed)
+        built = []
+        for key, fn in _SECTIONS:
+            if sections is not None and key not in sections:
+                continue
+            t0 = time.time()
+            sec = fn(ctx)
+            if sec is not None:
+                built.append((sec, time.time() - t0))
+        nav = "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s, _ in built)
+        parts = [f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>{s.body}'
+                 f'<p class="note">section built in {dt:.1f} s</p></section>' for s, dt in built]
+        doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+               f"<title>latentatlas report: {html.escape(model.name)}</title><style>{CSS}</style></head>"
+               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1><nav>{nav}</nav>"
+               + "".join(parts) + "</body></html>")
+        (tmp / "index.html").write_text(doc, encoding="utf-8")
+        if out.exists():
+            if not (out / "index.html").exists() and any(out.iterdir()):
+                raise LatentAtlasError(f"{out}: exists, is not empty and is not a latentatlas report; not overwriting")
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"

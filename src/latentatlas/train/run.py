@@ -1,0 +1,59 @@
+"""Entry points that build a trainer for a bundled architecture and run it resumably."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..data.fashion import load_fashion_mnist
+from .loop import run_training
+
+log = logging.getLogger("latentatlas.train")
+
+# The bundled fashion-stylegan2 configuration. 256 channels at 4x4 cost nothing measurable on
+# CPU (convolutions at 16/32 dominate), 0.56 s per G+D step at batch 32 on 2 cores.
+FASHION_STYLEGAN2 = dict(z_dim=128, w_dim=128, img_resolution=32, img_channels=1,
+                         channels={4: 256, 8: 128, 16: 64, 32: 32}, mapping_layers=8)
+
+
+def build_trainer(arch: str, seed: int = 0, **hp):
+    if arch == "stylegan2":
+        from ..models.stylegan2 import StyleGAN2Config
+        from .stylegan2 import StyleGAN2Trainer
+        return StyleGAN2Trainer(StyleGAN2Config(**FASHION_STYLEGAN2), seed=seed, **hp)
+    if arch == "wgangp":
+        from .wgangp import WGANGPTrainer
+        return WGANGPTrainer(seed=seed, **hp)
+    raise ValueError(f"unknown architecture {arch!r} (stylegan2 or wgangp)")
+
+
+def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: float = 1000,
+          max_minutes: float | None = None, ckpt_minutes: float = 5.0, seed: int = 0,
+          threads: int | None = None, **hp):
+    if threads:
+        torch.set_num_threads(threads)
+    data, _ = load_fashion_mnist("train", path=data_dir)
+    trainer = build_trainer(arch, seed=seed, **hp)
+    return run_training(trainer, data, out_dir, batch=batch, total_kimg=total_kimg,
+                        max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, seed=seed)
+
+
+def export_trained(arch: str, run_dir, out_file, *, meta: dict | None = None):
+    """Write the EMA generator + discriminator of a training run in latentatlas format, with
+    training figures (steps, images seen, wall time) in the metadata."""
+    from pathlib import Path
+
+    from ..errors import LatentAtlasError
+    from ..models.registry import save_model
+    ck_path = Path(run_dir) / "checkpoint.pt"
+    if not ck_path.exists():
+        raise LatentAtlasError(f"{ck_path}: no training checkpoint to export")
+    ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    trainer = build_trainer(arch, seed=ck["trainer"]["hparams"].get("seed", 0))
+    trainer.load_state_dict(ck["trainer"])
+    st = ck["state"]
+    info = {"arch": arch, "steps": st["step"], "images_seen": st["nimg"],
+            "train_wall_hours": round(st["wall_s"] / 3600, 3), "hparams": ck["trainer"]["hparams"],
+            "data": "Fashion-MNIST train split (60k), padded to 32x32, [-1, 1]", **(meta or {})}
+    return save_model(out_file, arch="stylegan2" if arch == "stylegan2" else "dcgan",
+                      config=trainer.cfg.to_dict(), G=trainer.G_ema, D=trainer.D, meta=info)

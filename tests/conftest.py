@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from latentatlas.models.interface import ModelInfo, StyleGAN2Model
+from latentatlas.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+
+torch.set_num_threads(1)
+
+
+def tiny_stylegan2(seed=0, **over):
+    """A 16x16 StyleGAN2 with z_dim 8 and random, perturbed weights (non-zero biases, noise
+    strengths and w_avg so that mistakes in those paths are visible)."""
+    torch.manual_seed(seed)
+    kw = dict(z_dim=8, w_dim=8, img_resolution=16, img_channels=1, channels={4: 16, 8: 16, 16: 8},
+              mapping_layers=2)
+    kw.update(over)
+    cfg = StyleGAN2Config(**kw)
+    G, D = StyleGAN2Generator(cfg), StyleGAN2Discriminator(cfg)
+    with torch.no_grad():
+        for p in list(G.parameters()) + list(D.parameters()):
+            p.add_(torch.randn_like(p) * 0.1)
+        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, cfg.z_dim)).mean(0))
+    return StyleGAN2Model(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
+
+
+@pytest.fixture
+def tiny_sg2():
+    return tiny_stylegan2()

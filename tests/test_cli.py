@@ -1,0 +1,126 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_stylegan2
+from latentatlas.cli import main
+from latentatlas.models.registry import load_generator, save_model
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    m = tiny_stylegan2()
+    return save_model(tmp_path / "tiny.pt", arch="stylegan2", config=m.cfg.to_dict(), G=m.G, D=m.D,
+                      meta={"note": "test"})
+
+
+def run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_models_lists_bundled(capsys):
+    code, out, _ = run(["models", "--json"], capsys)
+    assert code == 0
+    names = {r["name"] for r in json.loads(out)}
+    assert {"faces-dcgan", "fashion-stylegan2", "fashion-wgangp"} <= names
+
+
+def test_sample_grid_and_dir(tiny_file, tmp_path, capsys):
+    code, _, err = run(["sample", "--model", str(tiny_file), "--n", "6", "--seed", "4",
+                        "--out", str(tmp_path / "g.png"), "--out-dir", str(tmp_path / "d")], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "g.png").size[0] > 16
+    lat = np.load(tmp_path / "d" / "latents.npz")
+    assert lat["z"].shape == (6, 8) and list(lat["seeds"]) == [4, 5, 6, 7, 8, 9]
+    assert lat["ws"].shape == (6, 6, 8)
+    # seed 6 alone gives the same image as the third of the batch
+    code, _, _ = run(["sample", "--model", str(tiny_file), "--n", "1", "--seed", "6",
+                      "--out-dir", str(tmp_path / "e")], capsys)
+    a = np.asarray(Image.open(tmp_path / "d" / "seed000006.png"))
+    b = np.asarray(Image.open(tmp_path / "e" / "seed000006.png"))
+    assert np.array_equal(a, b)
+
+
+def test_faces_grid_same_on_any_batch_size(tmp_path, capsys):
+    pytest.importorskip("gan_face_generate")
+    for bs in ("16", "5"):
+        code, _, err = run(["sample", "--model", "faces-dcgan", "--n", "16", "--batch-size", bs,
+                            "--out", str(tmp_path / f"f{bs}.png")], capsys)
+        assert code == 0, err
+    a, b = (np.asarray(Image.open(tmp_path / f"f{bs}.png")) for bs in ("16", "5"))
+    assert a.shape == (2 + 4 * 66, 2 + 4 * 66, 3) and np.array_equal(a, b)
+    assert a.std() > 20   # real faces, not a blank canvas
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["sample", "--model", "no-such-model", "--out", "x.png"], "unknown model 'no-such-model'"),
+    (["sample", "--model", "/nonexistent/m.pt", "--out", "x.png"], "no such file"),
+    (["sample", "--model", "faces-dcgan", "--truncation-psi", "0.5", "--out", "x.png"], "needs a W space"),
+    (["sample", "--model", "faces-dcgan", "--out", "x.jpg"], "only .png"),
+])
+def test_errors_are_one_line(args, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())          # nothing half-written
+
+
+def test_bad_numbers_rejected(capsys):
+    for bad in (["--n", "0"], ["--n", "abc"], ["--seed", "-1"], ["--truncation-psi", "nan"]):
+        with pytest.raises(SystemExit) as e:
+            main(["sample", "--model", "faces-dcgan", "--out", "x.png", *bad])
+        assert e.value.code == 2
+
+
+def test_corrupt_and_truncated_files(tiny_file, tmp_path, capsys):
+    data = tiny_file.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"hello world")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for name, msg in [("trunc.pt", "corrupt"), ("junk.pt", "unknown format"), ("empty.pt", "empty file")]:
+        code, _, err = run(["sample", "--model", str(tmp_path / name), "--out", str(tmp_path / "o.png")], capsys)
+        assert code == 2 and msg in err and str(tmp_path / name) in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_wrong_architecture_keys(tiny_file, tmp_path, capsys):
+    ck = torch.load(tiny_file, weights_only=True)
+    del ck["G"]["mapping.fc0.weight"]
+    ck["G"]["synthesis.b8.conv0.weight"] = torch.zeros(3, 3, 3, 3)
+    torch.save(ck, tmp_path / "bad.pt")
+    code, _, err = run(["sample", "--model", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and "missing keys ['mapping.fc0.weight']" in err
+    ck = torch.load(tiny_file, weights_only=True)
+    ck["G"]["synthesis.b8.conv0.weight"] = torch.zeros(3, 3, 3, 3)
+    torch.save(ck, tmp_path / "bad2.pt")
+    code, _, err = run(["sample", "--model", str(tmp_path / "bad2.pt"), "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and "shape mismatch for synthesis.b8.conv0.weight" in err and "[3, 3, 3, 3]" in err
+
+
+def test_nan_latent_rejected(tiny_file):
+    from latentatlas.errors import LatentAtlasError
+    m = load_generator(str(tiny_file))
+    with pytest.raises(LatentAtlasError, match="NaN"):
+        m(torch.full((1, 8), float("nan")))
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "latentatlas.cli", "sample", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "--truncation-psi" in out.stdout
+
+
+def test_report_writes_html(tiny_file, tmp_path, capsys):
+    code, _, err = run(["report", "--model", str(tiny_file), "--out", str(tmp_path / "rep"), "--n", "8"], capsys)
+    assert code == 0, err
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "samples.png" in html and "weights hash" in html
+    assert (tmp_path / "rep" / "samples.png").exists()
