@@ -85,6 +85,15 @@ def cmd_report(args):
     return 0
 
 
+def cmd_convert(args):
+    from .models.registry import export_model, load_generator
+    model = load_generator(args.input)
+    path = export_model(model, args.output)
+    _emit(args, {"input": args.input, "output": str(path), "weights_hash": model.weights_hash()},
+          lambda d: f"wrote {d['output']} (weights hash {d['weights_hash']})")
+    return 0
+
+
 def cmd_train(args):
     from .train.run import export_trained, train
     if args.export:
@@ -150,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, default=64, help="samples in the grid")
     s.add_argument("--seed", type=_seed, default=0, help="first seed")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("convert", parents=[common], help="convert a checkpoint to latentatlas format",
+                       description="Read any supported checkpoint (NVIDIA stylegan2-ada pickle, rosinality "
+                                   ".pt, latentatlas .pt) and write latentatlas format: a dict of tensors and "
+                                   "plain config that torch.load(weights_only=True) reads.")
+    s.add_argument("input", help="checkpoint to read")
+    s.add_argument("output", help="file to write (.pt)")
+    s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("train", parents=[common], help="train a bundled architecture on Fashion-MNIST",
                        description="Train (or resume) stylegan2 or wgangp on Fashion-MNIST. Checkpoints "

@@ -107,6 +107,18 @@ def save_model(path, *, arch: str, config: dict, G: torch.nn.Module, D: torch.nn
     return Path(path)
 
 
+def export_model(model: GANModel, path) -> Path:
+    """Write any loaded model in our format (the ``convert`` command)."""
+    if Path(path).suffix != ".pt":
+        raise LatentAtlasError(f"output {path}: use a .pt file name")
+    arch = "stylegan2" if model.has_mapping else "dcgan"
+    cfg = getattr(model.G, "cfg", None)
+    if cfg is None:
+        raise LatentAtlasError(f"model '{model.name}' is a user module without a config; it cannot be exported")
+    meta = {"converted_from": model.info.source, **{k: v for k, v in (model.info.extra or {}).items()}}
+    return save_model(path, arch=arch, config=cfg.to_dict(), G=model.G, D=model.D, meta=meta)
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -118,8 +130,31 @@ def _read_bytes(path: Path) -> bytes:
         raise LatentAtlasError(f"{path}: cannot read: {e.strerror}") from None
 
 
+def _safe_torch_load(data: bytes, path: Path):
+    import argparse
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for refused globals / corrupt data
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LatentAtlasError(f"{path}: could not be loaded safely: {msg}") from None
+
+
+def _dispatch_dict(ckpt, path: Path) -> GANModel:
+    from .formats import is_rosinality, load_rosinality
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
+        return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path),
+                                           extra=ckpt.get("meta", {})))
+    if is_rosinality(ckpt):
+        return load_rosinality(path, ckpt)
+    keys = sorted(map(str, ckpt))[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise LatentAtlasError(f"{path}: unknown checkpoint format (top-level keys: {keys})")
+
+
 def load_checkpoint_file(path) -> GANModel:
-    """Load a model file, detecting the format from its content (not its extension)."""
+    """Load a model file, detecting the format from its content (not its extension): our own
+    format, rosinality ``.pt`` (torch zip) or an NVIDIA network pickle (restricted unpickler)."""
+    from .formats import load_nvidia_pickle
     path = Path(path)
     data = _read_bytes(path)
     if len(data) == 0:
@@ -129,19 +164,14 @@ def load_checkpoint_file(path) -> GANModel:
             zipfile.ZipFile(io.BytesIO(data)).testzip()
         except zipfile.BadZipFile:
             raise LatentAtlasError(f"{path}: truncated or corrupt checkpoint (bad zip archive)") from None
-        try:
-            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types for refused globals / corrupt data
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise LatentAtlasError(f"{path}: could not be loaded safely: {msg}") from None
-        if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-            return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path),
-                                               extra=ckpt.get("meta", {})))
-        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise LatentAtlasError(f"{path}: unknown checkpoint format (top-level keys: {keys})")
-    if data[:1] == b"\x80":
-        raise LatentAtlasError(f"{path}: a raw pickle; only latentatlas .pt files are supported by this build")
-    raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint)")
+        return _dispatch_dict(_safe_torch_load(data, path), path)
+    if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
+        from .formats import read_nvidia_pickle
+        snap = read_nvidia_pickle(data, str(path), allow_int=True)
+        if isinstance(snap, int):   # legacy torch.save starts with its magic number
+            return _dispatch_dict(_safe_torch_load(data, path), path)
+        return load_nvidia_pickle(path, snap=snap)
+    raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint or network pickle)")
 
 
 # -- bundled models ---------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""Users' own images: a folder (or list) of PNG/JPEG files as tensors in [-1, 1].
+
+Conversion is explicit: ``channels`` 1 converts to grayscale with ITU-R 601 luma (PIL "L"),
+3 to RGB; ``size`` resizes with a named PIL filter (default "lanczos"; also "bicubic",
+"bilinear", "box", "nearest"). Files that cannot be read are reported by name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import LatentAtlasError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FILTERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
+           "box": Image.BOX, "nearest": Image.NEAREST}
+
+
+@dataclass
+class LoadedImage:
+    path: Path
+    tensor: torch.Tensor | None     # [C, H, W] in [-1, 1], None when unreadable
+    note: str = ""                  # what was converted, or why it failed
+
+
+def list_images(src) -> list[Path]:
+    """Files of a directory (sorted, non-recursive), or the given file(s)."""
+    paths = [Path(p) for p in (src if isinstance(src, (list, tuple)) else [src])]
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise LatentAtlasError(f"{p}: no such file or directory")
+    if not out:
+        raise LatentAtlasError(f"no PNG/JPEG images found in {', '.join(map(str, paths))}")
+    return out
+
+
+def load_image(path, *, size: int, channels: int, resample: str = "lanczos") -> LoadedImage:
+    path = Path(path)
+    if resample not in FILTERS:
+        raise LatentAtlasError(f"unknown resampling filter {resample!r}; choose from {', '.join(FILTERS)}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            notes = []
+            mode = "L" if channels == 1 else "RGB"
+            if im.mode != mode:
+                notes.append(f"converted {im.mode}->{mode}")
+                im = im.convert(mode)
+            if im.size != (size, size):
+                notes.append(f"resized {im.size[0]}x{im.size[1]}->{size}x{size} ({resample})")
+                im = im.resize((size, size), FILTERS[resample])
+            arr = np.asarray(im, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        return LoadedImage(path, None, f"unreadable image: {e.__class__.__name__}")
+    t = torch.from_numpy(arr / 127.5 - 1.0)
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    return LoadedImage(path, t.contiguous(), "; ".join(notes))
+
+
+def load_folder(src, *, size: int, channels: int, resample: str = "lanczos"):
+    """All readable images as one tensor [N, C, size, size], their paths, and the failures."""
+    loaded = [load_image(p, size=size, channels=channels, resample=resample) for p in list_images(src)]
+    ok = [li for li in loaded if li.tensor is not None]
+    bad = [li for li in loaded if li.tensor is None]
+    if not ok:
+        raise LatentAtlasError(f"none of the {len(loaded)} images could be read ({bad[0].path}: {bad[0].note})")
+    return torch.stack([li.tensor for li in ok]), [li.path for li in ok], bad

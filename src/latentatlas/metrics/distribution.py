@@ -1,0 +1,113 @@
+"""Distribution metrics on feature arrays: Fréchet distance, KID, precision/recall,
+density/coverage. Pure functions of ``[N, D]`` arrays (numpy or torch), float64 inside.
+
+* FID: Heusel et al. 2017. ``‖μ1−μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})``; the matrix square root
+  is taken by ``scipy.linalg.sqrtm`` with a diagonal offset retried when the product is
+  near-singular, and the imaginary round-off discarded only when it is negligible.
+* KID: Bińkowski et al. 2018, unbiased MMD² with the cubic polynomial kernel
+  ``k(x,y) = (xᵀy/D + 1)³`` averaged over random subsets.
+* Precision/recall: Kynkäänniemi et al. 2019, k-NN radius manifolds (k = 3). Precision = share
+  of *generated* samples inside the *real* manifold; recall = share of *real* samples inside
+  the *generated* manifold (the order some tools swap).
+* Density/coverage: Naeem et al. 2020, same k-NN radii of the real set.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+
+
+def _np64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be [N, D], got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("features contain NaN or infinite values")
+    return x
+
+
+def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and (unbiased) covariance [D, D] in float64."""
+    f = _np64(feats)
+    if f.shape[0] < 2:
+        raise ValueError("need at least 2 feature vectors for a covariance")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise ValueError(f"statistics disagree in shape: {mu1.shape}/{s1.shape} vs {mu2.shape}/{s2.shape}")
+    diff = mu1 - mu2
+    with np.errstate(all="ignore"):
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(s1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"matrix square root has a large imaginary part "
+                             f"({np.abs(covmean.imag).max():.3g}); covariance estimates are unreliable")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def fid_from_features(real, fake) -> float:
+    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+
+
+def kid(real, fake, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel inception distance: (mean, std) of unbiased MMD² over random subsets."""
+    x, y = _np64(real), _np64(fake)
+    m = min(subset_size, x.shape[0], y.shape[0])
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples per set")
+    d = x.shape[1]
+    rng = np.random.RandomState(seed)
+    vals = np.empty(num_subsets)
+    for i in range(num_subsets):
+        a = x[rng.choice(x.shape[0], m, replace=False)]
+        b = y[rng.choice(y.shape[0], m, replace=False)]
+        kxx = (a @ a.T / d + 1) ** 3
+        kyy = (b @ b.T / d + 1) ** 3
+        kxy = (a @ b.T / d + 1) ** 3
+        vals[i] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                   + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    return float(vals.mean()), float(vals.std())
+
+
+def _pairwise_dist(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)] (float32 result, computed in float64 chunks)."""
+    out = np.empty((a.shape[0], b.shape[0]), np.float32)
+    bb = (b * b).sum(1)
+    for i in range(0, a.shape[0], chunk):
+        ac = a[i: i + chunk]
+        d2 = (ac * ac).sum(1)[:, None] + bb[None] - 2 * ac @ b.T
+        out[i: i + chunk] = np.sqrt(np.maximum(d2, 0))
+    return out
+
+
+def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row to its k-th nearest other row."""
+    d = _pairwise_dist(x, x)
+    return np.partition(d, k, axis=1)[:, k]   # index 0 is the point itself (distance 0)
+
+
+def prdc(real, fake, *, k: int = 3) -> dict:
+    """Precision, recall, density, coverage with k-NN manifolds."""
+    x, y = _np64(real), _np64(fake)
+    if x.shape[0] <= k or y.shape[0] <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
+    r_real = knn_radii(x, k)
+    r_fake = knn_radii(y, k)
+    d_rf = _pairwise_dist(x, y)                               # [real, fake]
+    inside_real = d_rf < r_real[:, None]                     # fake j inside ball of real i
+    precision = float(inside_real.any(axis=0).mean())
+    recall = float((d_rf < r_fake[None, :]).any(axis=1).mean())
+    density = float(inside_real.sum(axis=0).mean() / k)
+    coverage = float((d_rf.min(axis=1) < r_real).mean())
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
