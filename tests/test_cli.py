@@ -124,3 +124,14 @@ def test_report_writes_html(tiny_file, tmp_path, capsys):
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "samples.png" in html and "weights hash" in html
     assert (tmp_path / "rep" / "samples.png").exists()
+
+
+def test_fit_command(tiny_file, tmp_path, capsys):
+    code, out, err = run(["fit", "--model", str(tiny_file), "--n", "3000", "--out", str(tmp_path / "a.npz"),
+                          "--clusters", "coarse=2,medium=2,fine=2", "--plots", str(tmp_path / "m.png"), "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert {r["space"] for r in d["normality"]} == {"W", "P", "P-norm"}
+    assert (tmp_path / "a.npz").exists() and (tmp_path / "m.png").exists()
+    code, _, err = run(["fit", "--model", "faces-dcgan", "--out", str(tmp_path / "b.npz")], capsys)
+    assert code == 2 and "needs a mapping network" in err and not (tmp_path / "b.npz").exists()

@@ -1,0 +1,177 @@
+"""The atlas: everything fitted about one model's latent space, in one ``.npz`` file.
+
+Holds the P-norm PCA (mean, components, variances, covariance of P), the EM mixture per level,
+the level ranges and metadata (weights hash, N, seed, versions, timings). Loading an atlas for a
+model with another weights hash is refused. Fitted atlases are cached per model under
+``$XDG_CACHE_HOME/latentatlas`` (default ``~/.cache/latentatlas``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import LatentAtlasError
+from .imageio import atomic_path
+from .priors import EMMixture, GaussianPrior, default_level_ranges
+from .spaces import PNormPlusSpace, PNormSpace, check_p_space, mapped_moments
+
+
+@dataclass
+class Atlas:
+    pnorm: PNormSpace
+    meta: dict
+    level_ranges: dict
+    em: EMMixture | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pnorm_plus(self) -> PNormPlusSpace:
+        return PNormPlusSpace.from_state(self.pnorm.state())
+
+    @property
+    def prior(self) -> GaussianPrior:
+        return GaussianPrior(self.pnorm)
+
+    def to(self, device):
+        self.pnorm.to(device)
+        return self
+
+    def check_model(self, model):
+        if self.meta.get("weights_hash") != model.weights_hash():
+            raise LatentAtlasError(f"atlas was fitted for weights {self.meta.get('weights_hash')} "
+                                   f"({self.meta.get('model')}), not for model '{model.name}' "
+                                   f"({model.weights_hash()})")
+
+    def save(self, path) -> Path:
+        arrays = {f"pnorm.{k}": (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+                  for k, v in self.pnorm.state().items()}
+        if self.em is not None:
+            arrays.update({f"em.{k}": v.numpy() for k, v in self.em.state().items()})
+        for k, v in self.extra.items():
+            arrays[f"extra.{k}"] = np.asarray(v)
+        meta = {**self.meta, "level_ranges": self.level_ranges,
+                "em_clusters": self.em.n_clusters if self.em is not None else None}
+        arrays["meta_json"] = np.asarray(json.dumps(meta))
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise LatentAtlasError(f"atlas file {path}: use a .npz name")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path, model=None) -> "Atlas":
+        path = Path(path)
+        if not path.is_file():
+            raise LatentAtlasError(f"{path}: no such atlas file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError) as e:
+            raise LatentAtlasError(f"{path}: not a readable atlas file ({type(e).__name__})") from None
+        if "meta_json" not in arrays:
+            raise LatentAtlasError(f"{path}: not an atlas (no metadata)")
+        meta = json.loads(str(arrays["meta_json"]))
+        pn = PNormSpace.from_state({k[6:]: torch.from_numpy(np.asarray(v)) if np.asarray(v).ndim else v.item()
+                                    for k, v in arrays.items() if k.startswith("pnorm.")})
+        level_ranges = {k: tuple(v) for k, v in meta.pop("level_ranges").items()}
+        em_clusters = meta.pop("em_clusters", None)
+        em = None
+        if em_clusters:
+            em = EMMixture.from_state(pn, {k[3:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("em.")},
+                                      em_clusters, level_ranges)
+        extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
+        atlas = cls(pn, meta, level_ranges, em, extra)
+        if model is not None:
+            atlas.check_model(model)
+            atlas.to(model.device)
+        return atlas
+
+
+def parse_clusters(spec: str | None, levels=("coarse", "medium", "fine")) -> dict[str, int]:
+    """'coarse=8,medium=8,fine=8' -> dict; None -> 8 per level."""
+    if not spec:
+        return {lvl: 8 for lvl in levels}
+    out = {}
+    for part in spec.split(","):
+        name, _, k = part.partition("=")
+        name = name.strip()
+        if name not in levels:
+            raise LatentAtlasError(f"unknown level {name!r} in --clusters; levels: {', '.join(levels)}")
+        try:
+            out[name] = int(k)
+        except ValueError:
+            raise LatentAtlasError(f"--clusters: {part!r} is not LEVEL=INT") from None
+        if out[name] < 1:
+            raise LatentAtlasError(f"--clusters: {name} needs at least 1 cluster")
+    return out
+
+
+def parse_level_ranges(spec: str | None, num_ws: int) -> dict:
+    """'coarse=0:3,medium=3:6,fine=6:8' -> {level: (a, b)}; None -> default thirds."""
+    if not spec:
+        return default_level_ranges(num_ws)
+    out = {}
+    for part in spec.split(","):
+        name, _, r = part.partition("=")
+        a, _, b = r.partition(":")
+        try:
+            a, b = int(a), int(b)
+        except ValueError:
+            raise LatentAtlasError(f"--levels: {part!r} is not LEVEL=A:B") from None
+        if not 0 <= a < b <= num_ws:
+            raise LatentAtlasError(f"--levels: rows {a}:{b} out of range for {num_ws} W+ rows")
+        out[name.strip()] = (a, b)
+    return out
+
+
+def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
+              level_ranges: dict | None = None, em_samples: int = 20000, progress: bool = False) -> Atlas:
+    check_p_space(model)
+    t0 = time.perf_counter()
+    timings: dict = {}
+    mom = mapped_moments(model, n, seed=seed, progress=progress, timings=timings)
+    pn = PNormSpace().fit(moments=mom)
+    timings["pca_s"] = time.perf_counter() - t0 - timings["mapping_s"] - timings["statistics_s"]
+    level_ranges = level_ranges or default_level_ranges(model.num_ws)
+    clusters = clusters if clusters is not None else {lvl: 8 for lvl in level_ranges}
+    em = None
+    if any(clusters.values()):
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            w = model.mapping(model.sample_z(em_samples, seed=10_000_000 + seed))
+        em = EMMixture(pn, clusters, level_ranges, seed=seed).fit(w)
+        timings["em_s"] = time.perf_counter() - t1
+    meta = {"model": model.name, "weights_hash": model.weights_hash(), "n": n, "seed": seed,
+            "em_samples": em_samples, "latentatlas": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "timings": {k: round(v, 3) for k, v in timings.items()}}
+    return Atlas(pn.to(model.device), meta, level_ranges, em)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "latentatlas"
+
+
+def get_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
+              progress: bool = False) -> Atlas:
+    """A cached atlas for this model's weights (fitted and cached on first use)."""
+    cl = clusters if clusters is not None else {"coarse": 8, "medium": 8, "fine": 8}
+    tag = "-".join(f"{k}{v}" for k, v in sorted(cl.items()))
+    path = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}.npz"
+    if path.is_file():
+        try:
+            return Atlas.load(path, model)
+        except LatentAtlasError:
+            path.unlink()
+    atlas = fit_atlas(model, n=n, seed=seed, clusters=cl, progress=progress)
+    atlas.save(path)
+    return atlas
