@@ -1,0 +1,301 @@
+"""Sampling strategies, registered by name (seeds 000, 002, 004; METHODS.md §2–3).
+
+A strategy maps a batch of latents to modified latents; the original is kept by the caller for
+comparison (faithfulness). ``apply_strategy(model, name, latents, **params) -> Latents``.
+
+* ``none`` — identity.
+* ``truncation`` — W: ``w' = w̄ + ψ (w − w̄)`` on rows [start, stop); Z-only models: entries with
+  ``|z_i| > t`` are resampled (BigGAN), from a generator seeded by the latent's own bytes so the
+  result does not depend on the batch.
+* ``pca-log`` — seed 000: in P-norm coordinates, components with ``|v_i| > τ`` become
+  ``sign(v_i)(τ + log(1 + |v_i| − τ))``, optionally only the first K components.
+* ``cluster`` — seed 004: per level, ``k = C_ℓ(w)``, the level's rows become
+  ``c_{ℓ,k} + ψ_ℓ (w − c_{ℓ,k})`` (EM mixture from the atlas).
+* ``diamond`` — seed 002: realism path toward protoimages in Z (see ``latentatlas.diamond``).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from ..errors import LatentAtlasError
+
+
+@dataclass
+class Latents:
+    z: torch.Tensor                         # [N, z_dim]
+    ws: torch.Tensor | None = None          # [N, num_ws, w_dim]; None for Z-space latents
+    info: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return self.z.shape[0]
+
+
+def initial_latents(model, z: torch.Tensor) -> Latents:
+    z = z.to(model.device)
+    ws = model.broadcast(model.mapping(z)) if model.has_mapping else None
+    return Latents(z, ws)
+
+
+def render(model, lat: Latents, *, batch_size: int = 250) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(lat), batch_size):
+            if lat.ws is not None:
+                out.append(model.synthesis(lat.ws[i:i + batch_size]).cpu())
+            else:
+                out.append(model(lat.z[i:i + batch_size]).cpu())
+    return torch.cat(out).clamp(-1, 1)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    fn: Callable                 # fn(model, lat, ctx, **params) -> Latents
+    defaults: dict
+    sweep: list                  # parameter dicts for the evaluation harness
+    needs: tuple = ()            # "mapping", "atlas", "discriminator", "minibatch-std"
+    doc: str = ""
+
+
+_STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(s: Strategy):
+    if s.name in _STRATEGIES:
+        raise ValueError(f"sampling strategy {s.name!r} registered twice")
+    _STRATEGIES[s.name] = s
+
+
+def strategy_names() -> list[str]:
+    return list(_STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in _STRATEGIES:
+        raise LatentAtlasError(f"unknown sampling strategy {name!r}; choose from {', '.join(_STRATEGIES)}")
+    return _STRATEGIES[name]
+
+
+def check_applicable(model, s: Strategy, params: dict | None = None):
+    params = params or {}
+    if "mapping" in s.needs:
+        model.require_mapping(f"strategy '{s.name}'")
+    if "discriminator" in s.needs:
+        model.require_discriminator(f"strategy '{s.name}'")
+    if "minibatch-std" in s.needs and not model.has_minibatch_std and (
+            params.get("sigma") in (None, "auto") or params.get("variant") != "walk"):
+        raise LatentAtlasError(f"strategy '{s.name}' needs a minibatch-std discriminator for protoimage "
+                               f"search and automatic sigma, and model '{model.name}' has none; use "
+                               f"variant=walk with a fixed sigma (the user-controlled walk)")
+
+
+@dataclass
+class Context:
+    """Fitted state shared by strategies for one model (filled lazily)."""
+    model: object
+    atlas: object = None
+    diamond: dict = field(default_factory=dict)
+
+    def get_atlas(self):
+        if self.atlas is None:
+            from ..atlas import get_atlas
+            self.atlas = get_atlas(self.model)
+        return self.atlas
+
+
+def apply_strategy(model, name: str, lat: Latents, ctx: Context | None = None, **params) -> Latents:
+    s = get_strategy(name)
+    unknown = set(params) - set(s.defaults)
+    if unknown:
+        raise LatentAtlasError(f"strategy '{name}' has no parameter(s) {sorted(unknown)}; "
+                               f"parameters: {', '.join(s.defaults) or '(none)'}")
+    p = {**s.defaults, **params}
+    check_applicable(model, s, p)
+    ctx = ctx or Context(model)
+    with torch.no_grad() if name != "diamond" else _nullcontext():
+        return s.fn(model, lat, ctx, **p)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+# -- none / truncation ---------------------------------------------------------------------------
+
+def _none(model, lat, ctx):
+    return lat
+
+
+def _rowwise_seed(z: torch.Tensor) -> list[int]:
+    """A seed per latent derived from its own bytes (batch-independent)."""
+    a = z.detach().cpu().contiguous().numpy()
+    return [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") & (2 ** 63 - 1) for row in a]
+
+
+def resample_truncate_z(z: torch.Tensor, t: float) -> torch.Tensor:
+    """Entries with |z_i| > t redrawn from N(0,1) until inside (BigGAN's truncation)."""
+    if t <= 0:
+        raise LatentAtlasError(f"Z truncation threshold must be > 0, got {t}")
+    out = z.clone()
+    for i, s in enumerate(_rowwise_seed(z)):
+        g = torch.Generator().manual_seed(s)
+        row = out[i].cpu()
+        for _ in range(1000):
+            bad = row.abs() > t
+            if not bad.any():
+                break
+            row[bad] = torch.randn(int(bad.sum()), generator=g)
+        out[i] = row.to(out.device)
+    return out
+
+
+def _truncation(model, lat, ctx, psi=1.0, start=0, stop=None, t=None):
+    if model.has_mapping:
+        if psi == 1.0:
+            return lat
+        ws = lat.ws.clone()
+        stop = model.num_ws if stop is None else int(stop)
+        ws[:, int(start):stop] = model.w_avg.lerp(ws[:, int(start):stop], float(psi))
+        return replace(lat, ws=ws)
+    if t is None or math.isinf(float(t)):
+        return lat
+    return replace(lat, z=resample_truncate_z(lat.z, float(t)))
+
+
+# -- PCA log-compression -------------------------------------------------------------------------
+
+def log_compress(v: torch.Tensor, tau: float, k: int | None = None) -> torch.Tensor:
+    """Seed 000: |v_i| > τ -> sign(v_i)(τ + log(1 + |v_i| − τ)) on the first k components."""
+    if math.isinf(tau):
+        return v
+    out = v.clone()
+    sl = out[..., :k] if k else out
+    a = sl.abs()
+    comp = torch.sign(sl) * (tau + torch.log1p(a - tau))
+    sl.copy_(torch.where(a > tau, comp, sl))
+    return out
+
+
+def _pca_log(model, lat, ctx, tau=float("inf"), k=None):
+    tau = float(tau)
+    if math.isinf(tau):
+        return lat
+    if tau < 0:
+        raise LatentAtlasError(f"pca-log: tau must be >= 0, got {tau}")
+    sp = ctx.get_atlas().pnorm
+    v = sp.transform(lat.ws)
+    return replace(lat, ws=sp.inverse_transform(log_compress(v, tau, int(k) if k else None)))
+
+
+# -- multi-level cluster truncation --------------------------------------------------------------
+
+def _cluster(model, lat, ctx, psi=1.0, psi_coarse=None, psi_medium=None, psi_fine=None, mixture="em"):
+    atlas = ctx.get_atlas()
+    mix = atlas.em if mixture == "em" else atlas.extra_mixtures.get(mixture) if hasattr(atlas, "extra_mixtures") else None
+    if mix is None:
+        raise LatentAtlasError(f"cluster: the atlas has no '{mixture}' mixture")
+    per = {"coarse": psi_coarse, "medium": psi_medium, "fine": psi_fine}
+    ws = lat.ws.clone()
+    cl = {}
+    for level, (a, b) in atlas.level_ranges.items():
+        p = float(per.get(level) if per.get(level) is not None else psi)
+        if level not in mix.params_:
+            continue
+        k = mix.cluster_of(lat.ws, level)
+        c = mix.centres(level).to(ws.device)[k]                  # [N, D]
+        ws[:, a:b] = c[:, None].lerp(ws[:, a:b], p)
+        cl[level] = k.cpu()
+    return Latents(lat.z, ws, {**lat.info, "clusters": cl})
+
+
+# -- Diamond in the rough ------------------------------------------------------------------------
+
+def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
+             n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, sigma_steps=100, seed=0):
+    from .. import diamond as dm
+    z0 = lat.z
+    key = ("proto", variant, n_proto, recovery_steps, lam, proto_iter, seed)
+    if variant == "mean":
+        if key not in ctx.diamond:
+            ctx.diamond[key] = _mean_proto(model, n_proto, recovery_steps, lam, proto_iter, seed)
+        z_p = ctx.diamond[key].expand_as(z0)
+    elif variant == "per-sample":
+        with torch.enable_grad():
+            x = model(z0).detach()
+            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed))
+            z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(proto_iter)))
+    elif variant == "walk":
+        # user-controlled walk (no minibatch-std critic needed): recover z1, head along the
+        # great circle z0 -> z1; sigma says how far toward the point 90 degrees away
+        with torch.enable_grad():
+            x = model(z0).detach()
+            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed))
+        z_p = dm.great_circle_point(z0, z1, 90.0)
+    else:
+        raise LatentAtlasError(f"diamond: variant must be 'mean', 'per-sample' or 'walk', got {variant!r}")
+    if sigma == "auto":
+        if m == "auto":
+            if "m" not in ctx.diamond:
+                from ..data.fashion import load_fashion_mnist
+                real = _reals_for(model)
+                ctx.diamond["m"] = dm.midpoint_score(model, real, seed=seed)
+            m = ctx.diamond["m"]
+        with torch.enable_grad():
+            s = dm.optimise_sigma(model, z0, z_p, dm.SigmaConfig(m=float(m), steps=int(sigma_steps),
+                                                                  sigma_min=float(sigma_min), sigma_max=float(sigma_max)),
+                                  batch=256)
+    else:
+        s = torch.full((z0.shape[0],), float(sigma), device=z0.device)
+        if not 0 <= float(sigma) <= 1:
+            raise LatentAtlasError(f"diamond: sigma must be in [0, 1], got {sigma}")
+    z_hat = dm.realism_step(z0, z_p, s)
+    ws = model.broadcast(model.mapping(z_hat)) if model.has_mapping else None
+    return Latents(z_hat, ws, {**lat.info, "sigma": s.detach().cpu()})
+
+
+def _reals_for(model):
+    """Real images for the critic midpoint: the Fashion-MNIST test split for 32x32 grayscale
+    models; other models need an explicit m."""
+    if model.img_channels == 1 and model.img_resolution == 32:
+        from ..data.fashion import load_fashion_mnist
+        return load_fashion_mnist("test")[0][:1000]
+    raise LatentAtlasError(f"diamond: automatic m needs real images for model '{model.name}'; pass m=VALUE")
+
+
+def _mean_proto(model, n, steps, lam, iters, seed):
+    from .. import diamond as dm
+    z0 = model.sample_z(int(n), seed=987_000 + seed)
+    with torch.enable_grad():
+        x = model(z0).detach()
+        z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(steps), seed=seed))
+        z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(iters)))
+    return dm.mean_protoimage(z_p)
+
+
+INF = float("inf")
+register(Strategy("none", _none, {}, [{}], doc="no change"))
+register(Strategy("truncation", _truncation, {"psi": 1.0, "start": 0, "stop": None, "t": None},
+                  [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)],
+                  doc="psi-truncation toward the mean w (rows [start, stop)); Z-only models: resample |z_i| > t"))
+register(Strategy("pca-log", _pca_log, {"tau": INF, "k": None},
+                  [{"tau": t} for t in (INF, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)], needs=("mapping",),
+                  doc="seed 000 PCA log-compression in P-norm: |v_i| > tau compressed logarithmically"))
+register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_medium": None, "psi_fine": None,
+                                        "mixture": "em"},
+                  [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)], needs=("mapping",),
+                  doc="seed 004 multi-level cluster truncation toward each level's cluster centre"))
+register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m": "auto", "sigma_min": 0.0,
+                                        "sigma_max": 1.0, "n_proto": 64, "recovery_steps": 200, "lam": 3.0,
+                                        "proto_iter": 100, "sigma_steps": 100, "seed": 0},
+                  [{"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + [{"sigma": "auto"}],
+                  needs=("minibatch-std",),
+                  doc="seed 002 realism path toward protoimages on the sqrt(n)-sphere in Z"))
