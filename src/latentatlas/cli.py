@@ -68,10 +68,16 @@ def cmd_models(args):
 
 def cmd_sample(args):
     from .models.registry import load_generator
-    from .sample import sample_images, write_samples
+    from .sample import parse_params, sample_images, sample_with_strategy, write_samples
     model = load_generator(args.model, device=args.device)
-    result = sample_images(model, n=args.n, seed=args.seed, psi=args.truncation_psi,
-                           cutoff=args.truncation_cutoff, batch_size=args.batch_size)
+    if args.out and not args.out.lower().endswith(".png"):
+        raise LatentAtlasError(f"output {args.out}: only .png is supported")
+    if args.strategy:
+        result = sample_with_strategy(model, n=args.n, seed=args.seed, strategy=args.strategy,
+                                      params=parse_params(args.param), batch_size=args.batch_size)
+    else:
+        result = sample_images(model, n=args.n, seed=args.seed, psi=args.truncation_psi,
+                               cutoff=args.truncation_cutoff, batch_size=args.batch_size)
     written = write_samples(result, out=args.out, out_dir=args.out_dir, nrow=args.nrow)
     _emit(args, {"model": model.name, "n": args.n, "seed": args.seed, "written": [str(p) for p in written]},
           lambda d: "\n".join(d["written"]))
@@ -133,7 +139,48 @@ def cmd_train(args):
     return 0
 
 
+def cmd_evaluate(args):
+    from .metrics.suite import evaluate_model
+    from .models.registry import load_generator
+    model = load_generator(args.model, device=args.device)
+    res = evaluate_model(model, n=args.n, features=args.features, seed=args.seed, device=model.device,
+                         progress=not args.json)
+
+    def fmt(d):
+        lines = [f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}" for k, v in d.items()
+                 if k != "class_histogram"]
+        if d.get("class_histogram"):
+            from .data.fashion import CLASSES
+            lines.append("  class histogram: " + ", ".join(f"{c} {h:.3f}" for c, h in zip(CLASSES, d["class_histogram"])))
+        return "\n".join(lines)
+    _emit(args, res, fmt)
+    return 0
+
+
+def cmd_evaluate_sampling(args):
+    from .models.registry import load_generator
+    from .sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
+    model = load_generator(args.model, device=args.device)
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json)
+    if args.out_dir:
+        plot_sampling(res, args.out_dir)
+        save_json(res, Path(args.out_dir) / "sampling.json")
+    _emit(args, res, format_table)
+    return 0
+
+
 # -- plumbing ---------------------------------------------------------------------------------
+
+
+def _strategy_names():
+    from .sampling import strategy_names
+    return strategy_names()
+
+
+def _extractor_names():
+    from .metrics.features import extractor_names
+    return extractor_names()
 
 def _emit(args, data, fmt):
     if args.json:
@@ -170,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="psi-truncation toward the mean w (W-space models only; default 1 = off)")
     s.add_argument("--truncation-cutoff", type=_positive_int, default=None,
                    help="truncate only the first K layers of W+ (default: all)")
+    s.add_argument("--strategy", default=None, help="sampling strategy: " + ", ".join(_strategy_names()))
+    s.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="strategy parameter, repeatable (e.g. --param psi=0.7, --param tau=2, --param sigma=auto)")
     s.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass")
     s.add_argument("--out", help="grid PNG to write")
     s.add_argument("--out-dir", help="directory for one PNG per image plus latents.npz")
@@ -184,6 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, default=64, help="samples in the grid")
     s.add_argument("--seed", type=_seed, default=0, help="first seed")
     s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("evaluate", parents=[common], help="FID, KID, precision/recall, density/coverage of a model",
+                       description="Generate N samples and compare them with the Fashion-MNIST test split "
+                                   "in the chosen feature space: FID, KID, precision, recall (k=3), density, "
+                                   "coverage and the predicted class histogram.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--n", type=_positive_int, default=10000)
+    s.add_argument("--features", default="fashion-features", choices=_extractor_names())
+    s.add_argument("--seed", type=_seed, default=0)
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("evaluate-sampling", parents=[common], help="compare sampling strategies over sweeps",
+                       description="Run each strategy over its parameter sweep on the same N seeds and report "
+                                   "FID, KID, precision, recall, density, coverage and faithfulness (pixel and "
+                                   "feature distance to the original sample, class preservation). --out-dir "
+                                   "also writes sampling.json and the precision-recall and FID-faithfulness plots.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--strategies", default="truncation,pca-log,cluster,diamond")
+    s.add_argument("--n", type=_positive_int, default=10000)
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--out-dir", default=None)
+    s.set_defaults(fn=cmd_evaluate_sampling)
 
     s = sub.add_parser("convert", parents=[common], help="convert a checkpoint to latentatlas format",
                        description="Read any supported checkpoint (NVIDIA stylegan2-ada pickle, rosinality "

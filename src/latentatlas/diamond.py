@@ -69,7 +69,7 @@ def recover_z(model, images: torch.Tensor, cfg: RecoveryConfig = RecoveryConfig(
     distance instead; the result records nothing else differently."""
     from tqdm import trange
     x = images.to(model.device)
-    feats = model.features if model.has_discriminator else (lambda im: im.flatten(1))
+    feats = (lambda im: model.features(im, independent=True)) if model.has_discriminator else (lambda im: im.flatten(1))
     alpha = cfg.alpha if model.has_discriminator else 0.0
     with torch.no_grad():
         fx = feats(x)

@@ -45,6 +45,49 @@ def sample_images(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0,
                         torch.cat(ws_all) if ws_all else None, torch.cat(imgs).clamp(-1, 1), psi)
 
 
+def parse_params(items: list[str] | None) -> dict:
+    """['psi=0.7', 'k=4', 'sigma=auto'] -> {'psi': 0.7, 'k': 4, 'sigma': 'auto'}."""
+    out = {}
+    for it in items or []:
+        k, eq, v = it.partition("=")
+        if not eq or not k:
+            raise LatentAtlasError(f"--param {it!r}: expected NAME=VALUE")
+        if v.lower() in ("none", "null"):
+            out[k] = None
+            continue
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                f = float(v)
+            except ValueError:
+                out[k] = v
+            else:
+                if f != f:
+                    raise LatentAtlasError(f"--param {it!r}: NaN is not a valid value") from None
+                out[k] = f
+    return out
+
+
+def sample_with_strategy(model: GANModel, *, n: int, seed: int = 0, strategy: str = "none",
+                         params: dict | None = None, batch_size: int = 64, ctx=None) -> SampleResult:
+    """Samples for seeds seed..seed+n-1 modified by a registered sampling strategy."""
+    from .sampling import Context, apply_strategy, initial_latents, render
+    if n <= 0:
+        raise LatentAtlasError(f"n must be positive, got {n}")
+    ctx = ctx or Context(model)
+    zs, wss, imgs = [], [], []
+    for i in range(0, n, batch_size):
+        lat = initial_latents(model, model.sample_z(min(batch_size, n - i), seed + i))
+        new = apply_strategy(model, strategy, lat, ctx, **(params or {}))
+        zs.append(new.z.detach().cpu())
+        if new.ws is not None:
+            wss.append(new.ws.detach().cpu())
+        imgs.append(render(model, new))
+    return SampleResult(model.name, list(range(seed, seed + n)), torch.cat(zs),
+                        torch.cat(wss) if wss else None, torch.cat(imgs), float((params or {}).get("psi", 1.0) or 1.0))
+
+
 def _check_png(path: str):
     if Path(path).suffix.lower() != ".png":
         raise LatentAtlasError(f"output {path}: only .png is supported")

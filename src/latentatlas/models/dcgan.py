@@ -98,10 +98,11 @@ class DCGANCritic(nn.Module):
     def has_minibatch_std(self) -> bool:
         return bool(self.cfg.mbstd_group)
 
-    def features(self, img):
+    def features(self, img, mbstd_group: int | None = None):
+        """``mbstd_group=1`` makes each image's features independent of the rest of the batch."""
         x = self.trunk(img)
         if self.cfg.mbstd_group:
-            x = minibatch_std(x, self.cfg.mbstd_group)
+            x = minibatch_std(x, mbstd_group or self.cfg.mbstd_group)
         x = nn.functional.leaky_relu(self.conv(x), 0.2)
         return nn.functional.leaky_relu(self.fc(x.flatten(1)), 0.2)
 

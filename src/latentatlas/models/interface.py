@@ -170,9 +170,16 @@ class GANModel:
         self.require_discriminator("score")
         return self.D(images).reshape(-1)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Intermediate discriminator features [N, F] (the D_f of seed 002)."""
+    def features(self, images: torch.Tensor, independent: bool = False) -> torch.Tensor:
+        """Intermediate discriminator features [N, F] (the D_f of seed 002). With
+        ``independent=True`` the minibatch-std layer sees each image alone, so an image's
+        features do not depend on the other images of the batch."""
         self.require_discriminator("features")
+        if independent:
+            try:
+                return self.D.features(images, mbstd_group=1).flatten(1)
+            except TypeError:   # a user's discriminator without the option
+                return torch.cat([self.D.features(images[i:i + 1]).flatten(1) for i in range(images.shape[0])])
         return self.D.features(images).flatten(1)
 
     # -- named layers ------------------------------------------------------------------------

@@ -326,18 +326,19 @@ class StyleGAN2Discriminator(nn.Module):
     def has_minibatch_std(self) -> bool:
         return self.cfg.mbstd_channels > 0
 
-    def trunk(self, img):
+    def trunk(self, img, mbstd_group: int | None = None):
         x = None
         for res in self.resolutions:
             x = getattr(self, f"b{res}")(x, img)
         e = self.b4
         if e.mbstd_channels > 0:
-            x = minibatch_std(x, e.mbstd_group, e.mbstd_channels)
+            x = minibatch_std(x, mbstd_group or e.mbstd_group, e.mbstd_channels)
         x = e.conv(x)
         return e.fc(x.flatten(1))
 
-    def features(self, img):
-        return self.trunk(img)
+    def features(self, img, mbstd_group: int | None = None):
+        """``mbstd_group=1`` makes each image's features independent of the rest of the batch."""
+        return self.trunk(img, mbstd_group)
 
     def forward(self, img):
         return self.b4.out(self.trunk(img))

@@ -1,0 +1,139 @@
+"""The sampling evaluation harness: every strategy over its parameter sweep on the same seeds,
+scored by FID, KID, precision, recall, density, coverage (vs the Fashion-MNIST test split) and
+faithfulness to the unmodified sample: mean pixel L2 distance, mean feature distance, and the
+share of samples whose predicted class is preserved."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import LatentAtlasError
+from ..metrics.distribution import feature_stats, frechet_distance, kid, prdc
+from ..metrics.features import get_extractor, reference_stats
+from . import Context, apply_strategy, get_strategy, initial_latents, render
+
+
+def _fmt_params(p: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in p.items()) or "-"
+
+
+def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int = 0, batch_size: int = 500,
+                      sweeps: dict | None = None, features: str = "fashion-features", ctx: Context | None = None,
+                      progress: bool = True, kid_subsets: int = 20) -> dict:
+    """Returns ``{"rows": [...], "best": {strategy: row}, "baseline": row}``; each row holds the
+    strategy, its parameters, the distribution metrics, faithfulness and the seconds it took."""
+    ext = get_extractor(features, model=model, device=model.device)
+    if features != "fashion-features":
+        raise LatentAtlasError("the sampling harness compares against the shipped fashion-features reference")
+    ref = reference_stats()
+    real = ref["feats"].astype(np.float64)
+    ctx = ctx or Context(model)
+    for name in strategies:
+        get_strategy(name)
+    # originals, once
+    base_lat, base_img_feats, base_cls, base_imgs = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            lat = initial_latents(model, model.sample_z(min(batch_size, n - i), seed + i))
+            imgs = render(model, lat)
+            f = ext(imgs)
+            base_lat.append(lat)
+            base_imgs.append(imgs)
+            base_img_feats.append(f.cpu())
+            base_cls.append(ext.net.head(f).argmax(1).cpu())
+    rows = []
+    for name in strategies:
+        s = get_strategy(name)
+        points = (sweeps or {}).get(name, s.sweep)
+        for params in points:
+            t0 = time.perf_counter()
+            feats, pix, fdist, same = [], [], [], []
+            try:
+                for lat, imgs0, f0, c0 in tqdm(list(zip(base_lat, base_imgs, base_img_feats, base_cls)),
+                                               disable=not progress, desc=f"{name} {_fmt_params(params)}", leave=False):
+                    new = apply_strategy(model, name, lat, ctx, **params)
+                    with torch.no_grad():
+                        imgs = render(model, new)
+                        f = ext(imgs).cpu()
+                    feats.append(f)
+                    pix.append((imgs - imgs0).flatten(1).norm(dim=1))
+                    fdist.append((f - f0).norm(dim=1))
+                    same.append((ext.net.head(f).argmax(1) == c0).float())
+            except LatentAtlasError as e:
+                rows.append({"strategy": name, "params": _fmt_params(params), "error": str(e)})
+                break
+            fk = torch.cat(feats).numpy().astype(np.float64)
+            mu, sig = feature_stats(fk)
+            k_mean, _ = kid(real, fk, num_subsets=kid_subsets, seed=seed)
+            row = {"strategy": name, "params": _fmt_params(params),
+                   "fid": frechet_distance(ref["mu"], ref["sigma"], mu, sig), "kid": k_mean,
+                   **prdc(real, fk),
+                   "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
+                   "class_preserved": float(torch.cat(same).mean()), "seconds": round(time.perf_counter() - t0, 2)}
+            rows.append(row)
+    ok = [r for r in rows if "fid" in r]
+    best = {}
+    for r in ok:
+        if r["strategy"] not in best or r["fid"] < best[r["strategy"]]["fid"]:
+            best[r["strategy"]] = r
+    baseline = next((r for r in ok if r["params"] in ("-", "psi=1.0", "tau=inf", "sigma=0.0")), None)
+    return {"model": model.name, "n": n, "seed": seed, "rows": rows, "best": best, "baseline": baseline}
+
+
+COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
+           "pixel_dist", "feature_dist", "class_preserved", "seconds")
+
+
+def format_table(result: dict) -> str:
+    lines = ["  ".join(f"{c:>12}" for c in COLUMNS)]
+    for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"{r['strategy']:>12}  {r['params']:>12}  not applicable: {r['error']}")
+            continue
+        lines.append("  ".join(f"{r[c]:>12.4f}" if isinstance(r[c], float) else f"{str(r[c]):>12}" for c in COLUMNS))
+    lines.append("best FID per strategy: " + ", ".join(f"{k} ({v['params']}): {v['fid']:.3f}" for k, v in result["best"].items()))
+    return "\n".join(lines)
+
+
+def plot_sampling(result: dict, out_dir) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..imageio import atomic_path
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    by = {}
+    for r in result["rows"]:
+        if "fid" in r:
+            by.setdefault(r["strategy"], []).append(r)
+    for fname, (xk, yk, xl, yl) in {"precision_recall.png": ("recall", "precision", "recall", "precision"),
+                                    "fid_faithfulness.png": ("feature_dist", "fid", "mean feature distance to original", "FID")}.items():
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, rs in by.items():
+            ax.plot([r[xk] for r in rs], [r[yk] for r in rs], "o-", label=name, ms=4)
+            for r in rs:
+                ax.annotate(r["params"].split("=")[-1], (r[xk], r[yk]), fontsize=6)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(out_dir / fname) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        paths.append(out_dir / fname)
+    return paths
+
+
+def save_json(result: dict, path):
+    from ..imageio import atomic_path
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=2, default=lambda o: None if isinstance(o, float) and math.isinf(o) else str(o)))
