@@ -135,3 +135,26 @@ def test_fit_command(tiny_file, tmp_path, capsys):
     assert (tmp_path / "a.npz").exists() and (tmp_path / "m.png").exists()
     code, _, err = run(["fit", "--model", "faces-dcgan", "--out", str(tmp_path / "b.npz")], capsys)
     assert code == 2 and "needs a mapping network" in err and not (tmp_path / "b.npz").exists()
+
+
+def test_invert_command_resumable(tiny_file, tmp_path, capsys):
+    from latentatlas.imageio import save_png
+    m = load_generator(str(tiny_file))
+    imgs = m(m.sample_z(3, 9)).clamp(-1, 1).detach()
+    src = tmp_path / "in"
+    for i in range(3):
+        save_png(imgs[i], src / f"im{i}.png")
+    Image.open(src / "im0.png").convert("RGB").resize((24, 24)).save(src / "big.png")   # wrong size and mode
+    (src / "broken.png").write_bytes(b"not a png")
+    args = ["invert", str(src), "--model", str(tiny_file), "--steps", "5", "--out", str(tmp_path / "out"),
+            "--regularizer", "pnorm-clip:2", "--json"]
+    code, out, err = run(args, capsys)
+    d = json.loads(out)
+    assert code == 0 and d["done"] == 4 and len(d["failed"]) == 1 and "broken.png" in d["failed"][0]["file"]
+    assert "resized 24x24->16x16" in d["notes"]["big.png"] and "converted RGB->L" in d["notes"]["big.png"]
+    rec = json.loads((tmp_path / "out" / "im1.json").read_text())
+    assert {"psnr", "ssim", "rmse", "perceptual"} <= set(rec)
+    z = np.load(tmp_path / "out" / "im1.npz")
+    assert z["ws"].shape == (6, 8) and str(z["space"]) == "wplus" and "pnorm-clip" in str(z["config"])
+    code, out, _ = run(args, capsys)
+    assert json.loads(out)["skipped_finished"] == 4 and json.loads(out)["done"] == 0

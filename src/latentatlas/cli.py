@@ -170,6 +170,82 @@ def cmd_evaluate_sampling(args):
     return 0
 
 
+def cmd_invert(args):
+    from .inversion import InversionConfig
+    from .inversion.files import invert_files
+    from .models.registry import load_generator
+    reg, val = InversionConfig.parse_regularizer(args.regularizer)
+    cfg = InversionConfig(space=args.space, steps=args.steps, lr=args.lr, pixel_loss=args.pixel_loss,
+                          perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
+                          regularizer=reg, reg_value=val, init=args.init,
+                          working_resolution=args.working_resolution, seed=args.seed)
+    model = load_generator(args.model, device=args.device)
+    summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
+                           resample=args.resample, progress=not args.json)
+
+    def fmt(d):
+        lines = [f"inverted {d['done']} of {d['total']} images ({d['skipped_finished']} already done) into {args.out}"]
+        lines += [f"failed: {f['file']}: {f['error']}" for f in d["failed"]]
+        return "\n".join(lines)
+    _emit(args, summary, fmt)
+    return 1 if summary["failed"] and not summary["done"] else 0
+
+
+def cmd_directions(args):
+    from .models.registry import load_generator
+    from .walks.directions import compute_directions
+    model = load_generator(args.model, device=args.device)
+    kw = {}
+    if args.method in ("ganspace", "sefa", "dplase"):
+        kw["k"] = args.k
+    if args.method == "ganspace" and args.layer:
+        kw["layer"] = args.layer
+    if args.method == "dplase":
+        kw.update(layer=args.layer, steps=args.steps, progress=not args.json)
+    if args.method == "sefa" and args.layer:
+        kw["layers"] = args.layer.split(",")
+    if args.method in ("ganspace", "mean-diff", "linear-classifier", "dplase", "diamond"):
+        kw["seed"] = args.seed
+    d = compute_directions(model, args.method, **kw)
+    d.save(args.out)
+    info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
+            **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
+    _emit(args, info, lambda x: f"wrote {len(d)} {d.method} directions in {d.space} to {args.out}")
+    return 0
+
+
+def cmd_walk(args):
+    from .models.registry import load_generator
+    from .walks.directions import Directions, parse_direction_ref
+    from .walks.edit import render_walk, save_strip, walk_latents
+    model = load_generator(args.model, device=args.device)
+    path, idx = parse_direction_ref(args.direction)
+    dirs = Directions.load(path)
+    dirs.check_model(model)
+    z = model.sample_z(args.n, args.seed)
+    base = model.mapping(z).detach() if dirs.space == "w" else z
+    lat = walk_latents(model, dirs, idx, base, kind=args.kind, steps=args.steps, extent=args.extent)
+    out = save_strip(render_walk(model, dirs, lat), args.out)
+    _emit(args, {"out": str(out)}, lambda d: f"wrote {d['out']}")
+    return 0
+
+
+def cmd_evaluate_directions(args):
+    from .models.registry import load_generator
+    from .walks.directions import Directions
+    from .walks.edit import evaluate_directions
+    model = load_generator(args.model, device=args.device)
+    res = evaluate_directions(model, Directions.load(args.directions), n=args.n, layer=args.layer)
+
+    def fmt(d):
+        lines = [f"{d['method']} directions in {d['space']}: orthogonality error {d['orthogonality_error']:.4f}"]
+        for r in d["rows"]:
+            lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        return "\n".join(lines)
+    _emit(args, res, fmt)
+    return 0
+
+
 # -- plumbing ---------------------------------------------------------------------------------
 
 
@@ -256,6 +332,73 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out-dir", default=None)
     s.set_defaults(fn=cmd_evaluate_sampling)
+
+    s = sub.add_parser("invert", parents=[common], help="embed images into a latent space (batched)",
+                       description="Embed images (files or a directory) into Z, W, W+ or P-norm+ with the chosen "
+                                   "losses and regulariser, all images of a batch optimised together with "
+                                   "per-image schedules and early stopping. Writes per image NAME.npz (code, "
+                                   "config, weights hash), NAME.png (reconstruction) and NAME.json (PSNR, "
+                                   "SSIM, RMSE, perceptual distance). Rerunning skips finished images. Images "
+                                   "of another size or channel count are converted (noted); unreadable files "
+                                   "are reported and skipped.")
+    s.add_argument("inputs", nargs="+", help="image files or directories")
+    s.add_argument("--model", required=True)
+    s.add_argument("--space", default="wplus", choices=["z", "w", "wplus", "pnorm+"])
+    s.add_argument("--regularizer", default="none",
+                   help="none | pnorm-clip[:c] | pnorm-project[:r] | pnorm-l2[:weight] | mahalanobis[:weight] | sphere[:beta]")
+    s.add_argument("--steps", type=_positive_int, default=1200)
+    s.add_argument("--lr", type=_finite_float, default=0.01)
+    s.add_argument("--pixel-loss", default="mse", choices=["mse", "l1"])
+    s.add_argument("--perceptual", default="discriminator", choices=["discriminator", "fashion-features", "lpips", "none"])
+    s.add_argument("--perceptual-weight", type=_finite_float, default=0.1)
+    s.add_argument("--init", default="mean", help="mean | best-of-N")
+    s.add_argument("--working-resolution", type=_positive_int, default=None)
+    s.add_argument("--resample", default="lanczos", help="filter for resizing inputs: lanczos, bicubic, bilinear, box, nearest")
+    s.add_argument("--batch-size", type=_positive_int, default=32)
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(fn=cmd_invert)
+
+    s = sub.add_parser("directions", parents=[common], help="compute latent directions (GANSpace, SeFa, DP-LaSE, ...)",
+                       description="Compute a set of latent directions and save them (.npz, unit vectors, "
+                                   "per-direction sigma, metadata). ganspace: PCA of w (or of --layer's "
+                                   "activations); sefa: closed form from style affine weights (--layer: "
+                                   "comma-separated style layers); dplase: learned with the density model at "
+                                   "split --layer; mean-diff / linear-classifier: per Fashion-MNIST class from "
+                                   "the feature network's predictions; diamond: toward the mean protoimage (Z).")
+    s.add_argument("--method", required=True, choices=["ganspace", "sefa", "dplase", "mean-diff", "linear-classifier", "diamond"])
+    s.add_argument("--model", required=True)
+    s.add_argument("--k", type=_positive_int, default=10, help="number of directions (ganspace, sefa, dplase)")
+    s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
+    s.add_argument("--steps", type=_positive_int, default=1500, help="DP-LaSE training steps")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--out", required=True, help="directions file (.npz)")
+    s.set_defaults(fn=cmd_directions)
+
+    s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip or GIF)",
+                       description="Walk N samples along one direction from -extent to +extent sigma. linear: "
+                                   "straight line; dp: density-preserving (norm-preserving in Z, the learned "
+                                   "DP-LaSE walk in W); great-circle: on the sqrt(n)-sphere (Z directions).")
+    s.add_argument("--model", required=True)
+    s.add_argument("--direction", required=True, help="FILE.npz:INDEX")
+    s.add_argument("--kind", default="linear", choices=["linear", "dp", "great-circle"])
+    s.add_argument("--steps", type=_positive_int, default=9)
+    s.add_argument("--extent", type=_finite_float, default=2.0, help="walk to +-extent sigma")
+    s.add_argument("--n", type=_positive_int, default=4, help="samples (rows)")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--out", required=True, help="strip .png or animation .gif")
+    s.set_defaults(fn=cmd_walk)
+
+    s = sub.add_parser("evaluate-directions", parents=[common], help="measure a direction set",
+                       description="Density drift along linear vs density-preserving walks (log-density under "
+                                   "the learned CDF model), orthogonality of the set, G1 feature variation per "
+                                   "direction, number of class probabilities each direction moves, class flips, "
+                                   "and perceptual path length.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--directions", required=True, help="directions file (.npz)")
+    s.add_argument("--n", type=_positive_int, default=64)
+    s.add_argument("--layer", default=None)
+    s.set_defaults(fn=cmd_evaluate_directions)
 
     s = sub.add_parser("convert", parents=[common], help="convert a checkpoint to latentatlas format",
                        description="Read any supported checkpoint (NVIDIA stylegan2-ada pickle, rosinality "

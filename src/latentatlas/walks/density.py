@@ -1,0 +1,189 @@
+"""DP-LaSE's learned density model, correction module and direction discovery (seed 001,
+METHODS.md §4). The public DP-LaSE code has none of these; this is our implementation.
+
+* :class:`MonotoneCDF` ``F`` — one monotone network per dimension (the paper assumes i.i.d.
+  dimensions with one shared F; W of a StyleGAN is not identically distributed, so each
+  dimension gets its own). Monotone by construction (positive weights through softplus, sigmoid
+  units, a sigmoid output), trained with ``l_mon + l_lik`` on the finite-difference density
+  ``F'(x) ≈ (F(x + ε) − F(x)) / ε`` exactly as written in the paper.
+* :class:`Correction` ``C(z0, ε, γ)`` — an MLP; its output is made orthogonal to γ so the walk
+  keeps moving along γ (without that, ``C = −εγ`` satisfies ``l_den`` by not moving at all),
+  trained with ``l_den`` plus a small ‖C‖² term. ``l_den`` does not update F (a flat F would
+  minimise it trivially); F learns the density from ``l_mon + l_lik`` alone.
+* :class:`DPWalkModel` joins them; :func:`train_dp_lase` optimises
+  ``E[l_mon + l_lik + l_den + l_var] + ζ l_reg`` jointly over F, C and Γ, with G split at a
+  named layer (``l_var`` from the G1 features).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MonotoneCDF(nn.Module):
+    """Per-dimension monotone map R -> (0, 1): x [N, D] -> F(x) [N, D]."""
+
+    def __init__(self, dim: int, hidden: int = 16, loc=None, scale=None):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(dim) if loc is None else torch.as_tensor(loc, dtype=torch.float32))
+        self.register_buffer("scale", torch.ones(dim) if scale is None else torch.as_tensor(scale, dtype=torch.float32))
+        self.w1 = nn.Parameter(torch.randn(dim, hidden) * 0.5)
+        self.b1 = nn.Parameter(torch.randn(dim, hidden) * 0.5)
+        self.w2 = nn.Parameter(torch.randn(dim, hidden) * 0.1)
+        self.b2 = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x, frozen: bool = False):
+        """``frozen=True`` uses detached parameters: gradients reach ``x`` but not F."""
+        w1, b1, w2, b2 = (p.detach() if frozen else p for p in (self.w1, self.b1, self.w2, self.b2))
+        u = (x - self.loc) / self.scale                                          # [N, D]
+        h = torch.sigmoid(u[..., None] * F.softplus(w1) * 3 + b1)                 # [N, D, H]
+        return torch.sigmoid((h * F.softplus(w2)).sum(-1) * 4 + b2 - 2 * F.softplus(w2).sum(-1))
+
+    def density(self, x, eps: float = 1e-3, frozen: bool = False):
+        """F'(x) ≈ (F(x + ε) − F(x)) / ε (DP-LaSE eq. 3), [N, D]."""
+        return (self(x + eps, frozen) - self(x, frozen)) / eps
+
+    def log_density(self, x, eps: float = 1e-3, frozen: bool = False):
+        """Σ_i log F'(x_i) [N] (the independence assumption of eq. 7)."""
+        return self.density(x, eps, frozen).clamp_min(1e-12).log().sum(-1)
+
+
+def l_mon(dens: torch.Tensor, v: float = 1e-4) -> torch.Tensor:
+    return F.relu(v - dens).sum(-1).mean()
+
+
+def l_lik(dens: torch.Tensor) -> torch.Tensor:
+    return -dens.clamp_min(1e-12).log().sum(-1).mean()
+
+
+class Correction(nn.Module):
+    """C(z0, ε, γ) -> correction [N, D], orthogonal to γ."""
+
+    def __init__(self, dim: int, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, z0, eps: float, gamma):
+        e = torch.full_like(z0[:, :1], float(eps))
+        c = self.net(torch.cat([z0, e * gamma, e], 1)) * abs(float(eps))
+        u = gamma / gamma.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return c - (c * u).sum(1, keepdim=True) * u
+
+
+class DPWalkModel(nn.Module):
+    def __init__(self, dim: int, n_directions: int = 0, loc=None, scale=None, hidden: int = 256):
+        super().__init__()
+        self.F = MonotoneCDF(dim, loc=loc, scale=scale)
+        self.C = Correction(dim, hidden)
+        self.Gamma = nn.Parameter(torch.linalg.qr(torch.randn(dim, max(n_directions, 1)))[0]) if n_directions else None
+
+    def walk(self, z0, gamma, eps: float):
+        """z_dp = z0 + ε γ + C(z0, ε, γ) (DP-LaSE eq. 6)."""
+        return z0 + eps * gamma + self.C(z0, eps, gamma)
+
+    def l_den(self, z0, gamma, eps: float):
+        """DP-LaSE eq. 7 per sample. F is frozen here: minimising l_den through F has the
+        degenerate solution of a flat density, so F learns from l_mon + l_lik only and l_den
+        trains C (and Γ)."""
+        return (self.F.log_density(z0, frozen=True) - self.F.log_density(self.walk(z0, gamma, eps), frozen=True)).square()
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    steps: int = 1500
+    batch: int = 256
+    lr: float = 2e-3
+    eps_range: tuple = (0.5, 3.0)      # walk strides sampled per step (in units of the data's std)
+    n_directions: int = 0              # > 0: also discover Γ (needs a split layer)
+    layer: str | None = None           # G1/G2 split for l_var
+    lam: float = 1.0                   # weight of the cross-direction similarity in l_var
+    zeta: float = 100.0                # weight of l_reg
+    var_weight: float = 1.0            # scale of l_var relative to the density terms
+    c_weight: float = 1e-2             # ‖C‖² penalty
+    seed: int = 0
+
+
+@dataclass
+class DPTrainLog:
+    losses: list = field(default_factory=list)     # (step, l_mon, l_lik, l_den, l_var, l_reg)
+    seconds: float = 0.0
+
+
+def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", directions: torch.Tensor | None = None,
+                  progress: bool = False) -> tuple[DPWalkModel, DPTrainLog]:
+    """Train F (+ C on walks along ``directions`` or along Γ) on samples of ``space`` ('w' for
+    mapped models, 'z' otherwise). With ``cfg.n_directions > 0`` Γ is learned from l_var at
+    ``cfg.layer`` (G1 = synthesis up to that layer)."""
+    from tqdm import trange
+    torch.manual_seed(cfg.seed)
+    dev = model.device
+
+    def draw(n):
+        z = torch.randn(n, model.z_dim, device=dev)
+        return model.mapping(z).detach() if space == "w" else z
+
+    with torch.no_grad():
+        ref = draw(20000)
+    dim = ref.shape[1]
+    std = ref.std(0).mean().item()
+    dp = DPWalkModel(dim, cfg.n_directions, loc=ref.mean(0), scale=ref.std(0)).to(dev)
+    opt = torch.optim.Adam(dp.parameters(), lr=cfg.lr)
+    log = DPTrainLog()
+    t0 = time.perf_counter()
+    g1 = None
+    if cfg.n_directions:
+        if cfg.layer is None:
+            raise ValueError("direction discovery needs a split layer (cfg.layer)")
+        if space == "w":
+            g1 = lambda w: model.activation(model.forward_to(cfg.layer, w))
+        else:
+            g1 = lambda z: model.activation(model.forward_to(cfg.layer, z))
+    fixed = None
+    if directions is not None:
+        fixed = directions.to(dev)
+        fixed = fixed / fixed.norm(dim=1, keepdim=True)
+    for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
+        x = draw(cfg.batch)
+        dens = dp.F.density(x)
+        lm, ll = l_mon(dens), l_lik(dens)
+        eps = float(torch.empty(()).uniform_(*cfg.eps_range)) * std * (1 if torch.rand(()) < 0.5 else -1)
+        if dp.Gamma is not None:
+            G = dp.Gamma / dp.Gamma.norm(dim=0, keepdim=True)
+            gammas = G.t()                                           # [K, D]
+        elif fixed is not None:
+            gammas = fixed
+        else:
+            gammas = F.normalize(torch.randn(4, dim, device=dev), dim=1)
+        lden = torch.zeros((), device=dev)
+        lvar = torch.zeros((), device=dev)
+        deltas = []
+        h0 = g1(x).flatten(1) if g1 is not None else None
+        for gk in gammas:
+            gb = gk.expand_as(x)
+            lden = lden + dp.l_den(x, gb, eps).mean()
+            if g1 is not None:
+                deltas.append((h0 - g1(dp.walk(x, gb, eps)).flatten(1)) / math.sqrt(h0.shape[1]))
+        lreg = torch.zeros((), device=dev)
+        if deltas:
+            grams = [d @ d.t() for d in deltas]
+            lvar = -sum(d.square().sum() for d in deltas) / x.shape[0]
+            cross = sum((grams[j] * grams[h]).sum() for j in range(len(grams)) for h in range(len(grams)) if j != h)
+            lvar = cfg.var_weight * (lvar + cfg.lam * cross / x.shape[0] ** 2)
+            lreg = (dp.Gamma.t() @ dp.Gamma - torch.eye(dp.Gamma.shape[1], device=dev)).square().sum()
+        cpen = dp.C(x, eps, gammas[0].expand_as(x)).square().sum(1).mean() / (std ** 2)
+        loss = lm + ll + lden / len(gammas) + lvar + cfg.zeta * lreg + cfg.c_weight * cpen
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == cfg.steps - 1:
+            log.losses.append((step, lm.item(), ll.item(), (lden / len(gammas)).item(), lvar.item(), lreg.item()))
+    log.seconds = time.perf_counter() - t0
+    return dp.eval(), log

@@ -1,0 +1,232 @@
+"""Latent directions, registered by name, saved as ``.npz`` with metadata.
+
+* ``ganspace`` — PCA of sampled w (Härkönen et al.); with ``layer`` set, PCA of that layer's
+  activations, mapped back to latent directions by least-squares regression of the latents on
+  the activation PCA coordinates (GANSpace's recipe for networks without a mapping).
+* ``sefa`` — closed form (Shen & Zhou): top eigenvectors of AᵀA, A = the (row-normalised) style
+  affine weights of the chosen synthesis layers (default: the first).
+* ``dplase`` — Γ learned jointly with the density model and correction (``walks.density``).
+* ``mean-diff`` — mean w of samples the feature network assigns to class a minus that of class b
+  (or of all other classes), one direction per class by default.
+* ``linear-classifier`` — weight vector of a logistic-regression probe on w per class.
+* ``diamond`` — the Z direction from a sample toward the mean protoimage (seed 002).
+
+Every direction set is ``[K, D]`` unit rows in space ``w`` or ``z``, with ``sigmas`` [K] (the
+standard deviation of sampled latents' projections, so edits are given in σ units).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LatentAtlasError
+from ..imageio import atomic_path
+
+
+@dataclass
+class Directions:
+    vectors: torch.Tensor            # [K, D], unit rows
+    space: str                       # "w" or "z"
+    method: str
+    sigmas: torch.Tensor             # [K]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return self.vectors.shape[0]
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise LatentAtlasError(f"directions file {path}: use a .npz name")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, vectors=self.vectors.cpu().numpy(), sigmas=self.sigmas.cpu().numpy(),
+                         space=np.asarray(self.space), method=np.asarray(self.method),
+                         meta_json=np.asarray(json.dumps(self.meta, default=str)))
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Directions":
+        path = Path(path)
+        if not path.is_file():
+            raise LatentAtlasError(f"{path}: no such directions file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(torch.from_numpy(z["vectors"]).float(), str(z["space"]), str(z["method"]),
+                           torch.from_numpy(z["sigmas"]).float(), json.loads(str(z["meta_json"])))
+        except (KeyError, ValueError, OSError, EOFError) as e:
+            raise LatentAtlasError(f"{path}: not a directions file ({type(e).__name__}: {e})") from None
+
+    def check_model(self, model):
+        h = self.meta.get("weights_hash")
+        if h and h != model.weights_hash():
+            raise LatentAtlasError(f"directions were computed for weights {h}, not for model '{model.name}'")
+        dim = model.w_dim if self.space == "w" else model.z_dim
+        if self.vectors.shape[1] != dim:
+            raise LatentAtlasError(f"directions have dimension {self.vectors.shape[1]}, model's {self.space} has {dim}")
+
+
+def parse_direction_ref(ref: str) -> tuple[str, int]:
+    """'dirs.npz:3' -> ('dirs.npz', 3)."""
+    path, sep, idx = ref.rpartition(":")
+    if not sep or not idx.isdigit():
+        raise LatentAtlasError(f"--direction {ref!r}: expected FILE.npz:INDEX")
+    return path, int(idx)
+
+
+@torch.no_grad()
+def _samples(model, n, seed, space="w"):
+    z = model.sample_z(n, seed)
+    return model.mapping(z) if space == "w" else z
+
+
+def _sigmas(vectors, x):
+    return ((x - x.mean(0)) @ vectors.t()).std(0)
+
+
+def _finish(model, vectors, space, method, x, **meta) -> Directions:
+    v = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return Directions(v.float().cpu(), space, method, _sigmas(v.float().cpu(), x.float().cpu()),
+                      {"model": model.name, "weights_hash": model.weights_hash(), **meta})
+
+
+def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | None = None) -> Directions:
+    if layer is None:
+        model.require_mapping("GANSpace in W (use --layer for Z-only models)")
+        w = _samples(model, n, seed)
+        c = w - w.mean(0)
+        _, s, vt = torch.linalg.svd(c.double(), full_matrices=False)
+        return _finish(model, vt[:k].float(), "w", "ganspace", w, n=n, seed=seed,
+                       explained_variance=(s[:k] ** 2 / (n - 1)).tolist())
+    space = "w" if model.has_mapping else "z"
+    with torch.no_grad():
+        lat = _samples(model, n, seed, space)
+        acts = torch.cat([model.activation(model.forward_to(layer, lat[i:i + 500])).flatten(1)
+                          for i in range(0, n, 500)]).double()
+    mu = acts.mean(0)
+    _, _, vt = torch.linalg.svd(acts - mu, full_matrices=False)
+    coords = (acts - mu) @ vt[:k].t()                                    # [n, k]
+    coords = coords / coords.std(0)
+    # least squares: latent ≈ mean + coords @ B  ->  direction j = B[j]
+    B = torch.linalg.lstsq(coords, (lat.double() - lat.double().mean(0))).solution   # [k, D]
+    return _finish(model, B.float(), space, "ganspace", lat, n=n, seed=seed, layer=layer)
+
+
+def sefa(model, *, k: int = 10, layers: list[str] | None = None) -> Directions:
+    """Closed-form factorisation over the style affine weights of the named synthesis layers
+    (e.g. 'b4.conv1', 'b8.conv0'); default the first layer."""
+    model.require_mapping("SeFa (style affine weights)")
+    layers = layers or [f"b4.conv1"]
+    mats = []
+    for name in layers:
+        mod = model.G.synthesis
+        try:
+            for part in name.split("."):
+                mod = getattr(mod, part)
+            A = mod.affine.weight * mod.affine.weight_gain                  # [C_in, w_dim]
+        except AttributeError:
+            raise LatentAtlasError(f"SeFa: no style layer {name!r} (e.g. b4.conv1, b8.conv0, b8.torgb)") from None
+        mats.append(A.detach() / A.detach().norm(dim=1, keepdim=True))
+    A = torch.cat(mats).double()
+    evals, evecs = torch.linalg.eigh(A.t() @ A)
+    order = torch.argsort(evals, descending=True)[:k]
+    w = _samples(model, 5000, 0)
+    return _finish(model, evecs[:, order].t().float(), "w", "sefa", w, layers=layers,
+                   eigenvalues=evals[order].tolist())
+
+
+def _class_scores(model, n, seed, space):
+    from ..metrics.features import FashionFeatures
+    ext = FashionFeatures(model.device)
+    lat, cls = [], []
+    with torch.no_grad():
+        for i in range(0, n, 500):
+            z = model.sample_z(min(500, n - i), seed + i)
+            x = model.mapping(z) if space == "w" else z
+            imgs = model(z)
+            lat.append(x.cpu())
+            cls.append(ext.classify(imgs).cpu())
+    return torch.cat(lat), torch.cat(cls)
+
+
+def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = None, class_b: int | None = None) -> Directions:
+    """One direction per Fashion-MNIST class (class mean − mean of the rest), or a single
+    class_a − class_b direction. Classes are the feature network's predictions."""
+    space = "w" if model.has_mapping else "z"
+    x, c = _class_scores(model, n, seed, space)
+    from ..data.fashion import CLASSES
+    if class_a is not None:
+        if (c == class_a).sum() < 10 or (class_b is not None and (c == class_b).sum() < 10):
+            raise LatentAtlasError("mean-diff: fewer than 10 samples of a requested class")
+        rest = x[c == class_b] if class_b is not None else x[c != class_a]
+        v = (x[c == class_a].mean(0) - rest.mean(0))[None]
+        names = [f"{CLASSES[class_a]} - {CLASSES[class_b] if class_b is not None else 'rest'}"]
+    else:
+        keep = [k for k in range(10) if (c == k).sum() >= 10]
+        v = torch.stack([x[c == k].mean(0) - x[c != k].mean(0) for k in keep])
+        names = [f"{CLASSES[k]} - rest" for k in keep]
+    return _finish(model, v, space, "mean-diff", x, names=names, n=n, seed=seed)
+
+
+def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300) -> Directions:
+    """Logistic-regression probe (one-vs-rest, L2) per class on standardised latents; the
+    direction is the weight vector mapped back to latent units."""
+    space = "w" if model.has_mapping else "z"
+    x, c = _class_scores(model, n, seed, space)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mu) / sd
+    keep = [k for k in range(10) if (c == k).sum() >= 10]
+    W = torch.zeros(len(keep), x.shape[1], requires_grad=True)
+    b = torch.zeros(len(keep), requires_grad=True)
+    y = torch.stack([(c == k).float() for k in keep], 1)
+    opt = torch.optim.LBFGS([W, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ W.t() + b, y) + 1e-3 * W.square().sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    acc = (((xs @ W.t() + b) > 0).float() == y).float().mean(0)
+    from ..data.fashion import CLASSES
+    return _finish(model, (W.detach() / sd), space, "linear-classifier", x,
+                   names=[f"{CLASSES[k]} vs rest" for k in keep], train_accuracy=acc.tolist(), n=n, seed=seed)
+
+
+def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, seed: int = 0, progress=False):
+    from .density import DPConfig, train_dp_lase
+    layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
+    if layer is None:
+        raise LatentAtlasError(f"DP-LaSE needs a named split layer; model '{model.name}' has none")
+    space = "w" if model.has_mapping else "z"
+    dp, log = train_dp_lase(model, DPConfig(steps=steps, n_directions=k, layer=layer, seed=seed), space=space,
+                            progress=progress)
+    G = dp.Gamma.detach().t()
+    x = _samples(model, 5000, seed, space)
+    d = _finish(model, G, space, "dplase", x, layer=layer, steps=steps,
+                orthogonality_error=float((dp.Gamma.t() @ dp.Gamma - torch.eye(k)).norm()),
+                train_seconds=round(log.seconds, 1), final_losses=log.losses[-1])
+    d.dp_model, d.log = dp, log
+    return d
+
+
+def diamond_direction(model, *, n_proto: int = 64, seed: int = 0) -> Directions:
+    """The realism direction in Z: from the mean of the samples toward the mean protoimage."""
+    from ..sampling import _mean_proto
+    zp = _mean_proto(model, n_proto, 200, 3.0, 100, seed)
+    z = model.sample_z(5000, seed)
+    return _finish(model, zp[None].cpu(), "z", "diamond", z, n_proto=n_proto)
+
+
+METHODS = {"ganspace": ganspace, "sefa": sefa, "dplase": dplase, "mean-diff": mean_diff,
+           "linear-classifier": linear_classifier, "diamond": diamond_direction}
+
+
+def compute_directions(model, method: str, **kw) -> Directions:
+    if method not in METHODS:
+        raise LatentAtlasError(f"unknown direction method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method](model, **kw)

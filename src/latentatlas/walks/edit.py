@@ -1,0 +1,121 @@
+"""Walking along a direction: latents per step, images, strips and GIFs, and the direction
+measurements (density drift, orthogonality, G1 variation, disentanglement, path length)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LatentAtlasError
+from ..imageio import atomic_path, make_grid
+from . import great_circle, learned_dp_walk, linear_walk, norm_preserving_walk
+from .directions import Directions
+
+WALK_KINDS = ("linear", "dp", "great-circle")
+
+
+def walk_latents(model, dirs: Directions, index: int, base: torch.Tensor, *, kind: str = "linear",
+                 steps: int = 9, extent: float = 2.0, dp_model=None) -> torch.Tensor:
+    """Latents [steps, N, D] along direction ``index`` from ``base`` [N, D] (w or z), offsets
+    ε from −extent·σ to +extent·σ. ``dp`` = norm-preserving in Z, the learned DP-LaSE walk in W
+    (``dp_model`` trained with these directions, or trained here)."""
+    if not 0 <= index < len(dirs):
+        raise LatentAtlasError(f"direction index {index} out of range (file has {len(dirs)})")
+    if kind not in WALK_KINDS:
+        raise LatentAtlasError(f"unknown walk kind {kind!r}; choose from {', '.join(WALK_KINDS)}")
+    g = dirs.vectors[index].to(base.device)
+    eps = torch.linspace(-extent, extent, steps, device=base.device) * float(dirs.sigmas[index])
+    if kind == "linear":
+        return linear_walk(base, g, eps)
+    if kind == "great-circle":
+        if dirs.space != "z":
+            raise LatentAtlasError("the great-circle walk lives on the sphere of a Gaussian space: use a Z direction")
+        return great_circle(base, g, eps)
+    if dirs.space == "z":
+        return norm_preserving_walk(base, g, eps)
+    if dp_model is None:
+        from .density import DPConfig, train_dp_lase
+        dp_model, _ = train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors)
+    with torch.no_grad():
+        return learned_dp_walk(dp_model, base, g, eps)
+
+
+@torch.no_grad()
+def render_walk(model, dirs: Directions, path: torch.Tensor) -> torch.Tensor:
+    """[steps, N, D] latents -> images [steps, N, C, H, W]."""
+    S, N = path.shape[:2]
+    flat = path.reshape(S * N, -1)
+    imgs = model.synthesis(flat) if dirs.space == "w" else model(flat)
+    return imgs.clamp(-1, 1).reshape(S, N, *imgs.shape[1:]).cpu()
+
+
+def save_strip(images: torch.Tensor, out, scale: int = 2):
+    """Rows = samples, columns = steps; ``.png`` strip or ``.gif`` animation over steps."""
+    out = Path(out)
+    S, N = images.shape[:2]
+    if out.suffix.lower() == ".png":
+        grid = make_grid(images.transpose(0, 1).reshape(S * N, *images.shape[2:]), nrow=S, scale=scale)
+        with atomic_path(out) as tmp:
+            grid.save(tmp, format="PNG")
+    elif out.suffix.lower() == ".gif":
+        frames = [make_grid(images[s], nrow=N, scale=scale).convert("P") for s in list(range(S)) + list(range(S - 2, 0, -1))]
+        with atomic_path(out) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    else:
+        raise LatentAtlasError(f"output {out}: use .png (strip) or .gif (animation)")
+    return out
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+def _feature_fn(model):
+    if model.img_channels == 1 and model.img_resolution == 32:
+        from ..metrics.features import FashionFeatures
+        ext = FashionFeatures(model.device)
+        return ext, ext.logits
+    return (lambda x: x.flatten(1)), None
+
+
+@torch.no_grad()
+def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9, extent: float = 2.0,
+                        seed: int = 0, layer: str | None = None, dp_steps: int = 600) -> dict:
+    """Per direction: density drift of the linear vs the learned/norm-preserving walk, G1
+    feature variation, number of class probabilities moved by > 0.1, class-flip rate, and
+    perceptual path length; plus the orthogonality error of the whole set."""
+    from .density import DPConfig, train_dp_lase
+    dirs.check_model(model)
+    z = model.sample_z(n, seed)
+    base = model.mapping(z) if dirs.space == "w" else z
+    with torch.enable_grad():
+        dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors)
+    feat, logits = _feature_fn(model)
+    layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
+    V = dirs.vectors
+    rows = []
+    for i in range(len(dirs)):
+        lin = walk_latents(model, dirs, i, base, kind="linear", steps=steps, extent=extent)
+        dpw = walk_latents(model, dirs, i, base, kind="dp", steps=steps, extent=extent, dp_model=dp)
+        ld = lambda p: torch.stack([dp.F.log_density(x) for x in p])          # [S, N]
+        l0 = dp.F.log_density(base)
+        drift_lin = (ld(lin) - l0).abs().mean().item()
+        drift_dp = (ld(dpw) - l0).abs().mean().item()
+        imgs = render_walk(model, dirs, lin)                                   # [S, N, C, H, W]
+        fs = torch.stack([feat(im.to(model.device)).cpu() for im in imgs])     # [S, N, F]
+        step_eps = 2 * extent / (steps - 1)
+        ppl = ((fs[1:] - fs[:-1]).square().sum(-1) / step_eps ** 2).mean().item()
+        row = {"direction": i, "name": (dirs.meta.get("names") or [None] * len(dirs))[i] or f"{dirs.method} {i}",
+               "density_drift_linear": drift_lin, "density_drift_dp": drift_dp, "ppl": ppl}
+        if layer is not None:
+            mid = steps // 2
+            h = lambda p: model.activation(model.forward_to(layer, p)).flatten(1)
+            row["g1_variation"] = (h(lin[-1]) - h(lin[mid])).norm(dim=1).mean().item()
+        if logits is not None:
+            p0 = torch.softmax(logits(imgs[steps // 2].to(model.device)), 1).cpu()
+            pe = torch.softmax(logits(imgs[-1].to(model.device)), 1).cpu()
+            row["classes_moved"] = float(((pe - p0).abs() > 0.1).float().sum(1).mean())
+            row["class_flip_rate"] = float((pe.argmax(1) != p0.argmax(1)).float().mean())
+        rows.append(row)
+    ortho = float((V @ V.t() - torch.eye(len(V))).norm())
+    return {"model": model.name, "method": dirs.method, "space": dirs.space, "orthogonality_error": ortho,
+            "layer": layer, "rows": rows}

@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+
+from latentatlas.errors import LatentAtlasError
+from latentatlas.walks import (great_circle, linear, norm_preserving_walk, pnorm_plus_interp, slerp)
+from latentatlas.walks.density import DPConfig, MonotoneCDF, train_dp_lase
+from latentatlas.walks.directions import Directions, compute_directions, ganspace, sefa
+from latentatlas.walks.edit import render_walk, save_strip, walk_latents
+
+
+def test_interpolation_endpoints():
+    a, b = torch.randn(3, 8), torch.randn(3, 8)
+    for fn in (linear, slerp):
+        p = fn(a, b, 5)
+        assert p.shape == (5, 3, 8)
+        assert torch.allclose(p[0], a, atol=1e-5) and torch.allclose(p[-1], b, atol=1e-5)
+
+
+def test_norm_preserving_and_great_circle():
+    z0, g = torch.randn(4, 16), torch.randn(16)
+    eps = torch.linspace(-3, 3, 7)
+    np_walk = norm_preserving_walk(z0, g, eps)
+    assert torch.allclose(np_walk.norm(dim=-1), z0.norm(dim=-1).expand(7, -1), atol=1e-5)
+    gc = great_circle(z0, g, eps)
+    assert torch.allclose(gc.norm(dim=-1), torch.full((7, 4), 4.0), atol=1e-4)
+    # small steps agree with the linear direction
+    d = great_circle(z0, g, torch.tensor([1e-3]))[0] - great_circle(z0, g, torch.tensor([0.0]))[0]
+    u = z0 / z0.norm(dim=1, keepdim=True)
+    gp = g - (u @ g)[:, None] * u
+    assert (torch.nn.functional.cosine_similarity(d, gp, dim=1) > 0.99).all()
+
+
+def test_pnorm_plus_interp(tiny_sg2):
+    from latentatlas.atlas import fit_atlas
+    plus = fit_atlas(tiny_sg2, n=3000, clusters={}).pnorm_plus
+    a = tiny_sg2.broadcast(tiny_sg2.mapping(tiny_sg2.sample_z(2, 0)))
+    b = tiny_sg2.broadcast(tiny_sg2.mapping(tiny_sg2.sample_z(2, 9)))
+    p = pnorm_plus_interp(a, b, 5, plus)
+    assert p.shape == (5, 2, 6, 8)
+    assert torch.allclose(p[0], a, atol=1e-4) and torch.allclose(p[-1], b, atol=1e-4)
+
+
+def test_monotone_cdf_and_training(tiny_sg2):
+    dp, log = train_dp_lase(tiny_sg2, DPConfig(steps=120, batch=128), space="w")
+    x = torch.linspace(-5, 5, 400)[:, None].expand(-1, 8)
+    f = dp.F(x)
+    assert (f[1:] >= f[:-1] - 1e-7).all() and f.min() >= 0 and f.max() <= 1
+    assert (dp.F.density(x) >= 0).all()
+    first, last = log.losses[0], log.losses[-1]
+    assert last[2] < first[2]                      # likelihood loss decreased
+    # correction is orthogonal to the walk direction
+    z0 = tiny_sg2.mapping(tiny_sg2.sample_z(5)).detach()
+    g = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    c = dp.C(z0, 1.0, g)
+    assert (c * g).sum(1).abs().max() < 1e-4
+
+
+def test_dplase_directions_orthonormal(tiny_sg2):
+    d = compute_directions(tiny_sg2, "dplase", k=3, layer="b8", steps=150)
+    G = d.dp_model.Gamma.detach()
+    assert (G.t() @ G - torch.eye(3)).norm() < 0.1
+    assert d.vectors.shape == (3, 8) and d.meta["layer"] == "b8"
+
+
+def test_sefa_are_eigenvectors(tiny_sg2):
+    d = sefa(tiny_sg2, k=4)
+    A = tiny_sg2.G.synthesis.b4.conv1.affine.weight.detach()
+    A = A / A.norm(dim=1, keepdim=True)
+    M = A.t() @ A
+    for v, lam in zip(d.vectors, d.meta["eigenvalues"]):
+        assert torch.allclose(M @ v, lam * v, atol=1e-4)
+    assert torch.allclose(d.vectors @ d.vectors.t(), torch.eye(4), atol=1e-5)
+
+
+def test_ganspace_w_and_layer(tiny_sg2, tmp_path):
+    d = ganspace(tiny_sg2, k=3, n=2000)
+    assert torch.allclose(d.vectors @ d.vectors.t(), torch.eye(3), atol=1e-4)
+    ev = d.meta["explained_variance"]
+    assert ev[0] >= ev[1] >= ev[2]
+    dl = ganspace(tiny_sg2, k=2, n=1000, layer="b8")
+    assert dl.vectors.shape == (2, 8)
+    p = d.save(tmp_path / "g.npz")
+    back = Directions.load(p)
+    assert torch.equal(back.vectors, d.vectors) and back.method == "ganspace"
+    back.check_model(tiny_sg2)
+    from conftest import tiny_stylegan2
+    with pytest.raises(LatentAtlasError, match="computed for weights"):
+        back.check_model(tiny_stylegan2(seed=3))
+
+
+def test_walk_render_strip_gif(tiny_sg2, tmp_path):
+    d = ganspace(tiny_sg2, k=2, n=1000)
+    base = tiny_sg2.mapping(tiny_sg2.sample_z(3)).detach()
+    for kind in ("linear", "dp"):
+        lat = walk_latents(tiny_sg2, d, 1, base, kind=kind, steps=5)
+        assert lat.shape == (5, 3, 8)
+        assert torch.allclose(lat[2], base, atol=1e-5)            # the middle step is the start
+    with pytest.raises(LatentAtlasError, match="great-circle"):
+        walk_latents(tiny_sg2, d, 0, base, kind="great-circle")
+    imgs = render_walk(tiny_sg2, d, walk_latents(tiny_sg2, d, 0, base, steps=5))
+    assert save_strip(imgs, tmp_path / "s.png").exists() and save_strip(imgs, tmp_path / "s.gif").exists()
+    with pytest.raises(LatentAtlasError, match="out of range"):
+        walk_latents(tiny_sg2, d, 5, base)
