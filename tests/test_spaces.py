@@ -145,3 +145,27 @@ def test_diagnostics_tiny(tiny_sg2, w_samples, tmp_path):
     assert rows["P-norm"]["max |corr|"] < 0.1
     out = plot_marginals(s, tmp_path / "m.png")
     assert out.stat().st_size > 5000
+
+
+def test_learned_mixture(tiny_sg2, tmp_path):
+    atlas = fit_atlas(tiny_sg2, n=3000, clusters={"coarse": 3, "medium": 2, "fine": 2}, em_samples=2000,
+                      learned_steps=60)
+    lm = atlas.learned
+    w = tiny_sg2.mapping(tiny_sg2.sample_z(40, 3))
+    assert lm.cluster_of(w, "coarse").max() < 3 and lm.centres("medium").shape == (2, 8)
+    s = lm.sample("coarse", 1, 100)
+    assert (lm.cluster_of(s, "coarse") == 1).float().mean() > 0.5
+    q = lm.quality(n=500)
+    assert set(q) == {"coarse", "medium", "fine"} and q["coarse"]["classifier_accuracy"] > 0.5
+    # the learned clusters live in each level's own style space: levels read different layers
+    from latentatlas.priors.learned import style_modules
+    assert len(style_modules(tiny_sg2, atlas.level_ranges["coarse"])) >= 2
+    path = atlas.save(tmp_path / "l.npz")
+    back = Atlas.load(path, tiny_sg2)
+    assert torch.equal(back.learned.cluster_of(w, "fine"), lm.cluster_of(w, "fine"))
+    from latentatlas.sampling import Context, apply_strategy, initial_latents
+    lat = initial_latents(tiny_sg2, tiny_sg2.sample_z(6))
+    out = apply_strategy(tiny_sg2, "cluster", lat, Context(tiny_sg2, atlas=back), psi=0.0, mixture="learned")
+    k = out.info["clusters"]["coarse"]
+    a, b = atlas.level_ranges["coarse"]
+    assert torch.allclose(out.ws[:, a], back.learned.centres("coarse")[k], atol=1e-5)

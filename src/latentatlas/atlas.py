@@ -31,6 +31,20 @@ class Atlas:
     level_ranges: dict
     em: EMMixture | None = None
     extra: dict = field(default_factory=dict)
+    learned: object = None                  # LearnedMixture, when fitted
+    learned_state: dict | None = None       # raw state when loaded without a model
+
+    def mixture(self, kind: str):
+        if kind == "em":
+            mix = self.em
+        elif kind == "learned":
+            mix = self.learned
+        else:
+            raise LatentAtlasError(f"unknown mixture {kind!r} (em or learned)")
+        if mix is None:
+            raise LatentAtlasError(f"the atlas has no '{kind}' mixture (fit it with clusters"
+                                   f"{' and --learned-steps > 0' if kind == 'learned' else ''})")
+        return mix
 
     @property
     def pnorm_plus(self) -> PNormPlusSpace:
@@ -55,10 +69,15 @@ class Atlas:
                   for k, v in self.pnorm.state().items()}
         if self.em is not None:
             arrays.update({f"em.{k}": v.numpy() for k, v in self.em.state().items()})
+        lst = self.learned.state() if self.learned is not None else self.learned_state
+        if lst:
+            arrays.update({f"learned.{k}": v.numpy() for k, v in lst.items()})
         for k, v in self.extra.items():
             arrays[f"extra.{k}"] = np.asarray(v)
         meta = {**self.meta, "level_ranges": self.level_ranges,
-                "em_clusters": self.em.n_clusters if self.em is not None else None}
+                "em_clusters": self.em.n_clusters if self.em is not None else None,
+                "learned_clusters": (self.learned.n_clusters if self.learned is not None
+                                     else self.meta.get("learned_clusters"))}
         arrays["meta_json"] = np.asarray(json.dumps(meta))
         path = Path(path)
         if path.suffix != ".npz":
@@ -90,10 +109,15 @@ class Atlas:
             em = EMMixture.from_state(pn, {k[3:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("em.")},
                                       em_clusters, level_ranges)
         extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
-        atlas = cls(pn, meta, level_ranges, em, extra)
+        lstate = {k[8:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("learned.")} or None
+        meta["learned_clusters"] = meta.get("learned_clusters")
+        atlas = cls(pn, meta, level_ranges, em, extra, learned_state=lstate)
         if model is not None:
             atlas.check_model(model)
             atlas.to(model.device)
+            if lstate:
+                from .priors.learned import LearnedMixture
+                atlas.learned = LearnedMixture.from_state(model, pn, lstate, meta["learned_clusters"], level_ranges)
         return atlas
 
 
@@ -135,7 +159,8 @@ def parse_level_ranges(spec: str | None, num_ws: int) -> dict:
 
 
 def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
-              level_ranges: dict | None = None, em_samples: int = 20000, progress: bool = False) -> Atlas:
+              level_ranges: dict | None = None, em_samples: int = 20000, learned_steps: int = 0,
+              progress: bool = False) -> Atlas:
     check_p_space(model)
     t0 = time.perf_counter()
     timings: dict = {}
@@ -151,10 +176,19 @@ def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None =
             w = model.mapping(model.sample_z(em_samples, seed=10_000_000 + seed))
         em = EMMixture(pn, clusters, level_ranges, seed=seed).fit(w)
         timings["em_s"] = time.perf_counter() - t1
+    learned = None
+    if learned_steps and any(clusters.values()):
+        from .priors.learned import LearnedMixture
+        t2 = time.perf_counter()
+        with torch.enable_grad():
+            learned = LearnedMixture(model, pn.to(model.device), clusters, level_ranges, steps=learned_steps,
+                                     seed=seed).fit(progress=progress)
+        timings["learned_s"] = time.perf_counter() - t2
     meta = {"model": model.name, "weights_hash": model.weights_hash(), "n": n, "seed": seed,
-            "em_samples": em_samples, "latentatlas": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "timings": {k: round(v, 3) for k, v in timings.items()}}
-    return Atlas(pn.to(model.device), meta, level_ranges, em)
+            "em_samples": em_samples, "learned_steps": learned_steps, "latentatlas": __version__,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "timings": {k: round(v, 3) for k, v in timings.items()}}
+    return Atlas(pn.to(model.device), meta, level_ranges, em, learned=learned)
 
 
 def cache_dir() -> Path:
@@ -162,16 +196,16 @@ def cache_dir() -> Path:
 
 
 def get_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
-              progress: bool = False) -> Atlas:
+              learned_steps: int = 400, progress: bool = False) -> Atlas:
     """A cached atlas for this model's weights (fitted and cached on first use)."""
     cl = clusters if clusters is not None else {"coarse": 8, "medium": 8, "fine": 8}
     tag = "-".join(f"{k}{v}" for k, v in sorted(cl.items()))
-    path = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}.npz"
+    path = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}-l{learned_steps}.npz"
     if path.is_file():
         try:
             return Atlas.load(path, model)
         except LatentAtlasError:
             path.unlink()
-    atlas = fit_atlas(model, n=n, seed=seed, clusters=cl, progress=progress)
+    atlas = fit_atlas(model, n=n, seed=seed, clusters=cl, learned_steps=learned_steps, progress=progress)
     atlas.save(path)
     return atlas

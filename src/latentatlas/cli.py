@@ -109,10 +109,12 @@ def cmd_fit(args):
     clusters = parse_clusters(args.clusters)
     levels = parse_level_ranges(args.levels, model.num_ws)
     atlas = fit_atlas(model, n=args.n, seed=args.seed, clusters=clusters, level_ranges=levels,
-                      progress=not args.json)
+                      learned_steps=args.learned_steps, progress=not args.json)
     path = atlas.save(args.out)
     table = normality_table(space_samples(model, atlas.pnorm, n=min(args.n, 20000), seed=args.seed + 1))
     res = {"atlas": str(path), "meta": atlas.meta, "level_ranges": atlas.level_ranges, "normality": table}
+    if atlas.learned is not None:
+        res["learned_mixture_quality"] = atlas.learned.quality()
     if args.plots:
         res["plot"] = str(plot_marginals(space_samples(model, atlas.pnorm, n=10000, seed=args.seed + 1), args.plots))
 
@@ -420,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (0 = none)")
     s.add_argument("--levels", default=None, help="W+ rows per level, e.g. coarse=0:3,medium=3:6,fine=6:8")
     s.add_argument("--plots", default=None, metavar="PNG", help="also write marginal histograms / joint plots")
+    s.add_argument("--learned-steps", type=int, default=400,
+                   help="training steps of the learned multi-level mixture per level (0 = EM baseline only)")
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("train", parents=[common], help="train a bundled architecture on Fashion-MNIST",

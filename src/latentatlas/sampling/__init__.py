@@ -10,7 +10,7 @@ comparison (faithfulness). ``apply_strategy(model, name, latents, **params) -> L
 * ``pca-log`` — seed 000: in P-norm coordinates, components with ``|v_i| > τ`` become
   ``sign(v_i)(τ + log(1 + |v_i| − τ))``, optionally only the first K components.
 * ``cluster`` — seed 004: per level, ``k = C_ℓ(w)``, the level's rows become
-  ``c_{ℓ,k} + ψ_ℓ (w − c_{ℓ,k})`` (EM mixture from the atlas).
+  ``c_{ℓ,k} + ψ_ℓ (w − c_{ℓ,k})`` (``mixture=em`` or ``learned`` from the atlas).
 * ``diamond`` — seed 002: realism path toward protoimages in Z (see ``latentatlas.diamond``).
 """
 from __future__ import annotations
@@ -200,9 +200,7 @@ def _pca_log(model, lat, ctx, tau=float("inf"), k=None):
 
 def _cluster(model, lat, ctx, psi=1.0, psi_coarse=None, psi_medium=None, psi_fine=None, mixture="em"):
     atlas = ctx.get_atlas()
-    mix = atlas.em if mixture == "em" else atlas.extra_mixtures.get(mixture) if hasattr(atlas, "extra_mixtures") else None
-    if mix is None:
-        raise LatentAtlasError(f"cluster: the atlas has no '{mixture}' mixture")
+    mix = atlas.mixture(mixture)
     per = {"coarse": psi_coarse, "medium": psi_medium, "fine": psi_fine}
     ws = lat.ws.clone()
     cl = {}
