@@ -118,12 +118,25 @@ def test_console_script_help():
     assert out.returncode == 0 and "--truncation-psi" in out.stdout
 
 
-def test_report_writes_html(tiny_file, tmp_path, capsys):
-    code, _, err = run(["report", "--model", str(tiny_file), "--out", str(tmp_path / "rep"), "--n", "8"], capsys)
+def test_report_writes_html(tiny_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, _, err = run(["report", "--model", str(tiny_file), "--out", str(tmp_path / "rep"), "--n", "8",
+                        "--profile", "quick"], capsys)
     assert code == 0, err
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "samples.png" in html and "weights hash" in html
-    assert (tmp_path / "rep" / "samples.png").exists()
+    for sec in ("latent-space", "sampling", "inversion", "walks"):
+        assert f'id="{sec}"' in html
+    assert "section not available" not in html
+    for f in ("samples.png", "marginals.png", "multilevel-em.png", "multilevel-learned.png", "inversion.png",
+              "pnorm_hist.png"):
+        assert (tmp_path / "rep" / f).exists(), f
+    # a rerun replaces the report; an unrelated non-empty directory is refused
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("x")
+    code, _, err = run(["report", "--model", str(tiny_file), "--out", str(tmp_path / "other"),
+                        "--sections", "model"], capsys)
+    assert code == 2 and "not overwriting" in err and (tmp_path / "other" / "keep.txt").exists()
 
 
 def test_fit_command(tiny_file, tmp_path, capsys):

@@ -86,7 +86,9 @@ def cmd_sample(args):
 
 def cmd_report(args):
     from .report.html import build_report
-    path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed)
+    secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
+    path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed,
+                        sections=secs, profile=args.profile)
     _emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
     return 0
 
@@ -311,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--n", type=_positive_int, default=64, help="samples in the grid")
     s.add_argument("--seed", type=_seed, default=0, help="first seed")
+    s.add_argument("--sections", default=None,
+                   help="comma-separated subset: model, samples, quality, latent-space, sampling, inversion, walks")
+    s.add_argument("--profile", default="full", choices=["full", "quick"],
+                   help="full: report-sized evaluations (minutes on CPU); quick: small n for a fast look")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("evaluate", parents=[common], help="FID, KID, precision/recall, density/coverage of a model",

@@ -32,6 +32,13 @@ class ReportContext:
     out: Path                         # directory being written (temporary until complete)
     n: int = 64
     seed: int = 0
+    eval_n: int = 5000               # samples for the quality metrics
+    sweep_n: int = 2000              # samples per point of the sampling sweep
+    invert_n: int = 16               # images inverted per method
+    invert_steps: int = 300
+    dp_steps: int = 600              # DP-LaSE training steps
+    atlas_n: int = 100_000           # mapped latents for the atlas
+    learned_steps: int = 400         # learned multi-level mixture steps per level
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
 
     def image(self, name: str, alt: str, width: int | None = None) -> str:
@@ -109,23 +116,46 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
 """
 
 
+PROFILES = {"full": {}, "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150,
+                                          atlas_n=20000, learned_steps=100)}
+
+
+def section_names() -> list[str]:
+    from . import sections  # noqa: F401  (registers the analysis sections)
+    return [k for k, _ in _SECTIONS]
+
+
 def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int = 0,
-                 sections: list[str] | None = None) -> Path:
+                 sections: list[str] | None = None, profile: str = "full") -> Path:
     """Write ``out_dir/index.html`` and its figures. The directory is assembled in a
     temporary sibling and moved into place at the end, so a failure leaves nothing half-written."""
+    import logging
+
     from ..models.registry import load_generator
+    log = logging.getLogger("latentatlas.report")
+    known = section_names()
+    if sections is not None:
+        bad = [s for s in sections if s not in known]
+        if bad:
+            raise LatentAtlasError(f"unknown report section(s) {bad}; sections: {', '.join(known)}")
+    if profile not in PROFILES:
+        raise LatentAtlasError(f"unknown report profile {profile!r} ({', '.join(PROFILES)})")
     model = load_generator(model_or_name, device=device) if isinstance(model_or_name, str) else model_or_name
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix="." + out.name + "."))
     try:
-        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed)
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, **PROFILES[profile])
         built = []
         for key, fn in _SECTIONS:
             if sections is not None and key not in sections:
                 continue
             t0 = time.time()
-            sec = fn(ctx)
+            log.info("report: building section %s", key)
+            try:
+                sec = fn(ctx)
+            except LatentAtlasError as e:
+                sec = Section(key, key, f"<p class='note'>section not available: {html.escape(str(e))}</p>")
             if sec is not None:
                 built.append((sec, time.time() - t0))
         nav = "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s, _ in built)

@@ -208,7 +208,7 @@ def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, se
     G = dp.Gamma.detach().t()
     x = _samples(model, 5000, seed, space)
     d = _finish(model, G, space, "dplase", x, layer=layer, steps=steps,
-                orthogonality_error=float((dp.Gamma.t() @ dp.Gamma - torch.eye(k)).norm()),
+                orthogonality_error=float((dp.Gamma.t() @ dp.Gamma - torch.eye(k)).norm().detach()),
                 train_seconds=round(log.seconds, 1), final_losses=log.losses[-1])
     d.dp_model, d.log = dp, log
     return d

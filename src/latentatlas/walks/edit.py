@@ -79,7 +79,7 @@ def _feature_fn(model):
 
 @torch.no_grad()
 def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9, extent: float = 2.0,
-                        seed: int = 0, layer: str | None = None, dp_steps: int = 600) -> dict:
+                        seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None) -> dict:
     """Per direction: density drift of the linear vs the learned/norm-preserving walk, G1
     feature variation, number of class probabilities moved by > 0.1, class-flip rate, and
     perceptual path length; plus the orthogonality error of the whole set."""
@@ -87,8 +87,10 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     dirs.check_model(model)
     z = model.sample_z(n, seed)
     base = model.mapping(z) if dirs.space == "w" else z
-    with torch.enable_grad():
-        dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors)
+    dp = dp_model
+    if dp is None:
+        with torch.enable_grad():
+            dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors)
     feat, logits = _feature_fn(model)
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     V = dirs.vectors

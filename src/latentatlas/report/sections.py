@@ -1,0 +1,261 @@
+"""Analysis sections of the HTML report. Each calls public library functions only and says
+plainly when a method does not apply to the model."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import torch
+
+from ..errors import LatentAtlasError
+from ..imageio import save_grid
+from .html import ReportContext, Section, report_section, table
+
+
+def _note(text: str) -> str:
+    return f"<p class='note'>{html.escape(text)}</p>"
+
+
+def _is_fashion(m) -> bool:
+    return m.img_channels == 1 and m.img_resolution == 32
+
+
+def _scale(m) -> int:
+    return max(1, 96 // m.img_resolution)
+
+
+@report_section("quality")
+def _quality(ctx: ReportContext) -> Section:
+    m = ctx.model
+    if not _is_fashion(m):
+        return Section("quality", "Quality", _note("Quality metrics use the Fashion-MNIST feature network and "
+                                                   "reference; this model is not a 32x32 grayscale model."))
+    from ..data.fashion import CLASSES
+    from ..metrics.suite import evaluate_model
+    res = evaluate_model(m, n=ctx.eval_n, progress=False, device=m.device)
+    ctx.figures["quality"] = res
+    rows = [{"metric": k, "value": v} for k, v in res.items() if k not in ("class_histogram", "model", "features")]
+    hist = [{"class": c, "share of samples": h} for c, h in zip(CLASSES, res["class_histogram"])]
+    body = (f"<p>{ctx.eval_n} samples vs the Fashion-MNIST test split in the fashion-features space "
+            f"(k = 3 for precision/recall/density/coverage).</p>" + table(rows) + table(hist))
+    return Section("quality", "Quality", body)
+
+
+@report_section("latent-space")
+def _latent_space(ctx: ReportContext) -> Section:
+    m = ctx.model
+    if not m.has_mapping:
+        return Section("latent-space", "Latent space", _note(f"'{m.name}' has only a Gaussian Z space: there is "
+                                                              "no W/P/P-norm to map (seed 000/003 need a mapping network)."))
+    from ..atlas import get_atlas
+    from ..spaces.diagnostics import normality_table, plot_marginals, space_samples
+    atlas = get_atlas(m, n=ctx.atlas_n, learned_steps=ctx.learned_steps)
+    ctx.figures["atlas"] = atlas
+    s = space_samples(m, atlas.pnorm, n=20000, seed=1)
+    plot_marginals(s, ctx.out / "marginals.png")
+    parts = [f"<p>Atlas: N = {atlas.meta['n']} mapped latents, timings {html.escape(str(atlas.meta['timings']))}. "
+             "W is skewed and heavy-tailed, P (W through the inverse LeakyReLU) is close to Gaussian, "
+             "P-norm is whitened (seed 003, Fig. 1).</p>", table(normality_table(s)),
+             ctx.image("marginals.png", "marginal histograms of W, P and P-norm")]
+    # per-level cluster grids and the Fig. 1-style grid
+    base = m.broadcast(m.mapping(m.sample_z(1, ctx.seed)))
+    for kind in ("em", "learned"):
+        try:
+            mix = atlas.mixture(kind)
+        except LatentAtlasError as e:
+            parts.append(_note(str(e)))
+            continue
+        parts.append(f"<h3>{'EM baseline' if kind == 'em' else 'Learned multi-level'} mixture</h3>")
+        if kind == "learned":
+            q = mix.quality(n=1000)
+            parts.append(table([{"level": lv, **{k: (v if not isinstance(v, list) else " ".join(map(str, v)))
+                                                   for k, v in r.items()}} for lv, r in q.items()]))
+        for level, (a, b) in atlas.level_ranges.items():
+            K = mix.n_clusters.get(level, 0)
+            if not K:
+                continue
+            rows = []
+            for k in range(K):
+                w = mix.sample(level, k, 8, seed=k)
+                ws = base.expand(8, -1, -1).clone()
+                ws[:, a:b] = w[:, None]
+                rows.append(m.synthesis(ws).clamp(-1, 1).cpu())
+            name = f"clusters-{kind}-{level}.png"
+            save_grid(torch.cat(rows), ctx.out / name, nrow=8, scale=_scale(m))
+            parts.append(f"<p>{level} (W+ rows {a}–{b - 1}): one cluster per row, its rows replaced by 8 "
+                         f"cluster samples on a fixed base code.</p>" + ctx.image(name, f"{kind} {level} clusters"))
+        if all(mix.n_clusters.get(lv) for lv in ("coarse", "medium", "fine")):
+            kc, km, kf = (min(4, mix.n_clusters[lv]) for lv in ("coarse", "medium", "fine"))
+            cs = {lv: mix.centres(lv) for lv in ("coarse", "medium", "fine")}
+            imgs = []
+            for c in range(kc):
+                for md in range(km):
+                    for f in range(kf):
+                        ws = base.clone()
+                        for lv, k in (("coarse", c), ("medium", md), ("fine", f)):
+                            a, b = atlas.level_ranges[lv]
+                            ws[:, a:b] = cs[lv][k]
+                        imgs.append(m.synthesis(ws).clamp(-1, 1).cpu())
+            name = f"multilevel-{kind}.png"
+            save_grid(torch.cat(imgs), ctx.out / name, nrow=kf, scale=_scale(m))
+            parts.append(f"<p>Seed 004 Fig. 1-style grid: {kc} blocks of {km} rows × {kf} columns; one coarse "
+                         "cluster per block, one medium cluster per row, one fine cluster per column (cluster "
+                         "centres).</p>" + ctx.image(name, "multi-level grid"))
+    return Section("latent-space", "Latent space", "".join(parts))
+
+
+SHOWCASE = [("none", {}), ("truncation", {"psi": 0.7}), ("pca-log", {"tau": 1.5}), ("cluster", {"psi": 0.7}),
+            ("cluster", {"psi": 0.7, "mixture": "learned"}), ("diamond", {"sigma": 0.3})]
+
+
+@report_section("sampling")
+def _sampling(ctx: ReportContext) -> Section:
+    from ..sample import sample_with_strategy
+    from ..sampling import Context
+    m = ctx.model
+    sctx = Context(m, atlas=ctx.figures.get("atlas"))
+    parts = ["<p>The same 16 seeds under each strategy.</p>"]
+    for name, params in SHOWCASE:
+        if not m.has_mapping and name == "truncation":
+            params = {"t": 1.0}
+        if name == "diamond" and not m.has_minibatch_std:
+            params = {"sigma": 0.3, "variant": "walk", "recovery_steps": 100}
+        label = f"{name} {', '.join(f'{k}={v}' for k, v in params.items())}".strip()
+        try:
+            res = sample_with_strategy(m, n=16, seed=ctx.seed, strategy=name, params=params, ctx=sctx)
+        except LatentAtlasError as e:
+            parts.append(f"<h3>{html.escape(label)}</h3>" + _note(f"not applicable: {e}"))
+            continue
+        fname = f"sampling-{name}-{len(parts)}.png"
+        save_grid(res.images, ctx.out / fname, nrow=16, scale=_scale(m))
+        parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label))
+    if _is_fashion(m):
+        from ..sampling.evaluate import evaluate_sampling, plot_sampling
+        strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
+        sweeps = None
+        if not m.has_mapping:
+            sweeps = {"truncation": [{"t": t} for t in (float("inf"), 2.0, 1.5, 1.0, 0.5)]}
+        res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps)
+        ctx.figures["sampling"] = res
+        plot_sampling(res, ctx.out)
+        cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
+                "pixel_dist", "feature_dist", "class_preserved")
+        parts.append(f"<h3>Sweep ({ctx.sweep_n} samples per point)</h3>"
+                     + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
+                     + ctx.image("precision_recall.png", "precision vs recall")
+                     + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
+    return Section("sampling", "Sampling strategies", "".join(parts))
+
+
+INVERSION_METHODS = [("W (projector-like)", dict(space="w")), ("W+ (I2S)", dict(space="wplus")),
+                     ("P-norm+ (II2S)", dict(space="pnorm+")),
+                     ("W+ clip 2", dict(space="wplus", regularizer="pnorm-clip", reg_value=2.0)),
+                     ("W+ project 5", dict(space="wplus", regularizer="pnorm-project", reg_value=5.0)),
+                     ("W+ L2", dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-3)),
+                     ("W+ Gaussian prior", dict(space="wplus", regularizer="mahalanobis", reg_value=1e-3))]
+
+
+@report_section("inversion")
+def _inversion(ctx: ReportContext) -> Section:
+    from ..inversion import InversionConfig, invert, perceptual_fn
+    from ..metrics.reconstruction import reconstruction_metrics
+    m = ctx.model
+    if _is_fashion(m):
+        from ..data.fashion import load_fashion_mnist
+        x, _ = load_fashion_mnist("test")
+        targets = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7))[:ctx.invert_n]]
+        what = f"{ctx.invert_n} held-out Fashion-MNIST test images"
+    else:
+        with torch.no_grad():
+            targets = m(m.sample_z(ctx.invert_n, 10_000)).clamp(-1, 1).cpu()
+        what = f"{ctx.invert_n} generated images (seeds 10000+)"
+    methods = INVERSION_METHODS if m.has_mapping else [("Z (Diamond loss)", dict(space="z", regularizer="sphere",
+                                                                               reg_value=1.0, pixel_loss="l1"))]
+    if m.has_mapping and m.has_discriminator:
+        methods = methods + [("Z (Diamond loss)", dict(space="z", regularizer="sphere", reg_value=1.0, pixel_loss="l1"))]
+    perc_name = "discriminator" if m.has_discriminator else "none"
+    perc = perceptual_fn("fashion-features", m) if _is_fashion(m) else None
+    atlas = ctx.figures.get("atlas")
+    rows, grids = [], [targets]
+    hist_data = {}
+    for label, kw in methods:
+        cfg = InversionConfig(steps=ctx.invert_steps, lr=0.05 if kw["space"] != "z" else 0.03, perceptual=perc_name,
+                              perceptual_weight=0.05 if perc_name != "none" else 0.0, **kw)
+        res = invert(m, targets, cfg, atlas=atlas)
+        met = reconstruction_metrics(targets, res.images, perc)
+        row = {"method": label, **{k: float(v.mean()) for k, v in met.items()},
+               "steps (mean)": float(res.steps_used.float().mean()), "seconds": round(res.seconds, 1)}
+        if atlas is not None and res.ws is not None:
+            v = atlas.pnorm_plus.transform(res.ws.to(m.device)).cpu()
+            row["share |P-norm+| > 3"] = float((v.abs() > 3).float().mean())
+            hist_data[label] = v.flatten().numpy()
+        rows.append(row)
+        grids.append(res.images)
+    save_grid(torch.cat(grids), ctx.out / "inversion.png", nrow=targets.shape[0], scale=_scale(m))
+    parts = [f"<p>{what}, {ctx.invert_steps} steps, all images of a batch optimised together. Rows: targets, "
+             + ", ".join(l for l, _ in methods) + ". Perceptual column: fashion-features distance.</p>",
+             ctx.image("inversion.png", "reconstructions"), table(rows)]
+    if hist_data:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for label, v in hist_data.items():
+            ax.hist(v, bins=120, range=(-8, 8), histtype="step", density=True, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("P-norm+ coordinate of the embeddings")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(ctx.out / "pnorm_hist.png", dpi=100)
+        plt.close(fig)
+        parts.append("<p>P-norm+ histograms of the embeddings (seed 003 §4: mass far outside the Gaussian "
+                     "range = overfitting).</p>" + ctx.image("pnorm_hist.png", "P-norm+ histograms"))
+    ctx.figures["inversion"] = rows
+    return Section("inversion", "Inversion", "".join(parts))
+
+
+@report_section("walks")
+def _walks(ctx: ReportContext) -> Section:
+    from ..walks.density import DPConfig, train_dp_lase
+    from ..walks.directions import compute_directions
+    from ..walks.edit import evaluate_directions, render_walk, save_strip, walk_latents
+    m = ctx.model
+    plans = []
+    if m.has_mapping:
+        plans = [("ganspace", dict(k=3)), ("sefa", dict(k=3)), ("dplase", dict(k=3, steps=ctx.dp_steps))]
+        if _is_fashion(m):
+            plans.append(("mean-diff", {}))
+    else:
+        plans = [("ganspace", dict(k=3, layer=m.layer_names[1]))]
+        if _is_fashion(m):
+            plans.append(("mean-diff", {}))
+    parts = []
+    drift_rows = []
+    for method, kw in plans:
+        try:
+            d = compute_directions(m, method, **kw)
+        except LatentAtlasError as e:
+            parts.append(f"<h3>{method}</h3>" + _note(str(e)))
+            continue
+        kinds = ["linear", "dp"] + (["great-circle"] if d.space == "z" else [])
+        base = m.sample_z(4, ctx.seed)
+        base = m.mapping(base).detach() if d.space == "w" else base
+        dp_model = getattr(d, "dp_model", None)
+        if dp_model is None:   # one density model + correction per direction set, shared below
+            dp_model, _ = train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors)
+        parts.append(f"<h3>{method} ({d.space})</h3>")
+        for i in range(min(3, len(d))):
+            for kind in kinds:
+                lat = walk_latents(m, d, i, base, kind=kind, steps=9, extent=2.0, dp_model=dp_model)
+                fname = f"walk-{method}-{i}-{kind}.png"
+                save_strip(render_walk(m, d, lat), ctx.out / fname, scale=_scale(m))
+                name = (d.meta.get("names") or [f"direction {i}"] * len(d))[i]
+                parts.append(f"<p>{html.escape(str(name))}, {kind} walk, −2σ … +2σ</p>" + ctx.image(fname, fname))
+        ev = evaluate_directions(m, d, n=32, dp_model=dp_model)
+        for r in ev["rows"][:3]:
+            drift_rows.append({"method": method, "orthogonality error": ev["orthogonality_error"], **r})
+    if drift_rows:
+        parts.append("<h3>Measurements</h3><p>Density drift: mean |log F(z_t) − log F(z_0)| along the walk under "
+                     "the learned DP-LaSE density (linear vs density-preserving walk); classes moved: class "
+                     "probabilities changed by > 0.1 at +2σ.</p>" + table(drift_rows))
+    return Section("walks", "Walks and directions", "".join(parts))
