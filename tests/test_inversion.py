@@ -86,3 +86,19 @@ def test_best_of_n_init(tiny_sg2, targets, atlas):
     a = invert(tiny_sg2, targets, InversionConfig(space="w", steps=1, init="best-of-64"), atlas=atlas)
     b = invert(tiny_sg2, targets, InversionConfig(space="w", steps=1, init="mean"), atlas=atlas)
     assert a.final_loss.mean() < b.final_loss.mean()
+
+
+def test_embedding_metrics_tiny(tiny_sg2, atlas):
+    pytest.importorskip("latentatlas.metrics.features")
+    from latentatlas.inversion.evaluate import embedding_metrics
+    from latentatlas.metrics.features import FashionFeatures
+    from latentatlas.walks.directions import ganspace
+    try:
+        ext = FashionFeatures()
+    except LatentAtlasError:
+        pytest.skip("feature network weights not built")
+    ws = tiny_sg2.broadcast(tiny_sg2.mapping(tiny_sg2.sample_z(20)))
+    out = embedding_metrics(tiny_sg2, ws, atlas, ext, directions=ganspace(tiny_sg2, k=3, n=1000))
+    for k in ("edit_strength", "ppl", "style_mixing_fid", "interp_fid_wplus", "interp_fid_pnorm+", "share_pnorm+_beyond_3"):
+        assert k in out and math.isfinite(out[k])
+    assert out["edit_strength"] > 0

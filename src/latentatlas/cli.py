@@ -137,7 +137,7 @@ def cmd_train(args):
         return 0
     state = train(args.arch, args.out, data_dir=args.data_dir, batch=args.batch,
                   total_kimg=args.kimg, max_minutes=args.minutes, ckpt_minutes=args.ckpt_minutes,
-                  seed=args.seed, threads=args.threads)
+                  seed=args.seed, threads=args.threads, init_from=args.init_from)
     _emit(args, state, lambda d: f"stopped at step {d['step']} ({d['nimg'] / 1000:.1f} kimg, "
                                  f"{d['wall_s'] / 3600:.2f} h of training)")
     return 0
@@ -247,6 +247,41 @@ def cmd_evaluate_directions(args):
             lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
         return "\n".join(lines)
     _emit(args, res, fmt)
+    return 0
+
+
+def cmd_evaluate_inversion(args):
+    import torch
+
+    from .data.fashion import load_fashion_mnist
+    from .inversion.evaluate import METHODS, diamond_z_inversion, evaluate_inversion
+    from .models.registry import load_generator
+    model = load_generator(args.model, device=args.device)
+    if not (model.img_channels == 1 and model.img_resolution == 32):
+        raise LatentAtlasError("evaluate-inversion uses Fashion-MNIST targets and metrics: it needs a 32x32 grayscale model")
+    x, _ = load_fashion_mnist("test", path=args.data_dir)
+    real = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(args.seed))[:args.n]]
+    with torch.no_grad():
+        gen = model(model.sample_z(args.n, 900_000 + args.seed)).clamp(-1, 1).cpu()
+    if not model.has_mapping:
+        rows = [{"targets": name, **diamond_z_inversion(model, t, steps=args.steps, seed=args.seed)}
+                for name, t in (("test images", real), ("generated", gen))]
+    else:
+        methods = METHODS
+        if args.methods:
+            want = [m.strip() for m in args.methods.split(",")]
+            bad = [m for m in want if m not in METHODS]
+            if bad:
+                raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
+            methods = {k: METHODS[k] for k in want}
+        rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
+                                  steps=args.steps, progress=not args.json, seed=args.seed)
+
+    def fmt(rows):
+        cols = list(rows[0])
+        return "\n".join(["  ".join(f"{c:>14.14}" for c in cols)] + [
+            "  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{str(r[c]):>14.14}" for c in cols) for r in rows])
+    _emit(args, rows, fmt)
     return 0
 
 
@@ -408,6 +443,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", default=None)
     s.set_defaults(fn=cmd_evaluate_directions)
 
+    s = sub.add_parser("evaluate-inversion", parents=[common], help="the II2S evaluation table for inversion methods",
+                       description="Invert N held-out Fashion-MNIST test images and N generated images with W, W+, "
+                                   "P-norm+ and the regularised variants, and report reconstruction (PSNR, SSIM, "
+                                   "RMSE, perceptual), editing strength along GANSpace directions, class-flip rate "
+                                   "of a supervised direction, PPL of the embeddings, style-mixing FID, "
+                                   "interpolation FID (W+ and P-norm+) and P-norm+ outlier share. On a Z-only "
+                                   "model (fashion-wgangp) it runs Z inversion with the Diamond loss.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--n", type=_positive_int, default=100)
+    s.add_argument("--steps", type=_positive_int, default=300)
+    s.add_argument("--methods", default=None, help="comma-separated subset of the method names")
+    s.add_argument("--data-dir", default=None)
+    s.add_argument("--seed", type=_seed, default=0)
+    s.set_defaults(fn=cmd_evaluate_inversion)
+
     s = sub.add_parser("convert", parents=[common], help="convert a checkpoint to latentatlas format",
                        description="Read any supported checkpoint (NVIDIA stylegan2-ada pickle, rosinality "
                                    ".pt, latentatlas .pt) and write latentatlas format: a dict of tensors and "
@@ -448,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     s.add_argument("--export", metavar="FILE", help="export the run in OUT to FILE and exit")
+    s.add_argument("--init-from", metavar="FILE", default=None,
+                   help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
     s.set_defaults(fn=cmd_train)
     return p
 

@@ -40,14 +40,15 @@ class EMA:
 
 def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int,
                  total_kimg: float, max_minutes: float | None = None,
-                 ckpt_minutes: float = 5.0, seed: int = 0, grid_z: torch.Tensor | None = None):
+                 ckpt_minutes: float = 5.0, seed: int = 0, grid_z: torch.Tensor | None = None,
+                 initial_state: dict | None = None):
     """Train until ``total_kimg`` thousand real images have been shown or ``max_minutes`` of
     this call's wall time have passed; resume from ``out_dir/checkpoint.pt`` when present."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    state = {"step": 0, "nimg": 0, "wall_s": 0.0}
-    gen = torch.Generator().manual_seed(seed)
+    state = dict(initial_state or {"step": 0, "nimg": 0, "wall_s": 0.0})
+    gen = torch.Generator().manual_seed(seed + state["step"])
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         trainer.load_state_dict(ck["trainer"])

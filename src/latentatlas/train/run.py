@@ -29,13 +29,27 @@ def build_trainer(arch: str, seed: int = 0, **hp):
 
 def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: float = 1000,
           max_minutes: float | None = None, ckpt_minutes: float = 5.0, seed: int = 0,
-          threads: int | None = None, **hp):
+          threads: int | None = None, init_from: str | None = None, **hp):
+    """Train or resume. Without a checkpoint in ``out_dir`` but with ``init_from`` (an exported
+    model file, e.g. the bundled weights), training warm-starts from its G_ema/D with fresh
+    optimiser state and continues the step/image/time counters recorded in its metadata."""
+    from pathlib import Path
     if threads:
         torch.set_num_threads(threads)
     data, _ = load_fashion_mnist("train", path=data_dir)
     trainer = build_trainer(arch, seed=seed, **hp)
+    initial = None
+    if init_from and not (Path(out_dir) / "checkpoint.pt").exists():
+        ck = torch.load(init_from, map_location="cpu", weights_only=True)
+        trainer.G.load_state_dict(ck["G"])
+        trainer.G_ema.load_state_dict(ck["G"])
+        trainer.D.load_state_dict(ck["D"])
+        meta = ck.get("meta", {})
+        initial = {"step": int(meta.get("steps", 0)), "nimg": int(meta.get("images_seen", 0)),
+                   "wall_s": float(meta.get("train_wall_hours", 0.0)) * 3600}
+        log.info("warm start from %s at step %d", init_from, initial["step"])
     return run_training(trainer, data, out_dir, batch=batch, total_kimg=total_kimg,
-                        max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, seed=seed)
+                        max_minutes=max_minutes, ckpt_minutes=ckpt_minutes, seed=seed, initial_state=initial)
 
 
 def export_trained(arch: str, run_dir, out_file, *, meta: dict | None = None):

@@ -1,0 +1,129 @@
+"""The II2S evaluation framework (seed 003 §4, METHODS.md §5) for any set of inversion methods.
+
+Per method and target set:
+
+* reconstruction — PSNR, SSIM, RMSE, perceptual (fashion-features) distance;
+* editing — the embeddings moved along the top GANSpace directions at ±2σ (all W+ rows): how far
+  the feature-network embedding moves (a weak edit is a bad sign), and the class-flip rate of a
+  supervised (mean-difference) direction at +3σ;
+* PPL of the embeddings — perceptual path length of W+ interpolations between embeddings;
+* style-mixing FID — coarse rows from one embedding, the rest from another;
+* interpolation FID — 5 points between an embedding and a random sample, in W+ and in P-norm+;
+* P-norm+ statistics — the share of coordinates beyond ±3 (outliers = overfitting).
+
+FIDs here are computed on small sets (a few hundred images) against the Fashion-MNIST test
+reference; they are comparable between methods of one run, not with 10k-sample FIDs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..metrics.distribution import feature_stats, frechet_distance
+from ..metrics.features import FashionFeatures, reference_stats
+from ..metrics.reconstruction import reconstruction_metrics
+from . import InversionConfig, invert
+
+METHODS = {
+    "W (projector-like)": dict(space="w"),
+    "W+ (I2S)": dict(space="wplus"),
+    "P-norm+ (II2S)": dict(space="pnorm+"),
+    "W+ clip 2": dict(space="wplus", regularizer="pnorm-clip", reg_value=2.0),
+    "W+ project 5": dict(space="wplus", regularizer="pnorm-project", reg_value=5.0),
+    "W+ L2": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-3),
+    "W+ Gaussian prior": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-3),
+}
+
+
+@torch.no_grad()
+def _fid(ext, images: torch.Tensor) -> float:
+    ref = reference_stats()
+    f = torch.cat([ext(images[i:i + 500]) for i in range(0, images.shape[0], 500)]).double().cpu().numpy()
+    mu, sig = feature_stats(f)
+    return frechet_distance(ref["mu"], ref["sigma"], mu, sig)
+
+
+@torch.no_grad()
+def embedding_metrics(model, ws: torch.Tensor, atlas, ext: FashionFeatures, *, directions=None, supervised=None,
+                      seed: int = 0) -> dict:
+    """Editing, PPL, style-mixing and interpolation metrics of W+ embeddings [N, L, D]."""
+    m = model
+    ws = ws.to(m.device)
+    N, L = ws.shape[:2]
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    base_f = ext(m.synthesis(ws))
+    if directions is not None:
+        moves = []
+        for i in range(min(3, len(directions))):
+            u, s = directions.vectors[i].to(m.device), float(directions.sigmas[i])
+            fp = ext(m.synthesis(ws + 2 * s * u))
+            fm = ext(m.synthesis(ws - 2 * s * u))
+            moves.append(((fp - base_f).norm(dim=1) + (fm - base_f).norm(dim=1)).mean().item() / 2)
+        out["edit_strength"] = float(np.mean(moves))
+    if supervised is not None:
+        u, s = supervised.vectors[0].to(m.device), float(supervised.sigmas[0])
+        c0 = ext.net.head(base_f).argmax(1)
+        c1 = ext.classify(m.synthesis(ws + 3 * s * u))
+        out["class_flip_rate"] = float((c1 != c0).float().mean())
+    # PPL: interpolate between random pairs of embeddings in W+ (eps = 1e-2)
+    perm = torch.randperm(N, generator=g)
+    t = torch.rand(N, generator=g).to(m.device)[:, None, None]
+    a, b = ws, ws[perm]
+    eps = 1e-2
+    p0 = ext(m.synthesis(a.lerp(b, t)))
+    p1 = ext(m.synthesis(a.lerp(b, (t + eps).clamp(max=1))))
+    out["ppl"] = float(((p1 - p0).square().sum(1) / eps ** 2).mean())
+    # style mixing: coarse rows (first third) from one embedding, the rest from another
+    cut = max(1, L // 3)
+    mixed = ws[perm].clone()
+    mixed[:, :cut] = ws[:, :cut]
+    out["style_mixing_fid"] = _fid(ext, m.synthesis(mixed))
+    # interpolation to random samples: 5 inner points, in W+ and in P-norm+
+    rnd = m.broadcast(m.mapping(m.sample_z(N, 424_242 + seed)))
+    ts = torch.linspace(0, 1, 7, device=m.device)[1:-1]
+    imgs_w = torch.cat([m.synthesis(ws.lerp(rnd, float(tt))) for tt in ts])
+    out["interp_fid_wplus"] = _fid(ext, imgs_w)
+    if atlas is not None:
+        plus = atlas.pnorm_plus.to(m.device)
+        va, vb = plus.transform(ws), plus.transform(rnd)
+        imgs_p = torch.cat([m.synthesis(plus.inverse_transform(va.lerp(vb, float(tt)))) for tt in ts])
+        out["interp_fid_pnorm+"] = _fid(ext, imgs_p)
+        out["share_pnorm+_beyond_3"] = float((va.abs() > 3).float().mean())
+    return out
+
+
+def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None, steps: int = 300,
+                       lr: float = 0.05, atlas=None, progress: bool = False, seed: int = 0) -> list[dict]:
+    """Rows of the seed-003-style table: one per (target set, method)."""
+    from ..atlas import get_atlas
+    from ..walks.directions import ganspace, mean_diff
+    model.require_mapping("the II2S evaluation")
+    atlas = atlas or get_atlas(model)
+    ext = FashionFeatures(model.device)
+    dirs = ganspace(model, k=3)
+    sup = mean_diff(model, class_a=7, class_b=5)     # Sneaker - Sandal
+    rows = []
+    for set_name, x in targets.items():
+        for label, kw in (methods or METHODS).items():
+            cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
+                                  perceptual_weight=0.05, seed=seed, **kw)
+            res = invert(model, x, cfg, atlas=atlas, progress=progress)
+            rec = reconstruction_metrics(x, res.images, lambda a, b: (ext(a) - ext(b)).square().mean(1))
+            row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
+                   "seconds": round(res.seconds, 1)}
+            row.update(embedding_metrics(model, res.ws, atlas, ext, directions=dirs, supervised=sup, seed=seed))
+            rows.append(row)
+    return rows
+
+
+def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int = 0) -> dict:
+    """Z inversion with the Diamond loss (L1 + 2·D-feature L1 + |‖z‖ − √n|) on a Z-space model."""
+    from ..diamond import RecoveryConfig, recover_z
+    ext = FashionFeatures(model.device) if model.img_channels == 1 and model.img_resolution == 32 else None
+    z = recover_z(model, x, RecoveryConfig(steps=steps, seed=seed))
+    with torch.no_grad():
+        y = model(z).clamp(-1, 1).cpu()
+    rec = reconstruction_metrics(x, y, (lambda a, b: (ext(a) - ext(b)).square().mean(1)) if ext else None)
+    return {"method": "Z (Diamond loss)", **{k: float(v.mean()) for k, v in rec.items()},
+            "mean |z| / sqrt(n)": float(z.norm(dim=1).mean() / model.z_dim ** 0.5)}
