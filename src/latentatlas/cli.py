@@ -57,10 +57,10 @@ def cmd_models(args):
             for m in bundled_models()]
 
     def table(rows):
-        lines = [f"{'name':<19}{'res':>4}  {'spaces':<28}{'discriminator':<32}weights"]
+        lines = [f"{'name':<19}{'res':>4}  {'spaces':<26}{'discriminator':<37}weights"]
         for r in rows:
-            lines.append(f"{r['name']:<19}{r['resolution']:>4}  {','.join(r['spaces']):<28}"
-                         f"{r['discriminator']:<32}{r['weights']}")
+            lines.append(f"{r['name']:<19}{r['resolution']:>4}  {','.join(r['spaces']):<26}"
+                         f"{r['discriminator']:<37}{r['weights']}")
         return "\n".join(lines)
     _emit(args, rows, table)
     return 0

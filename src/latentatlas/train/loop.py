@@ -38,6 +38,21 @@ class EMA:
             be.copy_(b)
 
 
+class TrainerState:
+    """Checkpointing shared by the trainers: networks G, D, G_ema and optimisers opt_G, opt_D."""
+
+    def state_dict(self):
+        return {"cfg": self.cfg.to_dict(), "hparams": self.hparams, "G": self.G.state_dict(),
+                "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
+
+    def load_state_dict(self, sd):
+        for k in ("G", "D", "G_ema"):
+            getattr(self, k).load_state_dict(sd[k])
+        self.opt_G.load_state_dict(sd["opt_G"])
+        self.opt_D.load_state_dict(sd["opt_D"])
+
+
 def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int,
                  total_kimg: float, max_minutes: float | None = None,
                  ckpt_minutes: float = 5.0, seed: int = 0, grid_z: torch.Tensor | None = None,

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from ..models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-from .loop import EMA
+from .loop import EMA, TrainerState
 
 
-class StyleGAN2Trainer:
+class StyleGAN2Trainer(TrainerState):
     def __init__(self, cfg: StyleGAN2Config, *, lr: float = 0.0025, r1_gamma: float = 0.05,
                  r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 10.0, seed: int = 0):
         torch.manual_seed(seed)
@@ -70,14 +70,3 @@ class StyleGAN2Trainer:
     @torch.no_grad()
     def sample(self, z):
         return self.G_ema(z, noise_mode="const")
-
-    def state_dict(self):
-        return {"cfg": self.cfg.to_dict(), "hparams": self.hparams, "G": self.G.state_dict(),
-                "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
-
-    def load_state_dict(self, sd):
-        for k in ("G", "D", "G_ema"):
-            getattr(self, k).load_state_dict(sd[k])
-        self.opt_G.load_state_dict(sd["opt_G"])
-        self.opt_D.load_state_dict(sd["opt_D"])

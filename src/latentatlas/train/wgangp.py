@@ -9,13 +9,13 @@ import copy
 import torch
 
 from ..models.dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
-from .loop import EMA
+from .loop import EMA, TrainerState
 
 FASHION_WGANGP = dict(z_dim=128, channels=(256, 128, 64), img_channels=1,
                       critic_channels=(32, 64, 128), mbstd_group=4)
 
 
-class WGANGPTrainer:
+class WGANGPTrainer(TrainerState):
     def __init__(self, *, lr: float = 1e-4, gp_weight: float = 10.0, n_critic: int = 5,
                  ema_kimg: float = 5.0, seed: int = 0):
         torch.manual_seed(seed)
@@ -56,14 +56,3 @@ class WGANGPTrainer:
     @torch.no_grad()
     def sample(self, z):
         return self.G_ema.eval()(z)
-
-    def state_dict(self):
-        return {"cfg": self.cfg.to_dict(), "hparams": self.hparams, "G": self.G.state_dict(),
-                "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
-
-    def load_state_dict(self, sd):
-        for k in ("G", "D", "G_ema"):
-            getattr(self, k).load_state_dict(sd[k])
-        self.opt_G.load_state_dict(sd["opt_G"])
-        self.opt_D.load_state_dict(sd["opt_D"])
