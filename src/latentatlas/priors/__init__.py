@@ -69,9 +69,11 @@ class EMMixture:
 
     @staticmethod
     def _log_prob(v, weights, means, vars_):
-        # [N, K] joint log p(v, k)
-        d = v[:, None, :] - means[None]
-        ll = -0.5 * ((d.square() / vars_[None]).sum(-1) + vars_.log().sum(-1)[None] + v.shape[1] * math.log(2 * math.pi))
+        # [N, K] joint log p(v, k); the squared distance expanded into matrix products so no
+        # [N, K, D] tensor is formed
+        iv = 1.0 / vars_                                                      # [K, D]
+        maha = v.square() @ iv.t() - 2 * v @ (means * iv).t() + (means.square() * iv).sum(1)[None]
+        ll = -0.5 * (maha + vars_.log().sum(-1)[None] + v.shape[1] * math.log(2 * math.pi))
         return ll + weights.log()[None]
 
     def fit(self, w: torch.Tensor):

@@ -39,6 +39,7 @@ class ReportContext:
     dp_steps: int = 600              # DP-LaSE training steps
     atlas_n: int = 100_000           # mapped latents for the atlas
     learned_steps: int = 400         # learned multi-level mixture steps per level
+    diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
 
     def image(self, name: str, alt: str, width: int | None = None) -> str:
@@ -47,13 +48,15 @@ class ReportContext:
 
 
 _SECTIONS: list[tuple[str, Callable[[ReportContext], Section | None]]] = []
+_TITLES: dict[str, str] = {}
 
 
-def report_section(key: str):
+def report_section(key: str, title: str | None = None):
     def deco(fn):
         if any(k == key for k, _ in _SECTIONS):
             raise ValueError(f"report section {key!r} registered twice")
         _SECTIONS.append((key, fn))
+        _TITLES[key] = title or key
         return fn
     return deco
 
@@ -117,7 +120,8 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
 
 
 PROFILES = {"full": {}, "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150,
-                                          atlas_n=20000, learned_steps=100)}
+                                          atlas_n=20000, learned_steps=100,
+                                          diamond=dict(n_proto=16, recovery_steps=50, proto_iter=30))}
 
 
 def section_names() -> list[str]:
@@ -155,7 +159,7 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
             try:
                 sec = fn(ctx)
             except LatentAtlasError as e:
-                sec = Section(key, key, f"<p class='note'>section not available: {html.escape(str(e))}</p>")
+                sec = Section(key, _TITLES.get(key, key), f"<p class='note'>section not available: {html.escape(str(e))}</p>")
             if sec is not None:
                 built.append((sec, time.time() - t0))
         nav = "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s, _ in built)

@@ -24,7 +24,7 @@ def _scale(m) -> int:
     return max(1, 96 // m.img_resolution)
 
 
-@report_section("quality")
+@report_section("quality", "Quality")
 def _quality(ctx: ReportContext) -> Section:
     m = ctx.model
     if not _is_fashion(m):
@@ -41,7 +41,7 @@ def _quality(ctx: ReportContext) -> Section:
     return Section("quality", "Quality", body)
 
 
-@report_section("latent-space")
+@report_section("latent-space", "Latent space")
 def _latent_space(ctx: ReportContext) -> Section:
     m = ctx.model
     if not m.has_mapping:
@@ -108,7 +108,7 @@ SHOWCASE = [("none", {}), ("truncation", {"psi": 0.7}), ("pca-log", {"tau": 1.5}
             ("cluster", {"psi": 0.7, "mixture": "learned"}), ("diamond", {"sigma": 0.3})]
 
 
-@report_section("sampling")
+@report_section("sampling", "Sampling strategies")
 def _sampling(ctx: ReportContext) -> Section:
     from ..sample import sample_with_strategy
     from ..sampling import Context
@@ -118,8 +118,10 @@ def _sampling(ctx: ReportContext) -> Section:
     for name, params in SHOWCASE:
         if not m.has_mapping and name == "truncation":
             params = {"t": 1.0}
-        if name == "diamond" and not m.has_minibatch_std:
-            params = {"sigma": 0.3, "variant": "walk", "recovery_steps": 100}
+        if name == "diamond":
+            params = {**params, **ctx.diamond}
+            if not m.has_minibatch_std:
+                params = {"sigma": 0.3, "variant": "walk", "recovery_steps": ctx.diamond.get("recovery_steps", 100)}
         label = f"{name} {', '.join(f'{k}={v}' for k, v in params.items())}".strip()
         try:
             res = sample_with_strategy(m, n=16, seed=ctx.seed, strategy=name, params=params, ctx=sctx)
@@ -130,21 +132,29 @@ def _sampling(ctx: ReportContext) -> Section:
         save_grid(res.images, ctx.out / fname, nrow=16, scale=_scale(m))
         parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label))
     if _is_fashion(m):
-        from ..sampling.evaluate import evaluate_sampling, plot_sampling
-        strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
-        sweeps = None
-        if not m.has_mapping:
-            sweeps = {"truncation": [{"t": t} for t in (float("inf"), 2.0, 1.5, 1.0, 0.5)]}
-        res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps)
-        ctx.figures["sampling"] = res
-        plot_sampling(res, ctx.out)
-        cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
-                "pixel_dist", "feature_dist", "class_preserved")
-        parts.append(f"<h3>Sweep ({ctx.sweep_n} samples per point)</h3>"
-                     + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
-                     + ctx.image("precision_recall.png", "precision vs recall")
-                     + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
+        try:
+            parts.append(_sampling_sweep(ctx, m, sctx))
+        except LatentAtlasError as e:
+            parts.append(_note(f"sweep not available: {e}"))
     return Section("sampling", "Sampling strategies", "".join(parts))
+
+
+def _sampling_sweep(ctx, m, sctx) -> str:
+    from ..sampling.evaluate import evaluate_sampling, plot_sampling
+    strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
+    from ..sampling import get_strategy
+    sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep if p.get("sigma") != "auto"]}
+    if not m.has_mapping:
+        sweeps["truncation"] = [{"t": t} for t in (float("inf"), 2.0, 1.5, 1.0, 0.5)]
+    res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps)
+    ctx.figures["sampling"] = res
+    plot_sampling(res, ctx.out)
+    cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
+            "pixel_dist", "feature_dist", "class_preserved")
+    return (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond at fixed sigma with the mean protoimage)</h3>"
+            + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
+            + ctx.image("precision_recall.png", "precision vs recall")
+            + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
 
 
 INVERSION_METHODS = [("W (projector-like)", dict(space="w")), ("W+ (I2S)", dict(space="wplus")),
@@ -155,7 +165,7 @@ INVERSION_METHODS = [("W (projector-like)", dict(space="w")), ("W+ (I2S)", dict(
                      ("W+ Gaussian prior", dict(space="wplus", regularizer="mahalanobis", reg_value=1e-3))]
 
 
-@report_section("inversion")
+@report_section("inversion", "Inversion")
 def _inversion(ctx: ReportContext) -> Section:
     from ..inversion import InversionConfig, invert, perceptual_fn
     from ..metrics.reconstruction import reconstruction_metrics
@@ -174,7 +184,10 @@ def _inversion(ctx: ReportContext) -> Section:
     if m.has_mapping and m.has_discriminator:
         methods = methods + [("Z (Diamond loss)", dict(space="z", regularizer="sphere", reg_value=1.0, pixel_loss="l1"))]
     perc_name = "discriminator" if m.has_discriminator else "none"
-    perc = perceptual_fn("fashion-features", m) if _is_fashion(m) else None
+    try:
+        perc = perceptual_fn("fashion-features", m) if _is_fashion(m) else None
+    except LatentAtlasError:
+        perc = None
     atlas = ctx.figures.get("atlas")
     rows, grids = [], [targets]
     hist_data = {}
@@ -214,7 +227,7 @@ def _inversion(ctx: ReportContext) -> Section:
     return Section("inversion", "Inversion", "".join(parts))
 
 
-@report_section("walks")
+@report_section("walks", "Walks and directions")
 def _walks(ctx: ReportContext) -> Section:
     from ..walks.density import DPConfig, train_dp_lase
     from ..walks.directions import compute_directions
@@ -251,7 +264,11 @@ def _walks(ctx: ReportContext) -> Section:
                 save_strip(render_walk(m, d, lat), ctx.out / fname, scale=_scale(m))
                 name = (d.meta.get("names") or [f"direction {i}"] * len(d))[i]
                 parts.append(f"<p>{html.escape(str(name))}, {kind} walk, −2σ … +2σ</p>" + ctx.image(fname, fname))
-        ev = evaluate_directions(m, d, n=32, dp_model=dp_model)
+        try:
+            ev = evaluate_directions(m, d, n=32, dp_model=dp_model)
+        except LatentAtlasError as e:
+            parts.append(_note(f"measurements not available: {e}"))
+            continue
         for r in ev["rows"][:3]:
             drift_rows.append({"method": method, "orthogonality error": ev["orthogonality_error"], **r})
     if drift_rows:

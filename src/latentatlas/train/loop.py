@@ -84,6 +84,11 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
         save_grid(imgs, out / "samples.png", nrow=8, scale=2)
         save_grid(imgs, out / f"samples-{state['nimg'] // 1000:06d}k.png", nrow=8)
 
+    import signal
+
+    def _stop(signum, frame):   # a session ending sends SIGTERM: checkpoint on the way out
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, _stop) if threading_main() else None
     t_call = time.time()
     t_last = time.time()
     t_ckpt = time.time()
@@ -109,7 +114,16 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
                 checkpoint()
                 t_ckpt = time.time()
                 t_last = t_ckpt  # checkpoint time is not training time
+    except KeyboardInterrupt:
+        log.info("interrupted: checkpointing at step %d", state["step"])
     finally:
         checkpoint()
         logf.close()
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     return state
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
