@@ -23,7 +23,7 @@ def main():
             print(f"{name}: skipped ({e})")
     print(f"{'model':<22}{'path':<9}{'batch':>6}{'img/s':>10}{'GFLOP/img':>11}{'GFLOP/s':>9}{'of peak':>9}")
     for name, m in models:
-        paths = ["fused", "grouped"] if m.has_mapping else ["-"]
+        paths = ["scale-act", "grouped"] if m.has_mapping else ["-"]
         for path in paths:
             if m.has_mapping:
                 m.grouped = path == "grouped"

@@ -14,7 +14,7 @@ from latentatlas.inversion import InversionConfig, invert
 from latentatlas.models.registry import load_generator
 
 
-def main(n: int = 32, steps: int = 100):
+def main(n: int = 64, steps: int = 100):
     name = sys.argv[1] if len(sys.argv) > 1 else "fashion-stylegan2"
     try:
         m = load_generator(name)

@@ -111,17 +111,32 @@ def resize_to(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
 
 
+class FeatureDistance:
+    """d(a, b) = mean squared feature difference [N]; ``against(b)`` fixes the targets so their
+    features are computed once per inversion instead of once per step."""
+
+    def __init__(self, feat):
+        self.feat = feat
+
+    def __call__(self, a, b):
+        return (self.feat(a) - self.feat(b)).square().mean(1)
+
+    def against(self, b):
+        with torch.no_grad():
+            fb = self.feat(b)
+        return lambda a: (self.feat(a) - fb).square().mean(1)
+
+
 def perceptual_fn(name: str, model):
     """Per-image perceptual distance d(a, b) -> [N]."""
     if name == "none":
         return None
     if name == "discriminator":
         model.require_discriminator("the 'discriminator' perceptual distance")
-        return lambda a, b: (model.features(a, independent=True) - model.features(b, independent=True)).square().mean(1)
+        return FeatureDistance(lambda x: model.features(x, independent=True))
     if name == "fashion-features":
         from ..metrics.features import FashionFeatures
-        ext = FashionFeatures(model.device)
-        return lambda a, b: (ext(a) - ext(b)).square().mean(1)
+        return FeatureDistance(FashionFeatures(model.device))
     if name == "lpips":
         try:
             import lpips  # noqa: F401
@@ -234,6 +249,8 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
     N = x.shape[0]
     sp = _Space(model, cfg, atlas)
     perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual_weight > 0 else None
+    if perc is not None:
+        perc_to_target = perc.against(x) if isinstance(perc, FeatureDistance) else (lambda a: perc(a, x))
     xr = resize_to(x, cfg.working_resolution, cfg.resample_filter)
 
     def per_image_loss(var):
@@ -242,7 +259,7 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
         diff = (yr - xr).flatten(1)
         loss = cfg.pixel_weight * (diff.square().mean(1) if cfg.pixel_loss == "mse" else diff.abs().mean(1))
         if perc is not None:
-            loss = loss + cfg.perceptual_weight * perc(y, x)
+            loss = loss + cfg.perceptual_weight * perc_to_target(y)
         if cfg.regularizer in ("pnorm-l2", "mahalanobis"):
             v = sp.pnorm_coords(var)
             loss = loss + cfg.reg_value * v.square().flatten(1).sum(1)
