@@ -108,6 +108,7 @@ class DPConfig:
     zeta: float = 100.0                # weight of l_reg
     var_weight: float = 1.0            # scale of l_var relative to the density terms
     c_weight: float = 1e-2             # ‖C‖² penalty
+    var_batch: int = 64                # samples of the batch that enter l_var (G1 passes are the cost)
     seed: int = 0
 
 
@@ -165,18 +166,20 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         lden = torch.zeros((), device=dev)
         lvar = torch.zeros((), device=dev)
         deltas = []
-        h0 = g1(x).flatten(1) if g1 is not None else None
+        xv = x[:cfg.var_batch]
+        h0 = g1(xv).flatten(1) if g1 is not None else None
         for gk in gammas:
             gb = gk.expand_as(x)
             lden = lden + dp.l_den(x, gb, eps).mean()
             if g1 is not None:
-                deltas.append((h0 - g1(dp.walk(x, gb, eps)).flatten(1)) / math.sqrt(h0.shape[1]))
+                deltas.append((h0 - g1(dp.walk(xv, gb[:xv.shape[0]], eps)).flatten(1)) / math.sqrt(h0.shape[1]))
         lreg = torch.zeros((), device=dev)
         if deltas:
             grams = [d @ d.t() for d in deltas]
-            lvar = -sum(d.square().sum() for d in deltas) / x.shape[0]
+            nv = xv.shape[0]
+            lvar = -sum(d.square().sum() for d in deltas) / nv
             cross = sum((grams[j] * grams[h]).sum() for j in range(len(grams)) for h in range(len(grams)) if j != h)
-            lvar = cfg.var_weight * (lvar + cfg.lam * cross / x.shape[0] ** 2)
+            lvar = cfg.var_weight * (lvar + cfg.lam * cross / nv ** 2)
             lreg = (dp.Gamma.t() @ dp.Gamma - torch.eye(dp.Gamma.shape[1], device=dev)).square().sum()
         cpen = dp.C(x, eps, gammas[0].expand_as(x)).square().sum(1).mean() / (std ** 2)
         loss = lm + ll + lden / len(gammas) + lvar + cfg.zeta * lreg + cfg.c_weight * cpen

@@ -103,13 +103,15 @@ def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | 
         return _finish(model, vt[:k].float(), "w", "ganspace", w, n=n, seed=seed,
                        explained_variance=(s[:k] ** 2 / (n - 1)).tolist())
     space = "w" if model.has_mapping else "z"
+    n = min(n, 5000)      # activations are large ([n, C*H*W]); randomized PCA on a subsample
     with torch.no_grad():
         lat = _samples(model, n, seed, space)
-        acts = torch.cat([model.activation(model.forward_to(layer, lat[i:i + 500])).flatten(1)
-                          for i in range(0, n, 500)]).double()
+        acts = torch.cat([model.activation(model.forward_to(layer, lat[i:i + 250])).flatten(1)
+                          for i in range(0, n, 250)])
     mu = acts.mean(0)
-    _, _, vt = torch.linalg.svd(acts - mu, full_matrices=False)
-    coords = (acts - mu) @ vt[:k].t()                                    # [n, k]
+    _, _, V = torch.pca_lowrank(acts - mu, q=min(k + 10, min(acts.shape)), center=False, niter=4)
+    coords = ((acts - mu) @ V[:, :k]).double()                          # [n, k]
+    del acts
     coords = coords / coords.std(0)
     # least squares: latent ≈ mean + coords @ B  ->  direction j = B[j]
     B = torch.linalg.lstsq(coords, (lat.double() - lat.double().mean(0))).solution   # [k, D]
@@ -141,6 +143,9 @@ def sefa(model, *, k: int = 10, layers: list[str] | None = None) -> Directions:
 
 def _class_scores(model, n, seed, space):
     from ..metrics.features import FashionFeatures
+    if not (model.img_channels == 1 and model.img_resolution == 32):
+        raise LatentAtlasError(f"supervised directions use the Fashion-MNIST classifier's predictions as labels; "
+                               f"model '{model.name}' is not a 32x32 grayscale model")
     ext = FashionFeatures(model.device)
     lat, cls = [], []
     with torch.no_grad():
