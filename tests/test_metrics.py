@@ -65,7 +65,7 @@ def _prdc_naive(x, y, k):
 
 def test_prdc_matches_naive():
     x, y = rng(0).randn(60, 4), rng(1).randn(50, 4) * 1.2
-    r = prdc(x, y, k=3)
+    r = prdc(x, y, k=3, equalize=False)
     p, rc, d, c = _prdc_naive(x, y, 3)
     assert (r["precision"], r["recall"], r["coverage"]) == pytest.approx((p, rc, c))
     assert r["density"] == pytest.approx(d)
@@ -100,3 +100,11 @@ def test_generator_features_independent_of_batch_size(tiny_sg2):
     a = features_of_generator(tiny_sg2, per_sample, n=24, batch_size=24)
     b = features_of_generator(tiny_sg2, per_sample, n=24, batch_size=5)
     assert np.allclose(a, b, atol=1e-5)
+
+
+def test_prdc_equalizes_sample_sizes():
+    real, fake = rng(0).randn(2000, 8), rng(1).randn(200, 8)
+    # same distribution: equal-size sets give symmetric precision and recall; unequal sizes skew them
+    r, u = prdc(real, fake), prdc(real, fake, equalize=False)
+    assert abs(r["precision"] - r["recall"]) < abs(u["precision"] - u["recall"])
+    assert abs(r["precision"] - r["recall"]) < 0.1

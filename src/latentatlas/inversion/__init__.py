@@ -79,7 +79,7 @@ class InversionConfig:
     def parse_regularizer(cls, spec: str) -> tuple[str, float]:
         """'pnorm-clip:2' -> ('pnorm-clip', 2.0); 'none' -> ('none', 0.0)."""
         name, _, val = spec.partition(":")
-        defaults = {"pnorm-clip": 2.0, "pnorm-project": 5.0, "pnorm-l2": 1e-3, "mahalanobis": 1e-3, "sphere": 1.0, "none": 0.0}
+        defaults = {"pnorm-clip": 2.0, "pnorm-project": 5.0, "pnorm-l2": 1e-5, "mahalanobis": 1e-5, "sphere": 1.0, "none": 0.0}
         if name not in defaults:
             raise LatentAtlasError(f"unknown regularizer {name!r}; choose from {', '.join(defaults)}")
         try:

@@ -30,8 +30,8 @@ METHODS = {
     "P-norm+ (II2S)": dict(space="pnorm+"),
     "W+ clip 2": dict(space="wplus", regularizer="pnorm-clip", reg_value=2.0),
     "W+ project 5": dict(space="wplus", regularizer="pnorm-project", reg_value=5.0),
-    "W+ L2": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-3),
-    "W+ Gaussian prior": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-3),
+    "W+ L2": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-5),
+    "W+ Gaussian prior": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-5),
 }
 
 

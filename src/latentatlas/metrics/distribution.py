@@ -97,9 +97,17 @@ def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
     return np.partition(d, k, axis=1)[:, k]   # index 0 is the point itself (distance 0)
 
 
-def prdc(real, fake, *, k: int = 3) -> dict:
-    """Precision, recall, density, coverage with k-NN manifolds."""
+def prdc(real, fake, *, k: int = 3, equalize: bool = True, seed: int = 0) -> dict:
+    """Precision, recall, density, coverage with k-NN manifolds. With ``equalize`` the larger
+    set is randomly subsampled to the size of the smaller one first (k-NN radii depend on the
+    sample size: with unequal sets, precision and recall of two samples of one distribution
+    come out skewed in opposite directions)."""
     x, y = _np64(real), _np64(fake)
+    if equalize and x.shape[0] != y.shape[0]:
+        rng = np.random.RandomState(seed)
+        m = min(x.shape[0], y.shape[0])
+        x = x[rng.choice(x.shape[0], m, replace=False)] if x.shape[0] > m else x
+        y = y[rng.choice(y.shape[0], m, replace=False)] if y.shape[0] > m else y
     if x.shape[0] <= k or y.shape[0] <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     r_real = knn_radii(x, k)

@@ -49,7 +49,7 @@ def quality_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, *, real_stat
     mu_f, s_f = feature_stats(fake_feats)
     k_mean, k_std = kid(real_feats, fake_feats, num_subsets=kid_subsets, seed=seed)
     return {"fid": frechet_distance(mu_r, s_r, mu_f, s_f), "kid": k_mean, "kid_std": k_std,
-            **prdc(real_feats, fake_feats, k=k)}
+            **prdc(real_feats, fake_feats, k=k, seed=seed)}
 
 
 def evaluate_model(model, *, n: int = 10000, features: str = "fashion-features", seed: int = 0,

@@ -73,7 +73,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             k_mean, _ = kid(real, fk, num_subsets=kid_subsets, seed=seed)
             row = {"strategy": name, "params": _fmt_params(params),
                    "fid": frechet_distance(ref["mu"], ref["sigma"], mu, sig), "kid": k_mean,
-                   **prdc(real, fk),
+                   **prdc(real, fk, seed=seed),
                    "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
                    "class_preserved": float(torch.cat(same).mean()), "seconds": round(time.perf_counter() - t0, 2)}
             rows.append(row)
@@ -120,7 +120,7 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
         for name, rs in by.items():
             ax.plot([r[xk] for r in rs], [r[yk] for r in rs], "o-", label=name, ms=4)
             for r in rs:
-                ax.annotate(r["params"].split("=")[-1], (r[xk], r[yk]), fontsize=6)
+                ax.annotate(r["params"].split(",")[0].split("=")[-1], (r[xk], r[yk]), fontsize=6)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.legend(fontsize=7)
