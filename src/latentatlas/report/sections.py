@@ -255,7 +255,8 @@ def _walks(ctx: ReportContext) -> Section:
         base = m.mapping(base).detach() if d.space == "w" else base
         dp_model = getattr(d, "dp_model", None)
         if dp_model is None:   # one density model + correction per direction set, shared below
-            dp_model, _ = train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors)
+            dp_model, _ = train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors,
+                                            sigmas=d.sigmas)
         parts.append(f"<h3>{method} ({d.space})</h3>")
         for i in range(min(3, len(d))):
             for kind in kinds:

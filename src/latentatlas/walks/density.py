@@ -101,7 +101,7 @@ class DPConfig:
     steps: int = 1500
     batch: int = 256
     lr: float = 2e-3
-    eps_range: tuple = (0.5, 3.0)      # walk strides sampled per step (in units of the data's std)
+    eps_range: tuple = (0.25, 2.5)     # strides per step, in units of the data std (or of each direction sigma)
     n_directions: int = 0              # > 0: also discover Γ (needs a split layer)
     layer: str | None = None           # G1/G2 split for l_var
     lam: float = 1.0                   # weight of the cross-direction similarity in l_var
@@ -119,10 +119,12 @@ class DPTrainLog:
 
 
 def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", directions: torch.Tensor | None = None,
-                  progress: bool = False) -> tuple[DPWalkModel, DPTrainLog]:
+                  sigmas: torch.Tensor | None = None, progress: bool = False) -> tuple[DPWalkModel, DPTrainLog]:
     """Train F (+ C on walks along ``directions`` or along Γ) on samples of ``space`` ('w' for
     mapped models, 'z' otherwise). With ``cfg.n_directions > 0`` Γ is learned from l_var at
-    ``cfg.layer`` (G1 = synthesis up to that layer)."""
+    ``cfg.layer`` (G1 = synthesis up to that layer). With fixed ``directions`` and their
+    ``sigmas``, strides are drawn in ``eps_range`` units of each direction's σ, so C is trained
+    on the strides the walks will take (±2σ walks need ε up to 2σ_k)."""
     from tqdm import trange
     torch.manual_seed(cfg.seed)
     dev = model.device
@@ -147,15 +149,17 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
             g1 = lambda w: model.activation(model.forward_to(cfg.layer, w))
         else:
             g1 = lambda z: model.activation(model.forward_to(cfg.layer, z))
-    fixed = None
+    fixed, sig = None, None
     if directions is not None:
         fixed = directions.to(dev)
         fixed = fixed / fixed.norm(dim=1, keepdim=True)
+        sig = sigmas.to(dev) if sigmas is not None else None
     for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
         x = draw(cfg.batch)
         dens = dp.F.density(x)
         lm, ll = l_mon(dens), l_lik(dens)
-        eps = float(torch.empty(()).uniform_(*cfg.eps_range)) * std * (1 if torch.rand(()) < 0.5 else -1)
+        unit = float(torch.empty(()).uniform_(*cfg.eps_range)) * (1 if torch.rand(()) < 0.5 else -1)
+        eps = unit * std
         if dp.Gamma is not None:
             G = dp.Gamma / dp.Gamma.norm(dim=0, keepdim=True)
             gammas = G.t()                                           # [K, D]
@@ -168,8 +172,10 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         deltas = []
         xv = x[:cfg.var_batch]
         h0 = g1(xv).flatten(1) if g1 is not None else None
-        for gk in gammas:
+        for j, gk in enumerate(gammas):
             gb = gk.expand_as(x)
+            if fixed is not None and sig is not None:
+                eps = unit * float(sig[j])
             lden = lden + dp.l_den(x, gb, eps).mean()
             if g1 is not None:
                 deltas.append((h0 - g1(dp.walk(xv, gb[:xv.shape[0]], eps)).flatten(1)) / math.sqrt(h0.shape[1]))

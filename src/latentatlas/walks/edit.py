@@ -36,7 +36,8 @@ def walk_latents(model, dirs: Directions, index: int, base: torch.Tensor, *, kin
         return norm_preserving_walk(base, g, eps)
     if dp_model is None:
         from .density import DPConfig, train_dp_lase
-        dp_model, _ = train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors)
+        dp_model, _ = train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors,
+                                    sigmas=dirs.sigmas)
     with torch.no_grad():
         return learned_dp_walk(dp_model, base, g, eps)
 
@@ -90,7 +91,8 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     dp = dp_model
     if dp is None:
         with torch.enable_grad():
-            dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors)
+            dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,
+                                  sigmas=dirs.sigmas)
     feat, logits = _feature_fn(model)
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     V = dirs.vectors
