@@ -121,10 +121,8 @@ def cmd_fit(args):
         res["plot"] = str(plot_marginals(space_samples(model, atlas.pnorm, n=10000, seed=args.seed + 1), args.plots))
 
     def fmt(d):
-        lines = [f"atlas written to {d['atlas']} (N={d['meta']['n']}, timings {d['meta']['timings']})"]
-        for r in d["normality"]:
-            lines.append("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-        return "\n".join(lines)
+        head = f"atlas written to {d['atlas']} (N={d['meta']['n']}, timings {d['meta']['timings']})"
+        return "\n".join([head] + [_kv_line(r, ".3f") for r in d["normality"]])
     _emit(args, res, fmt)
     return 0
 
@@ -242,10 +240,8 @@ def cmd_evaluate_directions(args):
     res = evaluate_directions(model, Directions.load(args.directions), n=args.n, layer=args.layer)
 
     def fmt(d):
-        lines = [f"{d['method']} directions in {d['space']}: orthogonality error {d['orthogonality_error']:.4f}"]
-        for r in d["rows"]:
-            lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-        return "\n".join(lines)
+        head = f"{d['method']} directions in {d['space']}: orthogonality error {d['orthogonality_error']:.4f}"
+        return "\n".join([head] + [_kv_line(r, ".4g") for r in d["rows"]])
     _emit(args, res, fmt)
     return 0
 
@@ -296,6 +292,10 @@ def _strategy_names():
 def _extractor_names():
     from .metrics.features import extractor_names
     return extractor_names()
+
+def _kv_line(row: dict, spec: str) -> str:
+    return "  ".join(f"{k}={v:{spec}}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
 
 def _emit(args, data, fmt):
     if args.json:
