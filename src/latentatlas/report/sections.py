@@ -87,7 +87,7 @@ def _latent_space(ctx: ReportContext) -> Section:
         if all(mix.n_clusters.get(lv) for lv in ("coarse", "medium", "fine")):
             kc, km, kf = (min(4, mix.n_clusters[lv]) for lv in ("coarse", "medium", "fine"))
             cs = {lv: mix.centres(lv) for lv in ("coarse", "medium", "fine")}
-            imgs = []
+            cell = {}
             for c in range(kc):
                 for md in range(km):
                     for f in range(kf):
@@ -95,12 +95,17 @@ def _latent_space(ctx: ReportContext) -> Section:
                         for lv, k in (("coarse", c), ("medium", md), ("fine", f)):
                             a, b = atlas.level_ranges[lv]
                             ws[:, a:b] = cs[lv][k]
-                        imgs.append(m.synthesis(ws).clamp(-1, 1).cpu())
+                        cell[c, md, f] = m.synthesis(ws).clamp(-1, 1).cpu()
+            blank = torch.ones_like(cell[0, 0, 0])
+            imgs = []     # blocks side by side, a blank column between blocks
+            for md in range(km):
+                for c in range(kc):
+                    imgs += [cell[c, md, f] for f in range(kf)] + ([blank] if c < kc - 1 else [])
             name = f"multilevel-{kind}.png"
-            save_grid(torch.cat(imgs), ctx.out / name, nrow=kf, scale=_scale(m))
-            parts.append(f"<p>Seed 004 Fig. 1-style grid: {kc} blocks of {km} rows × {kf} columns; one coarse "
-                         "cluster per block, one medium cluster per row, one fine cluster per column (cluster "
-                         "centres).</p>" + ctx.image(name, "multi-level grid"))
+            save_grid(torch.cat(imgs), ctx.out / name, nrow=kc * kf + kc - 1, scale=_scale(m))
+            parts.append(f"<p>Seed 004 Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "
+                         "one coarse cluster per block, one medium cluster per row, one fine cluster per column "
+                         "(cluster centres).</p>" + ctx.image(name, "multi-level grid"))
     return Section("latent-space", "Latent space", "".join(parts))
 
 
