@@ -54,6 +54,14 @@ def write_card(name: str, n: int = 10000) -> Path:
         lines.append(f"| {k} | {res[k]:.4f} | {floor[k]:.4f} |")
     lines += ["", "Class histogram of samples (feature-network predictions): "
               + ", ".join(f"{c} {h:.3f}" for c, h in zip(CLASSES, res["class_histogram"])), ""]
+    bar = [("precision >= 0.6", res["precision"] >= 0.6), ("recall >= 0.4", res["recall"] >= 0.4),
+           ("every class >= 3% of samples", min(res["class_histogram"]) >= 0.03)]
+    met = all(ok for _, ok in bar)
+    lines += ["## Status", "", "Quality bar of the project: " + "; ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in bar)
+              + (". These are the release weights." if met else
+                 ". These are interim weights from a run that is still training (resumable with "
+                 f"`latentatlas train {'stylegan2' if name.endswith('stylegan2') else 'wgangp'} --out runs/{name} "
+                 f"--init-from src/latentatlas/weights/{name}.pt`)."), ""]
     path = WEIGHTS / f"{name}.md"
     path.write_text("\n".join(lines))
     return path
