@@ -89,7 +89,7 @@ def test_mahalanobis_equals_pnorm_norm(w_samples):
     assert torch.allclose(prior.mahalanobis(wp), prior.mahalanobis(wp.reshape(6, 8)).reshape(3, 2).sum(1))
 
 
-def test_em_mixture_api(w_samples):
+def test_em_mixture_api(w_samples, tiny_sg2):
     sp = PNormSpace().fit(w_samples)
     ranges = {"coarse": (0, 2), "medium": (2, 4), "fine": (4, 6)}
     em = EMMixture(sp, {"coarse": 3, "medium": 2, "fine": 4}, ranges, seed=1).fit(w_samples)
@@ -101,6 +101,8 @@ def test_em_mixture_api(w_samples):
     assert (em.cluster_of(s, "coarse") == 1).float().mean() > 0.6
     with pytest.raises(LatentAtlasError, match="no clusters for level"):
         em.centre("ultra", 0)
+    q = em.quality(tiny_sg2, n=500)
+    assert q["coarse"]["classifier_accuracy"] > 0.5 and sum(q["coarse"]["real_w_cluster_sizes"]) == 500
 
 
 def test_atlas_fit_save_load_and_refusal(tiny_sg2, tmp_path):

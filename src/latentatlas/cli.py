@@ -115,6 +115,8 @@ def cmd_fit(args):
     path = atlas.save(args.out)
     table = normality_table(space_samples(model, atlas.pnorm, n=min(args.n, 20000), seed=args.seed + 1))
     res = {"atlas": str(path), "meta": atlas.meta, "level_ranges": atlas.level_ranges, "normality": table}
+    if atlas.em is not None:
+        res["em_mixture_quality"] = atlas.em.quality(model)
     if atlas.learned is not None:
         res["learned_mixture_quality"] = atlas.learned.quality()
     if args.plots:

@@ -66,9 +66,8 @@ def _latent_space(ctx: ReportContext) -> Section:
             parts.append(_note(str(e)))
             continue
         parts.append(f"<h3>{'EM baseline' if kind == 'em' else 'Learned multi-level'} mixture</h3>")
-        if kind == "learned":
-            q = mix.quality(n=1000)
-            parts.append(table([{"level": lv, **{k: (v if not isinstance(v, list) else " ".join(map(str, v)))
+        q = mix.quality(n=1000) if kind == "learned" else mix.quality(m, n=1000)
+        parts.append(table([{"level": lv, **{k: (v if not isinstance(v, list) else " ".join(map(str, v)))
                                                    for k, v in r.items()}} for lv, r in q.items()]))
         for level, (a, b) in atlas.level_ranges.items():
             K = mix.n_clusters.get(level, 0)
