@@ -15,6 +15,7 @@ comparison (faithfulness). ``apply_strategy(model, name, latents, **params) -> L
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
@@ -117,16 +118,9 @@ def apply_strategy(model, name: str, lat: Latents, ctx: Context | None = None, *
     p = {**s.defaults, **params}
     check_applicable(model, s, p)
     ctx = ctx or Context(model)
-    with torch.no_grad() if name != "diamond" else _nullcontext():
+    # Diamond optimises (σ, recovery); everything else is pure inference
+    with torch.no_grad() if name != "diamond" else contextlib.nullcontext():
         return s.fn(model, lat, ctx, **p)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 # -- none / truncation ---------------------------------------------------------------------------
@@ -243,7 +237,6 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
     if sigma == "auto":
         if m == "auto":
             if "m" not in ctx.diamond:
-                from ..data.fashion import load_fashion_mnist
                 real = _reals_for(model)
                 ctx.diamond["m"] = dm.midpoint_score(model, real, seed=seed)
             m = ctx.diamond["m"]
