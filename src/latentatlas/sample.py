@@ -85,7 +85,7 @@ def sample_with_strategy(model: GANModel, *, n: int, seed: int = 0, strategy: st
             wss.append(new.ws.detach().cpu())
         imgs.append(render(model, new))
     return SampleResult(model.name, list(range(seed, seed + n)), torch.cat(zs),
-                        torch.cat(wss) if wss else None, torch.cat(imgs), float((params or {}).get("psi", 1.0) or 1.0))
+                        torch.cat(wss) if wss else None, torch.cat(imgs), float(p if (p := (params or {}).get("psi")) is not None else 1.0))
 
 
 def _check_png(path: str):

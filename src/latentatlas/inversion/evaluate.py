@@ -22,7 +22,7 @@ import torch
 from ..metrics.distribution import feature_stats, frechet_distance
 from ..metrics.features import FashionFeatures, reference_stats
 from ..metrics.reconstruction import reconstruction_metrics
-from . import InversionConfig, invert
+from . import FeatureDistance, InversionConfig, invert
 
 METHODS = {
     "W (projector-like)": dict(space="w"),
@@ -109,7 +109,7 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
             cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
                                   perceptual_weight=0.05, seed=seed, **kw)
             res = invert(model, x, cfg, atlas=atlas, progress=progress)
-            rec = reconstruction_metrics(x, res.images, lambda a, b: (ext(a) - ext(b)).square().mean(1))
+            rec = reconstruction_metrics(x, res.images, FeatureDistance(ext))
             row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
                    "seconds": round(res.seconds, 1)}
             row.update(embedding_metrics(model, res.ws, atlas, ext, directions=dirs, supervised=sup, seed=seed))
@@ -124,6 +124,6 @@ def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int =
     z = recover_z(model, x, RecoveryConfig(steps=steps, seed=seed))
     with torch.no_grad():
         y = model(z).clamp(-1, 1).cpu()
-    rec = reconstruction_metrics(x, y, (lambda a, b: (ext(a) - ext(b)).square().mean(1)) if ext else None)
+    rec = reconstruction_metrics(x, y, FeatureDistance(ext) if ext else None)
     return {"method": "Z (Diamond loss)", **{k: float(v.mean()) for k, v in rec.items()},
             "mean |z| / sqrt(n)": float(z.norm(dim=1).mean() / model.z_dim ** 0.5)}
