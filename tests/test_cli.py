@@ -171,3 +171,18 @@ def test_invert_command_resumable(tiny_file, tmp_path, capsys):
     assert z["ws"].shape == (6, 8) and str(z["space"]) == "wplus" and "pnorm-clip" in str(z["config"])
     code, out, _ = run(args, capsys)
     assert json.loads(out)["skipped_finished"] == 4 and json.loads(out)["done"] == 0
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from latentatlas.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+               for name, sp in sub.choices.items() for a in sp._actions
+               if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert not missing, missing
+    for name, sp in sub.choices.items():
+        assert sp.description, name
+        sp.format_help()   # every %(default)s expands

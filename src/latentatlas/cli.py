@@ -306,6 +306,43 @@ def _emit(args, data, fmt):
         print(fmt(data))
 
 
+# Help for options that several commands share or that read the same everywhere; an option
+# given its own help= keeps it. Every option ends up with help text (tested).
+_OPTION_HELP = {
+    "model": "bundled model name (see 'latentatlas models') or checkpoint path",
+    "n": "number of samples / images (default %(default)s)",
+    "seed": "first seed; latent i is named by seed SEED+i (default %(default)s)",
+    "features": "feature extractor for the metrics (default %(default)s)",
+    "strategies": "comma-separated strategies to sweep (default %(default)s)",
+    "out_dir": "directory for the JSON results and plots",
+    "space": "latent space optimised: z (on the sqrt(n)-sphere), w, wplus, pnorm+ (default %(default)s)",
+    "steps": "optimisation / walk steps (default %(default)s)",
+    "lr": "Adam learning rate (default %(default)s)",
+    "pixel_loss": "pixel loss at the working resolution (default %(default)s)",
+    "perceptual": "perceptual distance: the model's discriminator features, fashion-features, "
+                  "or lpips (only with local weights) (default %(default)s)",
+    "perceptual_weight": "weight of the perceptual term (default %(default)s)",
+    "working_resolution": "resolution at which losses are computed (default: the model's)",
+    "batch_size": "images optimised together (default %(default)s)",
+    "method": "direction discovery method",
+    "kind": "walk kind (default %(default)s)",
+    "layer": "named layer (see 'models --inspect'): split layer for G1 features / DP-LaSE",
+    "data_dir": "directory with the Fashion-MNIST idx files (default: Debian path or "
+                "$LATENTATLAS_FASHION_MNIST)",
+    "batch": "training batch size (default %(default)s)",
+    "ckpt_minutes": "minutes between checkpoints (default %(default)s)",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                _fill_help(sp)
+        elif action.help is None and action.dest in _OPTION_HELP:
+            action.help = _OPTION_HELP[action.dest]
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -489,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "go to OUT/checkpoint.pt every --ckpt-minutes with a sample grid; "
                                    "running the same command again resumes. --export FILE writes the "
                                    "EMA generator + discriminator from OUT in latentatlas format.")
-    s.add_argument("arch", choices=["stylegan2", "wgangp"])
+    s.add_argument("arch", choices=["stylegan2", "wgangp"], help="architecture to train")
     s.add_argument("--data", default="fashion-mnist", choices=["fashion-mnist"], help="training set")
     s.add_argument("--data-dir", help="directory with the idx files (default: Debian path or $LATENTATLAS_FASHION_MNIST)")
     s.add_argument("--out", required=True, help="run directory (checkpoints, grids, log)")
@@ -503,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="FILE", default=None,
                    help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
     s.set_defaults(fn=cmd_train)
+    _fill_help(p)
     return p
 
 

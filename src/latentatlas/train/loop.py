@@ -92,6 +92,7 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
     t_call = time.time()
     t_last = time.time()
     t_ckpt = time.time()
+    avg_dt = None
     logf = open(out / "log.jsonl", "a")
     try:
         while state["nimg"] < total_kimg * 1000:
@@ -100,7 +101,13 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
             idx = torch.randint(0, data.shape[0], (batch,), generator=gen)
             stats = trainer.step(data[idx], state["step"], state["nimg"])
             now = time.time()
-            state["wall_s"] += now - t_last
+            dt = now - t_last
+            # A step far slower than the running average means the process was paused
+            # (SIGSTOP while benchmarks use the machine): count it as an average step.
+            if avg_dt is not None and dt > 20 * avg_dt:
+                dt = avg_dt
+            avg_dt = dt if avg_dt is None else 0.98 * avg_dt + 0.02 * dt
+            state["wall_s"] += dt
             t_last = now
             state["step"] += 1
             state["nimg"] += batch
