@@ -142,3 +142,20 @@ def test_unknown_param(tiny_sg2, lat):
 
 def test_render(tiny_sg2, lat):
     assert render(tiny_sg2, lat, batch_size=5).shape == (12, 1, 16, 16)
+
+
+def test_sigma_bracket_solver_matches_adam_objective(tiny_sg2):
+    m = tiny_sg2
+    z0 = m.sample_z(16, 3)
+    zp = dm.sphere_proj(torch.randn(16, 8, generator=torch.Generator().manual_seed(4)))
+    target = float(m.score(m(z0)).median())
+    objective = lambda s: float((m.score(m(dm.realism_step(z0, zp, s))) - target).square().mean())
+    cfg = dict(m=target, sigma_min=0.1, sigma_max=0.9)
+    s_adam = dm.optimise_sigma(m, z0, zp, dm.SigmaConfig(steps=100, **cfg))
+    s_br = dm.optimise_sigma(m, z0, zp, dm.SigmaConfig(solver="bracket", grid=9, refine=4, **cfg), batch=8)
+    assert s_br.shape == (16,) and (s_br >= 0.1 - 1e-6).all() and (s_br <= 0.9 + 1e-6).all()
+    with torch.no_grad():
+        assert objective(s_br) <= objective(s_adam) * 1.05 + 1e-6
+        assert objective(s_br) < objective(torch.full((16,), 0.7))
+    with pytest.raises(LatentAtlasError, match="solver"):
+        dm.optimise_sigma(m, z0, zp, dm.SigmaConfig(solver="newton"))

@@ -186,30 +186,78 @@ class SigmaConfig:
     steps: int = 100
     sigma_min: float = 0.0
     sigma_max: float = 1.0
+    solver: str = "adam"        # "adam": seed 002 as written; "bracket": the same argmin, forward passes only
+    grid: int = 5               # bracket solver: σ grid points over [σ_min, σ_max]
+    refine: int = 3             # bracket solver: Illinois regula-falsi steps inside the chosen bracket
 
 
 def optimise_sigma(model, z0: torch.Tensor, z_p: torch.Tensor, cfg: SigmaConfig = SigmaConfig(), *,
                    batch: int | None = None) -> torch.Tensor:
     """σ* [N] in [σ_min, σ_max] (seed 002 eq. 9), optimised on the batch as a whole (the
-    critic's minibatch-std sees it); very large N is processed in chunks of ``batch``."""
+    critic's minibatch-std sees it); very large N is processed in chunks of ``batch``.
+
+    ``solver="adam"`` runs the paper's Adam descent on mean (D(G(ẑ)) − m)² from σ = init.
+    ``solver="bracket"`` minimises the same objective per sample without gradients: the score
+    along the path is a function of one variable, so it is evaluated on a grid over the bounds,
+    the sign change of D − m nearest ``init`` is refined by regula falsi, and a sample whose
+    score never crosses m keeps the grid point closest to m. It needs grid + refine forward
+    passes instead of ``steps`` forward+backward passes (~35x less work at the defaults)."""
     model.require_discriminator("sigma optimisation")
     if not 0 <= cfg.sigma_min <= cfg.sigma_max <= 1:
         raise LatentAtlasError(f"sigma bounds must satisfy 0 <= min <= max <= 1, got [{cfg.sigma_min}, {cfg.sigma_max}]")
+    if cfg.solver not in ("adam", "bracket"):
+        raise LatentAtlasError(f"sigma solver must be 'adam' or 'bracket', got {cfg.solver!r}")
     N = z0.shape[0]
     batch = batch or N
     out = []
     for i in range(0, N, batch):
         a = z0[i:i + batch].to(model.device)
         p = (z_p[i:i + batch] if z_p.ndim == 2 else z_p.expand_as(a)).to(model.device)
-        s = torch.full((a.shape[0],), cfg.init, device=model.device).clamp(cfg.sigma_min, cfg.sigma_max).requires_grad_(True)
-        opt = torch.optim.Adam([s], lr=cfg.lr)
-        for _ in range(cfg.steps):
-            zh = sphere_proj(s[:, None] * p + (1 - s[:, None]) * a)
-            loss = (model.score(model(zh)) - cfg.m).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                s.clamp_(cfg.sigma_min, cfg.sigma_max)
-        out.append(s.detach())
+        out.append(_sigma_adam(model, a, p, cfg) if cfg.solver == "adam" else _sigma_bracket(model, a, p, cfg))
     return torch.cat(out)
+
+
+def _sigma_adam(model, a, p, cfg):
+    s = torch.full((a.shape[0],), cfg.init, device=a.device).clamp(cfg.sigma_min, cfg.sigma_max).requires_grad_(True)
+    opt = torch.optim.Adam([s], lr=cfg.lr)
+    for _ in range(cfg.steps):
+        loss = (model.score(model(realism_step(a, p, s))) - cfg.m).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            s.clamp_(cfg.sigma_min, cfg.sigma_max)
+    return s.detach()
+
+
+@torch.no_grad()
+def _sigma_bracket(model, a, p, cfg):
+    n = a.shape[0]
+    g = lambda s: model.score(model(realism_step(a, p, s))).reshape(n) - cfg.m
+    k = max(2, int(cfg.grid))
+    grid = torch.linspace(cfg.sigma_min, cfg.sigma_max, k, device=a.device)
+    vals = torch.stack([g(grid[j].expand(n)) for j in range(k)], 1)              # [n, k]
+    best_s = grid[vals.abs().argmin(1)]
+    best_v = vals.abs().min(1).values
+    cross = (torch.sign(vals[:, :-1]) != torch.sign(vals[:, 1:])) | (vals[:, :-1] == 0)   # [n, k-1]
+    mids = (grid[:-1] + grid[1:]) / 2
+    dist = (mids - cfg.init).abs().expand(n, -1).masked_fill(~cross, float("inf"))
+    j = dist.argmin(1)
+    has = cross.any(1)
+    lo, hi = grid[j], grid[j + 1]
+    glo, ghi = vals.gather(1, j[:, None])[:, 0], vals.gather(1, j[:, None] + 1)[:, 0]
+    side = torch.zeros(n, dtype=torch.long, device=a.device)                  # which end was kept last
+    for _ in range(int(cfg.refine)):
+        denom = torch.where((ghi - glo).abs() > 1e-12, ghi - glo, torch.ones_like(ghi))
+        s_new = torch.where(has, (lo * ghi - hi * glo) / denom, best_s).clamp(cfg.sigma_min, cfg.sigma_max)
+        v = g(s_new)
+        better = has & (v.abs() < best_v)
+        best_s, best_v = torch.where(better, s_new, best_s), torch.where(better, v.abs(), best_v)
+        left = torch.sign(v) == torch.sign(glo)            # root lies in [s_new, hi]
+        # Illinois: halve the value at an end that is kept twice in a row
+        ghi = torch.where(left & (side == 1), ghi / 2, ghi)
+        glo = torch.where(~left & (side == -1), glo / 2, glo)
+        lo, glo = torch.where(left, s_new, lo), torch.where(left, v, glo)
+        hi, ghi = torch.where(left, hi, s_new), torch.where(left, ghi, v)
+        side = torch.where(left, torch.ones_like(side), -torch.ones_like(side))
+    return best_s

@@ -23,6 +23,14 @@ def _fmt_params(p: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in p.items()) or "-"
 
 
+def _same_latents(a, b) -> bool:
+    if a is b:
+        return True
+    if not torch.equal(a.z, b.z):
+        return False
+    return (a.ws is None and b.ws is None) or (a.ws is not None and b.ws is not None and torch.equal(a.ws, b.ws))
+
+
 def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int = 0, batch_size: int = 500,
                       sweeps: dict | None = None, features: str = "fashion-features", ctx: Context | None = None,
                       progress: bool = True, kid_subsets: int = 20) -> dict:
@@ -58,9 +66,12 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                 for lat, imgs0, f0, c0 in tqdm(list(zip(base_lat, base_imgs, base_img_feats, base_cls)),
                                                disable=not progress, desc=f"{name} {_fmt_params(params)}", leave=False):
                     new = apply_strategy(model, name, lat, ctx, **params)
-                    with torch.no_grad():
-                        imgs = render(model, new)
-                        f = ext(imgs).cpu()
+                    if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
+                        imgs, f = imgs0, f0
+                    else:
+                        with torch.no_grad():
+                            imgs = render(model, new)
+                            f = ext(imgs).cpu()
                     feats.append(f)
                     pix.append((imgs - imgs0).flatten(1).norm(dim=1))
                     fdist.append((f - f0).norm(dim=1))
