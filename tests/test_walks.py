@@ -103,3 +103,19 @@ def test_walk_render_strip_gif(tiny_sg2, tmp_path):
     assert save_strip(imgs, tmp_path / "s.png").exists() and save_strip(imgs, tmp_path / "s.gif").exists()
     with pytest.raises(LatentAtlasError, match="out of range"):
         walk_latents(tiny_sg2, d, 5, base)
+
+
+def test_evaluate_directions_on_a_z_model_uses_the_exact_gaussian():
+    from latentatlas.models.dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
+    from latentatlas.models.interface import ModelInfo, ZOnlyModel
+    from latentatlas.walks.edit import evaluate_directions
+    torch.manual_seed(0)
+    cfg = DCGANConfig(z_dim=16, channels=(32, 16), img_channels=1, critic_channels=(8, 16), mbstd_group=4)
+    m = ZOnlyModel(ModelInfo("tiny-dcgan", "dcgan", "test fixture"), z_dim=16, img_resolution=16, img_channels=1,
+                   generator=DCGANGenerator(cfg).eval(), discriminator=DCGANCritic(cfg))
+    d = Directions(torch.eye(16)[:2], "z", "test", torch.ones(2))
+    res = evaluate_directions(m, d, n=8, steps=5, layer="s4")
+    for r in res["rows"]:
+        assert r["density_drift_dp"] < 1e-4 < r["density_drift_linear"]      # the norm-preserving walk keeps log p
+        assert r["g1_variation"] > 0 and r["ppl"] > 0
+    assert res["orthogonality_error"] < 1e-6

@@ -81,7 +81,8 @@ def _feature_fn(model):
 @torch.no_grad()
 def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9, extent: float = 2.0,
                         seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None) -> dict:
-    """Per direction: density drift of the linear vs the learned/norm-preserving walk, G1
+    """Per direction: density drift (mean |log p(walk point) − log p(start)|; learned F in W,
+    the exact Gaussian in Z) of the linear vs the learned/norm-preserving walk, G1
     feature variation, number of class probabilities moved by > 0.1, class-flip rate, and
     perceptual path length; plus the orthogonality error of the whole set."""
     from .density import DPConfig, train_dp_lase
@@ -89,10 +90,15 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     z = model.sample_z(n, seed)
     base = model.mapping(z) if dirs.space == "w" else z
     dp = dp_model
-    if dp is None:
-        with torch.enable_grad():
-            dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,
-                                  sigmas=dirs.sigmas)
+    if dirs.space == "z":
+        # Z ~ N(0, I): the exact log-density (up to a constant); the dp walk keeps ‖z‖
+        logp = lambda x: -0.5 * x.square().sum(-1)
+    else:
+        if dp is None:
+            with torch.enable_grad():
+                dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,
+                                      sigmas=dirs.sigmas)
+        logp = dp.F.log_density
     feat, logits = _feature_fn(model)
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     V = dirs.vectors
@@ -100,8 +106,8 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     for i in range(len(dirs)):
         lin = walk_latents(model, dirs, i, base, kind="linear", steps=steps, extent=extent)
         dpw = walk_latents(model, dirs, i, base, kind="dp", steps=steps, extent=extent, dp_model=dp)
-        ld = lambda p: torch.stack([dp.F.log_density(x) for x in p])          # [S, N]
-        l0 = dp.F.log_density(base)
+        ld = lambda p: torch.stack([logp(x) for x in p])                       # [S, N]
+        l0 = logp(base)
         drift_lin = (ld(lin) - l0).abs().mean().item()
         drift_dp = (ld(dpw) - l0).abs().mean().item()
         imgs = render_walk(model, dirs, lin)                                   # [S, N, C, H, W]
