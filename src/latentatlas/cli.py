@@ -273,7 +273,7 @@ def cmd_evaluate_inversion(args):
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
         rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
-                                  steps=args.steps, progress=not args.json, seed=args.seed)
+                                  steps=args.steps, progress=sys.stderr.isatty() and not args.json, seed=args.seed)
 
     def fmt(rows):
         cols = list(rows[0])

@@ -30,9 +30,20 @@ METHODS = {
     "P-norm+ (II2S)": dict(space="pnorm+"),
     "W+ clip 2": dict(space="wplus", regularizer="pnorm-clip", reg_value=2.0),
     "W+ project 5": dict(space="wplus", regularizer="pnorm-project", reg_value=5.0),
-    "W+ L2": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-5),
-    "W+ Gaussian prior": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-5),
+    # II2S's r = 5 is for 18 W+ rows (a typical 18-vector of N(0, 1) has norm ~4.2); the same
+    # relative radius for a model with L rows is 5·sqrt(L/18), filled in per model.
+    "W+ project 5·√(L/18)": dict(space="wplus", regularizer="pnorm-project", reg_value="scaled"),
+    # The II2S L2 term and seed 000's Mahalanobis prior are the same quantity (‖v‖² in P-norm,
+    # summed over rows; METHODS.md §1); the table shows them at two weights of the trade-off.
+    "W+ L2 1e-6": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-6),
+    "W+ Gaussian prior 1e-5": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-5),
 }
+
+
+def method_kwargs(model, kw: dict) -> dict:
+    if kw.get("reg_value") == "scaled":
+        return {**kw, "reg_value": round(5.0 * (model.num_ws / 18) ** 0.5, 3)}
+    return kw
 
 
 @torch.no_grad()
@@ -107,7 +118,7 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
     for set_name, x in targets.items():
         for label, kw in (methods or METHODS).items():
             cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
-                                  perceptual_weight=0.05, seed=seed, **kw)
+                                  perceptual_weight=0.05, seed=seed, **method_kwargs(model, kw))
             res = invert(model, x, cfg, atlas=atlas, progress=progress)
             rec = reconstruction_metrics(x, res.images, FeatureDistance(ext))
             row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},

@@ -161,12 +161,9 @@ def _sampling_sweep(ctx, m, sctx) -> str:
             + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
 
 
-INVERSION_METHODS = [("W (projector-like)", dict(space="w")), ("W+ (I2S)", dict(space="wplus")),
-                     ("P-norm+ (II2S)", dict(space="pnorm+")),
-                     ("W+ clip 2", dict(space="wplus", regularizer="pnorm-clip", reg_value=2.0)),
-                     ("W+ project 5", dict(space="wplus", regularizer="pnorm-project", reg_value=5.0)),
-                     ("W+ L2", dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-5)),
-                     ("W+ Gaussian prior", dict(space="wplus", regularizer="mahalanobis", reg_value=1e-5))]
+def _inversion_methods(model):
+    from ..inversion.evaluate import METHODS, method_kwargs
+    return [(k, method_kwargs(model, v)) for k, v in METHODS.items()]
 
 
 @report_section("inversion", "Inversion")
@@ -183,7 +180,7 @@ def _inversion(ctx: ReportContext) -> Section:
         with torch.no_grad():
             targets = m(m.sample_z(ctx.invert_n, 10_000)).clamp(-1, 1).cpu()
         what = f"{ctx.invert_n} generated images (seeds 10000+)"
-    methods = INVERSION_METHODS if m.has_mapping else [("Z (Diamond loss)", dict(space="z", regularizer="sphere",
+    methods = _inversion_methods(m) if m.has_mapping else [("Z (Diamond loss)", dict(space="z", regularizer="sphere",
                                                                                reg_value=1.0, pixel_loss="l1"))]
     if m.has_mapping and m.has_discriminator:
         methods = methods + [("Z (Diamond loss)", dict(space="z", regularizer="sphere", reg_value=1.0, pixel_loss="l1"))]
