@@ -147,7 +147,7 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     from ..sampling.evaluate import evaluate_sampling, plot_sampling
     strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
     from ..sampling import get_strategy
-    sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep if p.get("sigma") != "auto"]}
+    sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep]}
     if not m.has_mapping:
         sweeps["truncation"] = [{"t": t} for t in (float("inf"), 2.0, 1.5, 1.0, 0.5)]
     res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps)
@@ -155,7 +155,7 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     plot_sampling(res, ctx.out)
     cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
             "pixel_dist", "feature_dist", "class_preserved")
-    return (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond at fixed sigma with the mean protoimage)</h3>"
+    return (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond with the mean protoimage at fixed sigma and with per-sample sigma = auto)</h3>"
             + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
             + ctx.image("precision_recall.png", "precision vs recall")
             + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
