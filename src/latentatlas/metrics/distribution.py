@@ -80,21 +80,36 @@ def kid(real, fake, *, num_subsets: int = 100, subset_size: int = 1000, seed: in
     return float(vals.mean()), float(vals.std())
 
 
-def _pairwise_dist(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Euclidean distances [len(a), len(b)] (float32 result, computed in float64 chunks)."""
-    out = np.empty((a.shape[0], b.shape[0]), np.float32)
-    bb = (b * b).sum(1)
-    for i in range(0, a.shape[0], chunk):
-        ac = a[i: i + chunk]
-        d2 = (ac * ac).sum(1)[:, None] + bb[None] - 2 * ac @ b.T
-        out[i: i + chunk] = np.sqrt(np.maximum(d2, 0))
-    return out
+def _dist_chunks(a: np.ndarray, b: np.ndarray, chunk: int = 1024):
+    """Yield (start, Euclidean distances [chunk, len(b)]) in float64, rows of ``a`` in chunks,
+    so no full [len(a), len(b)] matrix is ever held."""
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    bb = (tb * tb).sum(1)
+    for i in range(0, ta.shape[0], chunk):
+        ac = ta[i: i + chunk]
+        d2 = (ac * ac).sum(1)[:, None] + bb[None] - 2 * ac @ tb.T
+        yield i, d2.clamp_min_(0).sqrt_()
 
 
 def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
     """Distance of each row to its k-th nearest other row."""
-    d = _pairwise_dist(x, x)
-    return np.partition(d, k, axis=1)[:, k]   # index 0 is the point itself (distance 0)
+    out = np.empty(x.shape[0])
+    for i, d in _dist_chunks(x, x):
+        out[i: i + d.shape[0]] = d.topk(k + 1, dim=1, largest=False).values[:, k].numpy()   # [:, 0] is itself
+    return out
+
+
+_RADII_CACHE: dict = {}
+
+
+def _cached_radii(x: np.ndarray, k: int) -> np.ndarray:
+    import hashlib
+    key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest(), x.shape, k)
+    if key not in _RADII_CACHE:
+        if len(_RADII_CACHE) >= 4:
+            _RADII_CACHE.pop(next(iter(_RADII_CACHE)))
+        _RADII_CACHE[key] = knn_radii(x, k)
+    return _RADII_CACHE[key]
 
 
 def prdc(real, fake, *, k: int = 3, equalize: bool = True, seed: int = 0) -> dict:
@@ -110,12 +125,18 @@ def prdc(real, fake, *, k: int = 3, equalize: bool = True, seed: int = 0) -> dic
         y = y[rng.choice(y.shape[0], m, replace=False)] if y.shape[0] > m else y
     if x.shape[0] <= k or y.shape[0] <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
-    r_real = knn_radii(x, k)
+    r_real = _cached_radii(x, k)        # the reference set is the same across a sweep
     r_fake = knn_radii(y, k)
-    d_rf = _pairwise_dist(x, y)                               # [real, fake]
-    inside_real = d_rf < r_real[:, None]                     # fake j inside ball of real i
-    precision = float(inside_real.any(axis=0).mean())
-    recall = float((d_rf < r_fake[None, :]).any(axis=1).mean())
-    density = float(inside_real.sum(axis=0).mean() / k)
-    coverage = float((d_rf.min(axis=1) < r_real).mean())
+    rr, rf = torch.from_numpy(r_real), torch.from_numpy(r_fake)
+    inside_count = torch.zeros(y.shape[0], dtype=torch.long)  # real balls holding fake j
+    recalled, covered = torch.zeros(x.shape[0], dtype=torch.bool), torch.zeros(x.shape[0], dtype=torch.bool)
+    for i, d in _dist_chunks(x, y):                           # d: [real chunk, fake]
+        r = rr[i: i + d.shape[0], None]
+        inside_count += (d < r).sum(0)
+        recalled[i: i + d.shape[0]] = (d < rf[None]).any(1)
+        covered[i: i + d.shape[0]] = d.min(1).values < r[:, 0]
+    precision = float((inside_count > 0).double().mean())
+    recall = float(recalled.double().mean())
+    density = float(inside_count.double().mean() / k)
+    coverage = float(covered.double().mean())
     return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
