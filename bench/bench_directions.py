@@ -5,7 +5,7 @@
 G1 feature variation, class probabilities moved, class flips, perceptual path length; plus the
 time to compute the set.
 
-usage: python bench/bench_directions.py [K] [N] [DP_STEPS] [MODELS]  (directions per method, samples per walk,
+usage: python bench/bench_directions.py [K] [N] [DP_STEPS] [MODELS_OR_METHODS]  (directions per method, samples per walk,
        DP-LaSE discovery steps)"""
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def run(model, method, keep, n, **kw):
            **{c: float(np.mean([r[c] for r in res["rows"]])) if all(c in r for r in res["rows"]) else float("nan")
               for c in COLS},
            "fit_s": t_fit, "eval_s": t_eval}
-    return row, res
+    return row, res, d
 
 
 def main():
@@ -47,8 +47,8 @@ def main():
             ("fashion-stylegan2", "dplase", {"k": k, "layer": "b8", "steps": steps}), ("fashion-stylegan2", "mean-diff", {}),
             ("fashion-stylegan2", "linear-classifier", {}), ("fashion-wgangp", "ganspace", {"layer": "s8"}),
             ("fashion-wgangp", "diamond", {}), ("faces-dcgan", "ganspace", {"layer": "s8"})]
-    only = sys.argv[4].split(",") if len(sys.argv) > 4 else None      # optional model filter
-    plan = [p for p in plan if only is None or p[0] in only]
+    only = sys.argv[4].split(",") if len(sys.argv) > 4 else None      # optional model / method filter
+    plan = [p for p in plan if only is None or p[0] in only or p[1] in only]
     models = {}
     rows = []
     head = f"{'model':>18} {'method':>17} {'sp':>2} {'k':>2} {'orth.err':>8} " + " ".join(f"{c[:12]:>12}" for c in COLS) \
@@ -56,7 +56,7 @@ def main():
     print(head, flush=True)
     for name, method, kw in plan:
         m = models.setdefault(name, load_generator(name))
-        row, res = run(m, method, k, n, **kw)
+        row, res, d = run(m, method, k, n, **kw)
         rows.append(row)
         print(f"{name:>18} {method:>17} {row['space']:>2} {row['k']:>2} {row['ortho_err']:>8.4f} "
               + " ".join(f"{row[c]:>12.4g}" for c in COLS) + f" {row['fit_s']:>6.0f} {row['eval_s']:>6.0f}", flush=True)
