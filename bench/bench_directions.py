@@ -61,7 +61,7 @@ def main():
         print(f"{name:>18} {method:>17} {row['space']:>2} {row['k']:>2} {row['ortho_err']:>8.4f} "
               + " ".join(f"{row[c]:>12.4g}" for c in COLS) + f" {row['fit_s']:>6.0f} {row['eval_s']:>6.0f}", flush=True)
         if method == "dplase":            # the DP-LaSE loss curve (bench_dplase.py prints the same alone)
-            print(f"    DP-LaSE training: {len(d.log.losses)} steps in {d.log.seconds:.1f} s; losses every 100 steps:")
+            print(f"    DP-LaSE training: {d.log.losses[-1][0] + 1} steps in {d.log.seconds:.1f} s; losses every 100 steps:")
             print("    " + "".join(f"{h:>10}" for h in ("step", "l_mon", "l_lik", "l_den", "l_var", "l_reg")))
             for lr_ in d.log.losses:
                 if lr_[0] % 100 == 0 or lr_[0] == len(d.log.losses) - 1:
