@@ -12,18 +12,17 @@ import torch
 
 from latentatlas import diamond as dm
 from latentatlas.models.registry import load_generator
-from latentatlas.sampling import Context, _mean_proto, _reals_for
+from latentatlas.sampling import Context, _reals_for
 from latentatlas.sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
 
 
 def solver_comparison(m, ctx, n=256):
-    key = ("proto", "mean", 64, 200, 3.0, 100, 0)     # the strategy's default mean protoimage
     t0 = time.perf_counter()
-    ctx.diamond[key] = _mean_proto(m, 64, 200, 3.0, 100, 0)
+    proto = ctx.mean_proto()          # the strategy's default mean protoimage, cached for the sweep
     t_proto = time.perf_counter() - t0
     ctx.diamond["m"] = mid = dm.midpoint_score(m, _reals_for(m))
     z0 = m.sample_z(n, 555)
-    zp = ctx.diamond[key].expand_as(z0)
+    zp = proto.expand_as(z0)
     print(f"mean protoimage search: {t_proto:.1f} s; midpoint score m = {mid:.4f}")
     print(f"{'solver':>8} {'seconds':>8} {'objective':>10} {'mean sigma':>10}")
     for solver, batch in (("adam", 256), ("bracket", 64)):

@@ -109,6 +109,13 @@ class Context:
     atlas: object = None
     diamond: dict = field(default_factory=dict)
 
+    def mean_proto(self, n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, seed=0) -> torch.Tensor:
+        """The mean protoimage latent (seed 002 appendix D), searched once per setting."""
+        key = ("proto", int(n_proto), int(recovery_steps), float(lam), int(proto_iter), int(seed))
+        if key not in self.diamond:
+            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed)
+        return self.diamond[key]
+
     def get_atlas(self):
         if self.atlas is None:
             from ..atlas import get_atlas
@@ -222,11 +229,8 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
              n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0):
     from .. import diamond as dm
     z0 = lat.z
-    key = ("proto", variant, n_proto, recovery_steps, lam, proto_iter, seed)
     if variant == "mean":
-        if key not in ctx.diamond:
-            ctx.diamond[key] = _mean_proto(model, n_proto, recovery_steps, lam, proto_iter, seed)
-        z_p = ctx.diamond[key].expand_as(z0)
+        z_p = ctx.mean_proto(n_proto, recovery_steps, lam, proto_iter, seed).expand_as(z0)
     elif variant == "per-sample":
         with torch.enable_grad():
             x = model(z0).detach()
