@@ -64,6 +64,26 @@ def test_dplase_directions_orthonormal(tiny_sg2):
     assert d.vectors.shape == (3, 8) and d.meta["layer"] == "b8"
 
 
+def _g1_move(model, dirs, w):
+    """Mean squared change of the b8 features over one σ-step along each direction (σ: the
+    spread of the samples along it), as the walks take them."""
+    h0 = model.activation(model.forward_to("b8", w)).flatten(1)
+    return torch.stack([(model.activation(model.forward_to("b8", w + (w @ d).std() * d)).flatten(1) - h0)
+                        .square().sum(1).mean() for d in dirs]).mean()
+
+
+@torch.no_grad()
+def test_dplase_directions_maximise_g1_variation(tiny_sg2):
+    """l_var must steer Γ: the learned set moves G1 more than random orthonormal sets do."""
+    with torch.enable_grad():
+        d = compute_directions(tiny_sg2, "dplase", k=3, layer="b8", steps=600)
+    w = tiny_sg2.mapping(torch.randn(256, tiny_sg2.z_dim, generator=torch.Generator().manual_seed(1)))
+    rand = torch.stack([_g1_move(tiny_sg2, torch.linalg.qr(torch.randn(
+        8, 3, generator=torch.Generator().manual_seed(s)))[0].t(), w) for s in range(8)])
+    learned = _g1_move(tiny_sg2, d.vectors / d.vectors.norm(dim=1, keepdim=True), w)
+    assert learned > rand.max(), (learned, rand)
+
+
 def test_sefa_are_eigenvectors(tiny_sg2):
     d = sefa(tiny_sg2, k=4)
     A = tiny_sg2.G.synthesis.b4.conv1.affine.weight.detach()

@@ -12,11 +12,12 @@ METHODS.md §4). The public DP-LaSE code has none of these; this is our implemen
   minimise it trivially); F learns the density from ``l_mon + l_lik`` alone.
 * :class:`DPWalkModel` joins them; :func:`train_dp_lase` optimises
   ``E[l_mon + l_lik + l_den + l_var] + ζ l_reg`` jointly over F, C and Γ, with G split at a
-  named layer (``l_var`` from the G1 features).
+  named layer (``l_var`` from the G1 features, Δ measured in units of their total standard
+  deviation over the batch — METHODS.md leaves Δ's scale open; unnormalised, l_var was ~1e-4 at
+  layer b8 of fashion-stylegan2 and Γ followed the density terms instead of G1's variation).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -104,7 +105,7 @@ class DPConfig:
     eps_range: tuple = (0.25, 2.5)     # strides per step, in units of the data std (or of each direction sigma)
     n_directions: int = 0              # > 0: also discover Γ (needs a split layer)
     layer: str | None = None           # G1/G2 split for l_var
-    lam: float = 1.0                   # weight of the cross-direction similarity in l_var
+    lam: float = 0.1                   # weight of the cross-direction similarity in l_var
     zeta: float = 100.0                # weight of l_reg
     var_weight: float = 1.0            # scale of l_var relative to the density terms
     c_weight: float = 1e-2             # ‖C‖² penalty
@@ -172,13 +173,28 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         deltas = []
         xv = x[:cfg.var_batch]
         h0 = g1(xv).flatten(1) if g1 is not None else None
+        if h0 is not None:
+            # Δ in units of the G1 features' spread: ‖Δ‖² is the share of the total variance of
+            # G1 that one walk moves, O(1) whatever the layer's activation scale, so l_var
+            # competes with the density terms instead of vanishing next to them.
+            h_scale = h0.detach().var(0).sum().clamp_min(1e-12).sqrt()
         for j, gk in enumerate(gammas):
             gb = gk.expand_as(x)
             if fixed is not None and sig is not None:
                 eps = unit * float(sig[j])
-            lden = lden + dp.l_den(x, gb, eps).mean()
+            elif dp.Gamma is not None:
+                # strides in units of the direction's own σ on this batch, as the ±kσ walks
+                # of the evaluation and the report take them (C then learns those strides)
+                eps = unit * float((x @ gk.detach()).std())
+            # The terms are split by what they train: l_den trains C (Γ enters detached —
+            # through l_den, Γ would turn toward whatever directions C corrects most easily,
+            # and at 1e2-1e3 it drowns l_var), l_var steers Γ (C's output enters detached — with
+            # C trainable there, l_var is maximised by large corrections, not by the directions).
+            lden = lden + dp.l_den(x, gb.detach(), eps).mean()
             if g1 is not None:
-                deltas.append((h0 - g1(dp.walk(xv, gb[:xv.shape[0]], eps)).flatten(1)) / math.sqrt(h0.shape[1]))
+                gv = gb[:xv.shape[0]]
+                zw = xv + eps * gv + dp.C(xv, eps, gv).detach()
+                deltas.append((h0 - g1(zw).flatten(1)) / h_scale)
         lreg = torch.zeros((), device=dev)
         if deltas:
             grams = [d @ d.t() for d in deltas]
@@ -187,7 +203,7 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
             cross = sum((grams[j] * grams[h]).sum() for j in range(len(grams)) for h in range(len(grams)) if j != h)
             lvar = cfg.var_weight * (lvar + cfg.lam * cross / nv ** 2)
             lreg = (dp.Gamma.t() @ dp.Gamma - torch.eye(dp.Gamma.shape[1], device=dev)).square().sum()
-        cpen = dp.C(x, eps, gammas[0].expand_as(x)).square().sum(1).mean() / (std ** 2)
+        cpen = dp.C(x, eps, gammas[0].detach().expand_as(x)).square().sum(1).mean() / (std ** 2)
         loss = lm + ll + lden / len(gammas) + lvar + cfg.zeta * lreg + cfg.c_weight * cpen
         opt.zero_grad(set_to_none=True)
         loss.backward()
