@@ -12,9 +12,11 @@ METHODS.md §4). The public DP-LaSE code has none of these; this is our implemen
   minimise it trivially); F learns the density from ``l_mon + l_lik`` alone.
 * :class:`DPWalkModel` joins them; :func:`train_dp_lase` optimises
   ``E[l_mon + l_lik + l_den + l_var] + ζ l_reg`` jointly over F, C and Γ, with G split at a
-  named layer (``l_var`` from the G1 features, Δ measured in units of their total standard
-  deviation over the batch — METHODS.md leaves Δ's scale open; unnormalised, l_var was ~1e-4 at
-  layer b8 of fashion-stylegan2 and Γ followed the density terms instead of G1's variation).
+  named layer, each term reaching only the module it is meant to train: F from l_mon + l_lik,
+  C from l_den, Γ from l_var + ζ l_reg. ``l_var`` is computed on the G1 features with Δ in
+  units of their total standard deviation over the batch (METHODS.md leaves Δ's scale open;
+  unnormalised and with all terms reaching Γ, l_var was ~1e-4 at layer b8 of
+  fashion-stylegan2 next to l_den ~1e3, and Γ followed the density terms, not G1's variation).
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ class DPWalkModel(nn.Module):
     def l_den(self, z0, gamma, eps: float):
         """DP-LaSE eq. 7 per sample. F is frozen here: minimising l_den through F has the
         degenerate solution of a flat density, so F learns from l_mon + l_lik only and l_den
-        trains C (and Γ)."""
+        trains C (Γ enters it detached; see :func:`train_dp_lase`)."""
         return (self.F.log_density(z0, frozen=True) - self.F.log_density(self.walk(z0, gamma, eps), frozen=True)).square()
 
 
