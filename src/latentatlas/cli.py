@@ -138,8 +138,10 @@ def cmd_train(args):
     state = train(args.arch, args.out, data_dir=args.data_dir, batch=args.batch,
                   total_kimg=args.kimg, max_minutes=args.minutes, ckpt_minutes=args.ckpt_minutes,
                   seed=args.seed, threads=args.threads, init_from=args.init_from)
+    done = state["nimg"] >= args.kimg * 1000
     _emit(args, state, lambda d: f"stopped at step {d['step']} ({d['nimg'] / 1000:.1f} kimg, "
-                                 f"{d['wall_s'] / 3600:.2f} h of training)")
+                                 f"{d['wall_s'] / 3600:.2f} h of training)"
+                                 + (f": the run has reached --kimg {args.kimg:g}" if done else ""))
     return 0
 
 
@@ -531,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", help="directory with the idx files (default: Debian path or $LATENTATLAS_FASHION_MNIST)")
     s.add_argument("--out", required=True, help="run directory (checkpoints, grids, log)")
     s.add_argument("--batch", type=_positive_int, default=32)
-    s.add_argument("--kimg", type=_finite_float, default=1000, help="stop after this many thousand images")
+    s.add_argument("--kimg", type=_finite_float, default=1000,
+                   help="stop once the run (all sessions together) has seen this many thousand images "
+                        "(default 1000; raise it to resume a run that reached it)")
     s.add_argument("--minutes", type=_finite_float, default=None, help="stop after this many minutes")
     s.add_argument("--ckpt-minutes", type=_finite_float, default=5.0)
     s.add_argument("--seed", type=_seed, default=0)

@@ -23,12 +23,14 @@ DESCRIPTIONS = {
                          "(gamma 0.05 every 16 steps), style mixing 0.9, EMA generator (half-life 10 kimg), Adam "
                          "(lr 0.0025, betas 0/0.99), batch 32. Sizing: 256 channels at 4x4 cost nothing measurable on "
                          "CPU while the 16/32 convolutions dominate; with 0.56 s per G+D step at batch 32 on an idle "
-                         "2-core machine, 5 h buys ~30k steps (~1M images).",
+                         "2-core machine, 5 h buys ~30k steps (~1M images). In practice the run shared the two cores "
+                         "with the project's other work for most of its time (at 1 thread, 0.8-0.9 s per step), so "
+                         "its 5 h bought far fewer steps (see Training).",
     "fashion-wgangp": "DCGAN-style generator (z in R^128 ~ N(0, I); ConvT 4x4 from 1x1 to 4x4, then three stride-2 "
                       "ConvT with BatchNorm/ReLU, widths 256/128/64, tanh) against a WGAN-GP critic (stride-2 convs "
                       "32/64/128 with LeakyReLU, no normalisation, minibatch-std, 3x3 conv, two linear layers). "
                       "Gradient penalty 10, 5 critic steps per generator step, Adam (1e-4, betas 0.5/0.9), batch 64, "
-                      "EMA generator.",
+                      "EMA generator. Steps below count critic steps (one generator step per 5).",
 }
 
 
@@ -59,9 +61,9 @@ def write_card(name: str, n: int = 10000) -> Path:
     met = all(ok for _, ok in bar)
     lines += ["## Status", "", "Quality bar of the project: " + "; ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in bar)
               + (". These are the release weights." if met else
-                 ". These are interim weights from a run that is still training (resumable with "
-                 f"`latentatlas train {'stylegan2' if name.endswith('stylegan2') else 'wgangp'} --out runs/{name} "
-                 f"--init-from src/latentatlas/weights/{name}.pt`)."), ""]
+                 ". These weights do not meet it; training resumes from them with "
+                 f"`latentatlas train {'stylegan2' if name.endswith('stylegan2') else 'wgangp --batch 64'} --out runs/{name} "
+                 f"--init-from src/latentatlas/weights/{name}.pt`."), ""]
     path = WEIGHTS / f"{name}.md"
     path.write_text("\n".join(lines))
     return path
