@@ -36,3 +36,11 @@ def flops_of(fn) -> int:
     with FlopCounterMode(display=False) as fc:
         fn()
     return fc.get_total_flops()
+
+
+def print_dp_curve(log, indent: str = "") -> None:
+    """A DP-LaSE training log (``DPTrainLog``) as a table: every 100th step and the last."""
+    print(indent + "".join(f"{h:>10}" for h in ("step", "l_mon", "l_lik", "l_den", "l_var", "l_reg")))
+    for row in log.losses:
+        if row[0] % 100 == 0 or row is log.losses[-1]:
+            print(indent + f"{row[0]:>10}" + "".join(f"{v:>10.4f}" for v in row[1:]))

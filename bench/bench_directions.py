@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from _common import print_dp_curve
 from latentatlas.models.registry import load_generator
 from latentatlas.walks.directions import compute_directions
 from latentatlas.walks.edit import evaluate_directions
@@ -62,10 +63,7 @@ def main():
               + " ".join(f"{row[c]:>12.4g}" for c in COLS) + f" {row['fit_s']:>6.0f} {row['eval_s']:>6.0f}", flush=True)
         if method == "dplase":            # the DP-LaSE loss curve (bench_dplase.py prints the same alone)
             print(f"    DP-LaSE training: {d.log.losses[-1][0] + 1} steps in {d.log.seconds:.1f} s; losses every 100 steps:")
-            print("    " + "".join(f"{h:>10}" for h in ("step", "l_mon", "l_lik", "l_den", "l_var", "l_reg")))
-            for lr_ in d.log.losses:
-                if lr_[0] % 100 == 0 or lr_[0] == len(d.log.losses) - 1:
-                    print("    " + f"{lr_[0]:>10}" + "".join(f"{v:>10.4f}" for v in lr_[1:]))
+            print_dp_curve(d.log, indent="    ")
         for r in res["rows"]:
             print("  - " + "  ".join(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}" for key, v in r.items()))
     lin, dp = np.array([r["density_drift_linear"] for r in rows]), np.array([r["density_drift_dp"] for r in rows])

@@ -62,7 +62,7 @@ def write_card(name: str, n: int = 10000) -> Path:
     lines += ["## Status", "", "Quality bar of the project: " + "; ".join(f"{t}: {'met' if ok else 'NOT met'}" for t, ok in bar)
               + (". These are the release weights." if met else
                  ". These weights do not meet it; training resumes from them with "
-                 f"`latentatlas train {'stylegan2' if name.endswith('stylegan2') else 'wgangp --batch 64'} --out runs/{name} "
+                 f"`latentatlas train {meta.get('arch')} --batch {meta['images_seen'] // meta['steps']} --out runs/{name} "
                  f"--init-from src/latentatlas/weights/{name}.pt`."), ""]
     path = WEIGHTS / f"{name}.md"
     path.write_text("\n".join(lines))
