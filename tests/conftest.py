@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from latentatlas.models.interface import ModelInfo, StyleGAN2Model
+from latentatlas.models.interface import ModelInfo, StyleGANModel
 from latentatlas.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 torch.set_num_threads(1)
@@ -20,7 +20,7 @@ def tiny_stylegan2(seed=0, **over):
         for p in list(G.parameters()) + list(D.parameters()):
             p.add_(torch.randn_like(p) * 0.1)
         G.mapping.w_avg.copy_(G.mapping(torch.randn(256, cfg.z_dim)).mean(0))
-    return StyleGAN2Model(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
+    return StyleGANModel(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 
 from latentatlas.cli import main
 from latentatlas.errors import LatentAtlasError
-from latentatlas.models.formats import load_rosinality, wrap_generator
+from latentatlas.models.interface import wrap_generator
 from latentatlas.models.registry import load_checkpoint_file, load_generator
 
 FIX = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -65,7 +65,7 @@ def test_rosinality_variants_g_only_and_no_latent_avg(tmp_path):
 
 def test_rosinality_two_layer_mapping(tmp_path):
     """A rosinality generator with n_mlp=2 (which breaks other converters) loads by shape."""
-    from latentatlas.models.formats import rosinality_generator_state
+    from latentatlas.models.readers.rosinality import rosinality_generator_state
     from conftest import tiny_stylegan2
     m = tiny_stylegan2()
     # build a rosinality-layout state dict from our tiny model by inverting the key map

@@ -123,7 +123,7 @@ def test_diamond_strategy_variants(tiny_sg2, lat):
 
 
 def test_diamond_refused_without_minibatch_std():
-    from latentatlas.models.formats import wrap_generator
+    from latentatlas.models.interface import wrap_generator
     net = torch.nn.Sequential(torch.nn.Linear(4, 48), torch.nn.Tanh(), torch.nn.Unflatten(1, (3, 4, 4)))
     m = wrap_generator(net, z_dim=4)
     lat = initial_latents(m, m.sample_z(4))

@@ -132,7 +132,7 @@ def test_parse_specs():
 
 
 def test_no_p_space_for_z_only_models():
-    from latentatlas.models.formats import wrap_generator
+    from latentatlas.models.interface import wrap_generator
     net = torch.nn.Sequential(torch.nn.Linear(4, 48), torch.nn.Tanh(), torch.nn.Unflatten(1, (3, 4, 4)))
     m = wrap_generator(net, z_dim=4)
     with pytest.raises(LatentAtlasError, match="needs a mapping network"):

@@ -5,7 +5,9 @@
 * ``z_dim``, ``w_dim`` (None without a mapping network), ``num_ws``, ``img_resolution``,
   ``img_channels``;
 * ``sample_z(n, seed)``: latents named by seed, independent of device and batch size;
-* ``mapping(z)`` -> w [N, w_dim]; ``synthesis(ws)`` -> images [N, C, H, W] in [-1, 1]
+* ``c_dim`` (0 unconditional) and ``set_class(k)`` / ``set_label(c)``: the label every call
+  uses when none is passed (conditional models refuse to run without one);
+* ``mapping(z, c=None)`` -> w [N, w_dim]; ``synthesis(ws)`` -> images [N, C, H, W] in [-1, 1]
   (``ws`` is [N, w_dim] or W+ [N, num_ws, w_dim]); ``__call__(z)`` = synthesis(mapping(z));
 * ``truncate(ws, psi, cutoff)`` toward the tracked mean w;
 * ``score(images)`` [N] and ``features(images)`` [N, F] when a discriminator is present;
@@ -53,6 +55,8 @@ class GANModel:
     w_dim: int | None = None
     num_ws: int = 1
     has_mapping = False
+    c_dim: int = 0
+    label: torch.Tensor | None = None     # [c_dim] default label of a conditional model
 
     def __init__(self, info: ModelInfo, *, z_dim: int, img_resolution: int, img_channels: int,
                  generator: torch.nn.Module, discriminator: torch.nn.Module | None = None,
@@ -81,8 +85,76 @@ class GANModel:
         return bool(self.D is not None and getattr(self.D, "has_minibatch_std", False))
 
     @property
+    def p_space_ok(self) -> bool:
+        """P = LeakyReLU(0.2)^-1(W) (II2S) exists only when the mapping's last activation is
+        LeakyReLU(0.2), as read from the checkpoint."""
+        return self.has_mapping and getattr(self.G.mapping, "activation", "lrelu") == "lrelu"
+
+    @property
     def spaces(self) -> list[str]:
-        return ["z", "w", "w+", "p", "p-norm", "p-norm+"] if self.has_mapping else ["z"]
+        if not self.has_mapping:
+            return ["z"]
+        return ["z", "w", "w+"] + (["p", "p-norm", "p-norm+"] if self.p_space_ok else [])
+
+    def require_p_space(self, method: str):
+        self.require_mapping(method)
+        if not self.p_space_ok:
+            raise LatentAtlasError(f"{method} needs the P space, which exists only when the mapping network "
+                                   f"ends in LeakyReLU(0.2); model '{self.name}' ends in "
+                                   f"{getattr(self.G.mapping, 'activation', '?')}")
+
+    # -- class labels ------------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return self.c_dim > 0
+
+    def set_class(self, k: int | None) -> "GANModel":
+        """Use class ``k`` (one-hot) whenever no label is passed; None clears it."""
+        if k is None:
+            self.label = None
+            return self
+        if not self.conditional:
+            raise LatentAtlasError(f"model '{self.name}' is not class-conditional; --class does not apply")
+        if not 0 <= int(k) < self.c_dim:
+            raise LatentAtlasError(f"class {k} out of range: model '{self.name}' has {self.c_dim} classes (0..{self.c_dim - 1})")
+        self.label = torch.nn.functional.one_hot(torch.tensor(int(k)), self.c_dim).float()
+        return self
+
+    def set_label(self, c) -> "GANModel":
+        """A one-hot or soft label vector [c_dim] used whenever no label is passed."""
+        c = torch.as_tensor(c, dtype=torch.float32).reshape(-1)
+        if not self.conditional or c.numel() != self.c_dim:
+            raise LatentAtlasError(f"label must have {self.c_dim} entries for model '{self.name}', got {c.numel()}")
+        _check_finite(c, "label")
+        self.label = c
+        return self
+
+    def labels(self, n: int, c=None) -> torch.Tensor | None:
+        """[n, c_dim] float labels on the model's device (None for unconditional models).
+        ``c``: class indices [n] (or one int), one-hot/soft vectors [n, c_dim], or None for the
+        default label."""
+        if not self.conditional:
+            if c is not None:
+                raise LatentAtlasError(f"model '{self.name}' is not class-conditional; a label does not apply")
+            return None
+        if c is None:
+            if self.label is None:
+                raise LatentAtlasError(f"model '{self.name}' is class-conditional ({self.c_dim} classes): "
+                                       f"give a class (--class K, or c=... / set_class(k) in Python)")
+            return self.label.to(self.device).expand(n, -1)
+        c = torch.as_tensor(c, device=self.device)
+        if c.ndim == 0 or (c.ndim == 1 and not c.is_floating_point()):
+            idx = c.long().reshape(-1).expand(n) if c.numel() == 1 else c.long()
+            if idx.numel() != n or idx.min() < 0 or idx.max() >= self.c_dim:
+                raise LatentAtlasError(f"class labels must be {n} integers in 0..{self.c_dim - 1}")
+            return torch.nn.functional.one_hot(idx, self.c_dim).float()
+        c = c.float()
+        if c.ndim == 1:
+            c = c.expand(n, -1)
+        if c.shape != (n, self.c_dim):
+            raise LatentAtlasError(f"labels must have shape [{n}, {self.c_dim}], got {list(c.shape)}")
+        _check_finite(c, "label")
+        return c
 
     def to(self, device) -> "GANModel":
         self.device = torch.device(device)
@@ -119,7 +191,7 @@ class GANModel:
         """[n, z_dim] on the model's device; latent i is named by seed ``seed + i``."""
         return seeded_normal(range(seed, seed + n), self.z_dim).to(self.device)
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+    def mapping(self, z: torch.Tensor, c=None) -> torch.Tensor:
         self.require_mapping("mapping")
         raise NotImplementedError
 
@@ -149,11 +221,12 @@ class GANModel:
     def synthesis(self, ws: torch.Tensor, **kw) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, z: torch.Tensor, **kw) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, c=None, **kw) -> torch.Tensor:
+        """Images [N, C, H, W] for latents z (and labels ``c`` of a conditional model)."""
         _check_finite(z, "latent z")
         if self.has_mapping:
-            return self.synthesis(self.mapping(z), **kw)
-        return self.synthesis(z, **kw)
+            return self.synthesis(self.mapping(z, c), **kw)
+        return self.synthesis(z, c=c, **kw) if self.conditional else self.synthesis(z, **kw)
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, *, batch_size: int = 64, space: str = "z",
@@ -165,9 +238,12 @@ class GANModel:
         return torch.cat(outs) if outs else torch.empty(0, self.img_channels, self.img_resolution, self.img_resolution)
 
     # -- discriminator -----------------------------------------------------------------------
-    def score(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw discriminator/critic output [N] (higher = judged more real)."""
+    def score(self, images: torch.Tensor, c=None) -> torch.Tensor:
+        """Raw discriminator/critic output [N] (higher = judged more real); a conditional
+        discriminator judges the images against labels ``c`` (default: the model's label)."""
         self.require_discriminator("score")
+        if getattr(self.D, "conditional", False):
+            return self.D(images, self.labels(images.shape[0], c)).reshape(-1)
         return self.D(images).reshape(-1)
 
     def features(self, images: torch.Tensor, independent: bool = False) -> torch.Tensor:
@@ -206,8 +282,10 @@ class GANModel:
         return state[0] if isinstance(state, tuple) else state
 
 
-class StyleGAN2Model(GANModel):
-    """Adapter for our StyleGAN2 (also the target of the NVIDIA and rosinality loaders)."""
+class StyleGANModel(GANModel):
+    """Adapter for our StyleGAN2 and StyleGAN3 (targets of the NVIDIA, rosinality and
+    safetensors loaders). Both have a mapping network, W/W+ and, with a LeakyReLU(0.2) final
+    mapping activation, the P spaces."""
 
     has_mapping = True
 
@@ -217,6 +295,7 @@ class StyleGAN2Model(GANModel):
                          img_channels=cfg.img_channels, generator=G, discriminator=D)
         self.w_dim = cfg.w_dim
         self.num_ws = cfg.num_ws
+        self.c_dim = int(getattr(cfg, "c_dim", 0) or 0)
         self.noise_mode = noise_mode
         self.grouped = False
 
@@ -228,10 +307,11 @@ class StyleGAN2Model(GANModel):
     def w_avg(self) -> torch.Tensor:
         return self.G.mapping.w_avg
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+    def mapping(self, z: torch.Tensor, c=None) -> torch.Tensor:
+        """z [N, z_dim] (labels ``c`` for conditional models) -> w [N, w_dim]."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
-        return self.G.mapping(z)
+        return self.G.mapping(z, self.labels(z.shape[0], c))
 
     def _ws(self, ws):
         if ws.ndim == 2 and ws.shape[1] == self.w_dim:
@@ -242,6 +322,8 @@ class StyleGAN2Model(GANModel):
                                f"{self.w_dim}], got {list(ws.shape)}")
 
     def synthesis(self, ws, *, noise_mode: str | None = None, generator=None) -> torch.Tensor:
+        """ws [N, w_dim] or W+ [N, num_ws, w_dim] -> raw images [N, C, H, W] (about [-1, 1];
+        values are not clamped). ``noise_mode``: 'const' (default), 'random' or 'none'."""
         return self.G.synthesis(self._ws(ws), noise_mode=noise_mode or self.noise_mode,
                                 grouped=self.grouped, generator=generator)
 
@@ -253,15 +335,19 @@ class StyleGAN2Model(GANModel):
 
     @property
     def layer_names(self):
-        return self.G.synthesis.layer_names
+        return list(self.G.synthesis.layer_names)
 
     def forward_to(self, layer, latent):
+        """G1: W/W+ latent -> the state after ``layer``."""
         self._check_layer(layer)
         return self.G.synthesis(self._ws(latent), stop=layer, noise_mode=self.noise_mode)
 
     def forward_from(self, layer, state, latent):
+        """G2: the state after ``layer`` -> image."""
         self._check_layer(layer)
         return self.G.synthesis(self._ws(latent), start=layer, state=state, noise_mode=self.noise_mode)
+
+
 
 
 class ZOnlyModel(GANModel):
@@ -270,10 +356,15 @@ class ZOnlyModel(GANModel):
     ``generator`` maps z [N, z_dim] to images; ``layers`` optionally names its sequential
     stages (``generator.stages`` as an ``nn.ModuleDict``-like ordered mapping)."""
 
-    def synthesis(self, z, **kw):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.c_dim = int(getattr(self.G, "c_dim", 0) or 0)
+
+    def synthesis(self, z, c=None, **kw):
+        """z [N, z_dim] -> images [N, C, H, W] in about [-1, 1]."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
-        x = self.G(z)
+        x = self.G(z, self.labels(z.shape[0], c), **kw) if self.conditional else self.G(z)
         lo, hi = self.output_range
         if (lo, hi) != (-1.0, 1.0):
             x = (x - lo) / (hi - lo) * 2 - 1
@@ -290,3 +381,67 @@ class ZOnlyModel(GANModel):
     def forward_from(self, layer, state, latent):
         self._check_layer(layer)
         return self.G.run(state, start=layer)
+
+
+class BigGANModel(ZOnlyModel):
+    """BigGAN: class-conditional Z model whose prior is the truncated normal N(0, I) on
+    [-2, 2], scaled by the truncation t; t also selects the generator's batch-norm statistics
+    (``set_truncation`` / ``synthesis(z, truncation=t)``). Every Z-space method moves z with
+    the class held fixed."""
+
+    def __init__(self, info, G):
+        super().__init__(info, z_dim=G.cfg.z_dim, img_resolution=G.cfg.img_resolution, img_channels=3,
+                         generator=G)
+        self.truncation = 1.0
+
+    def set_truncation(self, t: float) -> "BigGANModel":
+        if not 0 < float(t) <= 1:
+            raise LatentAtlasError(f"BigGAN truncation must be in (0, 1], got {t}")
+        self.truncation = float(t)
+        return self
+
+    def sample_z(self, n: int, seed: int = 0) -> torch.Tensor:
+        """[n, z_dim]: truncated normal on [-2, 2] times the truncation; latent i named by seed
+        ``seed + i`` (out-of-range entries redrawn from the same seeded stream)."""
+        out = torch.empty(n, self.z_dim)
+        g = torch.Generator()
+        for i in range(n):
+            g.manual_seed(seed + i)
+            v = torch.randn(self.z_dim, generator=g)
+            bad = v.abs() > 2
+            while bad.any():
+                v[bad] = torch.randn(int(bad.sum()), generator=g)
+                bad = v.abs() > 2
+            out[i] = v
+        return (out * self.truncation).to(self.device)
+
+    def synthesis(self, z, c=None, truncation: float | None = None, **kw):
+        """z [N, z_dim] (already truncated) -> images [N, 3, R, R] in (-1, 1)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
+        t = self.truncation if truncation is None else truncation
+        if not 0 < float(t) <= 1:
+            raise LatentAtlasError(f"BigGAN truncation must be in (0, 1], got {t}")
+        return self.G(z, self.labels(z.shape[0], c), float(t))
+
+    def forward_to(self, layer, latent):
+        self._check_layer(layer)
+        return self.G.run(latent, self.labels(latent.shape[0]), self.truncation, stop=layer)
+
+    def forward_from(self, layer, state, latent):
+        self._check_layer(layer)
+        return self.G.run(state, None, self.truncation, start=layer)
+
+
+def wrap_generator(module: torch.nn.Module, *, z_dim: int, output_range=(-1.0, 1.0), name: str = "user-generator",
+                   discriminator: torch.nn.Module | None = None):
+    """Wrap a user's ``nn.Module`` mapping z [N, z_dim] to images so every Z-space method works
+    with it. Resolution and channels are read off one forward pass; ``output_range`` is the
+    range of its outputs (rescaled to [-1, 1])."""
+    with torch.no_grad():
+        out = module.eval()(torch.zeros(2, z_dim))
+    if out.ndim != 4 or out.shape[-1] != out.shape[-2]:
+        raise LatentAtlasError(f"{name}: generator output must be square images [N, C, H, W], got {list(out.shape)}")
+    info = ModelInfo(name=name, arch=type(module).__name__, source="user module")
+    return ZOnlyModel(info, z_dim=z_dim, img_resolution=int(out.shape[-1]), img_channels=int(out.shape[1]),
+                      generator=module, discriminator=discriminator, output_range=tuple(output_range))

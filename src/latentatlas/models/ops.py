@@ -42,10 +42,41 @@ def fir_filter(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
     return x
 
 
+def upfirdn(x: torch.Tensor, f: torch.Tensor | None, *, up: int = 1, down: int = 1,
+            pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+    """``fir_filter`` for any filter: ``None`` (identity), a 1-D filter applied separably
+    (rows, then columns, ``gain`` split evenly between the passes) or a 2-D filter."""
+    if f is None:
+        f = torch.ones(1, 1, device=x.device)
+    if f.ndim == 2:
+        return fir_filter(x, f, up=up, down=down, pad=pad, gain=gain)
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    x0, x1, y0, y1 = pad
+    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
+    k = (f * math.sqrt(gain)).to(x.dtype).flip(0)
+    x = F.conv2d(x, k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.conv2d(x, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
 def upsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x FIR upsampling (the skip-architecture image path): [N,C,H,W] -> [N,C,2H,2W]."""
     k = f.shape[-1]
     return fir_filter(x, f, up=2, pad=((k + 1) // 2, (k - 2) // 2, (k + 1) // 2, (k - 2) // 2), gain=4.0)
+
+
+def downsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x FIR downsampling (the 'skip' discriminator's image path): [N,C,H,W] -> [N,C,H/2,W/2]."""
+    k = f.shape[-1]
+    p0, p1 = (k - 2 + 1) // 2, (k - 2) // 2
+    return fir_filter(x, f, down=2, pad=(p0, p1, p0, p1))
 
 
 def conv_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, *,

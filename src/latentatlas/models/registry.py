@@ -1,8 +1,11 @@
-"""Bundled models by name, and loading of model files.
+"""Bundled models by name, and loading of model files of every supported family.
 
-Our own file format (``.pt``) is a plain dict loadable with ``torch.load(weights_only=True)``:
-``{"format": "latentatlas", "version": 1, "arch": "stylegan2" | "dcgan", "config": {...},
-"G": state_dict, "D": state_dict | None, "meta": {...}}``. Nothing in it can execute code.
+Loading a file is detect -> read tensors + config -> build: the *readers* (``readers/``, one
+module per file format) detect their format from the content and return tensors and
+configuration; the *architectures* (one module per family, ``_ARCHS`` below) build the
+networks; the adapters in ``interface.py`` give every family the one generator interface.
+The next family is one architecture module, one reader and a line in each table here.
+Nothing executes code from a file.
 """
 from __future__ import annotations
 
@@ -18,11 +21,17 @@ import torch
 
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
+from .biggan import BigGANConfig, BigGANGenerator
 from .dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
-from .interface import GANModel, ModelInfo, StyleGAN2Model, ZOnlyModel
+from .interface import BigGANModel, GANModel, ModelInfo, StyleGANModel, ZOnlyModel
+from .pgan import PGANConfig, PGANDiscriminator, PGANGenerator
+from .readers import biggan as biggan_reader
+from .readers import native, nvidia, pgan as pgan_reader, rosinality
 from .stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
-FORMAT = "latentatlas"
+FORMAT = native.FORMAT
+MAX_FILE_BYTES = 8 * 2 ** 30        # refuse larger checkpoints before reading them
 WEIGHTS_PACKAGE = "latentatlas.weights"
 
 
@@ -50,29 +59,55 @@ def bundled_models() -> list[BundledModel]:
     return list(_REGISTRY.values())
 
 
-# -- our own format ---------------------------------------------------------------------------
+# -- architectures ----------------------------------------------------------------------------
+
+def _d_sg3(cfg):
+    return StyleGAN2Discriminator(StyleGAN2Config.from_dict(cfg.d_config)) if cfg.d_config else None
+
+
+# family -> (config class, generator, discriminator builder, adapter)
+_ARCHS = {
+    "stylegan2": (StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator,
+                  lambda info, G, D, cfg: StyleGANModel(info, G, D)),
+    "stylegan3": (StyleGAN3Config, StyleGAN3Generator, _d_sg3, lambda info, G, D, cfg: StyleGANModel(info, G, D)),
+    "dcgan": (DCGANConfig, DCGANGenerator, DCGANCritic,
+              lambda info, G, D, cfg: ZOnlyModel(info, z_dim=cfg.z_dim, img_resolution=cfg.img_resolution,
+                                                 img_channels=cfg.img_channels, generator=G, discriminator=D)),
+    "pgan": (PGANConfig, PGANGenerator, PGANDiscriminator,
+             lambda info, G, D, cfg: ZOnlyModel(info, z_dim=cfg.latent_dim, img_resolution=cfg.img_resolution,
+                                                img_channels=cfg.img_channels, generator=G, discriminator=D)),
+    "biggan": (BigGANConfig, BigGANGenerator, None, lambda info, G, D, cfg: BigGANModel(info, G)),
+}
+
+
+def family_of(model: GANModel) -> str:
+    """The architecture family of a loaded model (a key of ``_ARCHS``)."""
+    for fam, (cfg_cls, g_cls, *_rest) in _ARCHS.items():
+        if isinstance(model.G, g_cls):
+            return fam
+    return "user-module"
+
 
 def build_model(ckpt: dict, info: ModelInfo) -> GANModel:
+    """Our own format (``.pt`` or ``.safetensors``) -> model."""
     arch = ckpt.get("arch")
-    cfgd = ckpt.get("config", {})
+    if arch not in _ARCHS:
+        raise LatentAtlasError(f"{info.source}: unknown architecture {arch!r} (known: {', '.join(_ARCHS)})")
+    cfg_cls, g_cls, d_cls, adapt = _ARCHS[arch]
+    if not isinstance(ckpt.get("G"), dict) or not isinstance(ckpt.get("config", {}), dict):
+        raise LatentAtlasError(f"{info.source}: malformed latentatlas checkpoint (G or config missing)")
     try:
-        if arch == "stylegan2":
-            cfg = StyleGAN2Config.from_dict(cfgd)
-            G, D = StyleGAN2Generator(cfg), (StyleGAN2Discriminator(cfg) if ckpt.get("D") is not None else None)
-        elif arch == "dcgan":
-            cfg = DCGANConfig.from_dict(cfgd)
-            G, D = DCGANGenerator(cfg), (DCGANCritic(cfg) if ckpt.get("D") is not None else None)
-        else:
-            raise LatentAtlasError(f"{info.source}: unknown architecture {arch!r}")
+        cfg = cfg_cls.from_dict(ckpt.get("config", {}))
+        G = g_cls(cfg)
+        D = d_cls(cfg) if (d_cls is not None and ckpt.get("D") is not None) else None
     except (TypeError, ValueError) as e:
         raise LatentAtlasError(f"{info.source}: bad {arch} config: {e}") from None
+    native.check_finite(ckpt["G"], f"{info.source} (generator)")
     load_state(G, ckpt["G"], f"{info.source} (generator)")
     if D is not None:
+        native.check_finite(ckpt["D"], f"{info.source} (discriminator)")
         load_state(D, ckpt["D"], f"{info.source} (discriminator)")
-    if arch == "stylegan2":
-        return StyleGAN2Model(info, G, D)
-    return ZOnlyModel(info, z_dim=cfg.z_dim, img_resolution=cfg.img_resolution,
-                      img_channels=cfg.img_channels, generator=G, discriminator=D)
+    return adapt(info, G, D, cfg)
 
 
 def load_state(module: torch.nn.Module, sd: dict, what: str):
@@ -108,15 +143,24 @@ def save_model(path, *, arch: str, config: dict, G: torch.nn.Module, D: torch.nn
 
 
 def export_model(model: GANModel, path) -> Path:
-    """Write any loaded model in our format (the ``convert`` command)."""
-    if Path(path).suffix != ".pt":
-        raise LatentAtlasError(f"output {path}: use a .pt file name")
-    arch = "stylegan2" if model.has_mapping else "dcgan"
+    """Write any loaded model in our format (the ``convert`` command): ``.safetensors``
+    (recommended: no pickle at all) or ``.pt`` (torch ``weights_only`` loadable)."""
+    path = Path(path)
+    if path.suffix not in (".pt", ".safetensors"):
+        raise LatentAtlasError(f"output {path}: use a .safetensors or .pt file name")
+    arch = family_of(model)
     cfg = getattr(model.G, "cfg", None)
-    if cfg is None:
+    if arch == "user-module" or cfg is None:
         raise LatentAtlasError(f"model '{model.name}' is a user module without a config; it cannot be exported")
-    meta = {"converted_from": model.info.source, **{k: v for k, v in (model.info.extra or {}).items()}}
-    return save_model(path, arch=arch, config=cfg.to_dict(), G=model.G, D=model.D, meta=meta)
+    meta = {"converted_from": model.info.source, "family": arch,
+            **{k: v for k, v in (model.info.extra or {}).items() if k not in ("warnings",)}}
+    if path.suffix == ".pt":
+        return save_model(path, arch=arch, config=cfg.to_dict(), G=model.G, D=model.D, meta=meta)
+    with atomic_path(path) as tmp:
+        native.write_safetensors(tmp, arch=arch, config=cfg.to_dict(), G=model.G.state_dict(),
+                                 D=model.D.state_dict() if model.D is not None else None,
+                                 meta=json.loads(json.dumps(meta, default=str)), weights_hash=model.weights_hash())
+    return path
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -132,46 +176,84 @@ def _read_bytes(path: Path) -> bytes:
 
 def _safe_torch_load(data: bytes, path: Path):
     import argparse
+    import re
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace, *pgan_reader.SAFE_GLOBALS]):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for refused globals / corrupt data
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LatentAtlasError(f"{path}: could not be loaded safely: {msg}") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if m:
+            raise LatentAtlasError(f"{path}: refused: the checkpoint asks for the global {m.group(1)}, "
+                                   f"which latentatlas never loads") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        raise LatentAtlasError(f"{path}: truncated or corrupt checkpoint ({first[:200]})") from None
 
 
 def _dispatch_dict(ckpt, path: Path) -> GANModel:
-    from .formats import is_rosinality, load_rosinality
-    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-        return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path),
-                                           extra=ckpt.get("meta", {})))
-    if is_rosinality(ckpt):
-        return load_rosinality(path, ckpt)
+    if native.detect(ckpt):
+        return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt.get("arch"), source=str(path),
+                                           extra=ckpt.get("meta", {}) or {}))
+    if rosinality.detect(ckpt):
+        return rosinality.load(path, ckpt)
+    if pgan_reader.detect(ckpt):
+        return pgan_reader.build(ckpt, str(path))
+    if isinstance(ckpt, dict) and "generator.gen_z.weight_orig" in ckpt:
+        if biggan_reader.files(path) is None:
+            raise LatentAtlasError(f"{path}: a BigGAN state dict; its config.json must lie beside it")
+        return biggan_reader.build(biggan_reader.read_config(biggan_reader.files(path)[0]), ckpt, str(path))
     keys = sorted(map(str, ckpt))[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
     raise LatentAtlasError(f"{path}: unknown checkpoint format (top-level keys: {keys})")
 
 
-def load_checkpoint_file(path) -> GANModel:
-    """Load a model file, detecting the format from its content (not its extension): our own
-    format, rosinality ``.pt`` (torch zip) or an NVIDIA network pickle (restricted unpickler)."""
-    from .formats import load_nvidia_pickle
-    path = Path(path)
+def _read_checked(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise LatentAtlasError(f"{path}: no such file") from None
+    except OSError as e:
+        raise LatentAtlasError(f"{path}: cannot read: {e.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise LatentAtlasError(f"{path}: {size / 2 ** 30:.1f} GiB is larger than any supported checkpoint "
+                               f"({MAX_FILE_BYTES // 2 ** 30} GiB limit)")
     data = _read_bytes(path)
     if len(data) == 0:
         raise LatentAtlasError(f"{path}: empty file")
-    if data[:2] == b"PK":  # torch zip serialisation
+    return data
+
+
+def _torch_bytes(data: bytes, path: Path):
+    if data[:2] == b"PK":
         try:
             zipfile.ZipFile(io.BytesIO(data)).testzip()
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, EOFError, ValueError):
             raise LatentAtlasError(f"{path}: truncated or corrupt checkpoint (bad zip archive)") from None
-        return _dispatch_dict(_safe_torch_load(data, path), path)
+    return _safe_torch_load(data, path)
+
+
+def load_checkpoint_file(path) -> GANModel:
+    """Load a model file or folder, detecting the format from its content (not its
+    extension): our own ``.safetensors``/``.pt``, rosinality ``.pt``, pytorch_GAN_zoo PGAN
+    ``.pth``, a pytorch-pretrained-biggan folder (or its ``.bin``), or an NVIDIA network
+    pickle (StyleGAN2-ADA / StyleGAN3; restricted unpickler)."""
+    path = Path(path)
+    if path.is_dir():
+        if biggan_reader.files(path) is not None:
+            return biggan_reader.load(path, lambda p: _torch_bytes(_read_checked(p), p))
+        raise LatentAtlasError(f"{path}: is a directory, not a checkpoint file nor a BigGAN model folder "
+                               f"(config.json + pytorch_model.bin)")
+    data = _read_checked(path)
+    if native.is_safetensors(data):
+        ckpt = native.read_safetensors(data, str(path))
+        return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path), extra=ckpt["meta"]))
+    if data[:2] == b"PK":  # torch zip serialisation
+        return _dispatch_dict(_torch_bytes(data, path), path)
     if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
-        from .formats import read_nvidia_pickle
-        snap = read_nvidia_pickle(data, str(path), allow_int=True)
+        snap = nvidia.read_nvidia_pickle(data, str(path), allow_int=True)
         if isinstance(snap, int):   # legacy torch.save starts with its magic number
             return _dispatch_dict(_safe_torch_load(data, path), path)
-        return load_nvidia_pickle(path, snap=snap)
-    raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint or network pickle)")
+        return nvidia.load(path, snap=snap)
+    raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint, safetensors file or network pickle)")
 
 
 # -- bundled models ---------------------------------------------------------------------------
@@ -229,7 +311,8 @@ def load_generator(name_or_path: str, device: str | torch.device = "cpu") -> GAN
     """A bundled model by name, or a model file by path."""
     if name_or_path in _REGISTRY:
         model = _REGISTRY[name_or_path].loader()
-    elif Path(name_or_path).exists() or "/" in name_or_path or name_or_path.endswith((".pt", ".pkl", ".pth")):
+    elif Path(name_or_path).exists() or "/" in name_or_path or \
+            name_or_path.endswith((".pt", ".pkl", ".pth", ".safetensors", ".bin")):
         model = load_checkpoint_file(name_or_path)
     else:
         raise LatentAtlasError(f"unknown model {name_or_path!r}: not a bundled name "

@@ -122,7 +122,7 @@ def sefa(model, *, k: int = 10, layers: list[str] | None = None) -> Directions:
     """Closed-form factorisation over the style affine weights of the named synthesis layers
     (e.g. 'b4.conv1', 'b8.conv0'); default the first layer."""
     model.require_mapping("SeFa (style affine weights)")
-    layers = layers or [f"b4.conv1"]
+    layers = layers or ["b4.conv1" if "b4" in model.layer_names else model.layer_names[0]]
     mats = []
     for name in layers:
         mod = model.G.synthesis

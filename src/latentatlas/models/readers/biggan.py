@@ -1,0 +1,67 @@
+"""pytorch-pretrained-biggan model folders (``config.json`` + ``pytorch_model.bin``, what
+``BigGAN.from_pretrained(folder)`` reads). The ``.bin`` is a plain state dict (loaded with
+``weights_only=True``); the folder's ``config.json`` gives the block layout. Unlike upstream
+(``load_state_dict(strict=False)``) every key must be there and match."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ...errors import LatentAtlasError
+from ..biggan import BigGANConfig, BigGANGenerator
+from ..interface import BigGANModel, ModelInfo
+
+FAMILY = "BigGAN (pytorch-pretrained-biggan folder)"
+_CONFIG_KEYS = {"z_dim", "num_classes", "channel_width", "layers", "attention_layer_position", "eps", "n_stats"}
+
+
+def files(path: Path) -> tuple[Path, Path] | None:
+    """(config.json, pytorch_model.bin) for a model folder or its .bin, or None."""
+    if path.is_dir():
+        cfg, binf = path / "config.json", path / "pytorch_model.bin"
+    else:
+        cfg, binf = path.parent / "config.json", path
+    if cfg.is_file() and binf.is_file():
+        try:
+            d = json.loads(cfg.read_text()[:1_000_000])
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if isinstance(d, dict) and {"layers", "channel_width", "z_dim"} <= set(d):
+            return cfg, binf
+    return None
+
+
+def read_config(cfg_path: Path) -> BigGANConfig:
+    try:
+        d = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LatentAtlasError(f"{cfg_path}: not valid JSON ({e})") from None
+    missing = _CONFIG_KEYS - set(d)
+    if missing:
+        raise LatentAtlasError(f"{cfg_path}: BigGAN config lacks {sorted(missing)}")
+    try:
+        return BigGANConfig(**{k: d[k] for k in _CONFIG_KEYS})
+    except (TypeError, ValueError) as e:
+        raise LatentAtlasError(f"{cfg_path}: bad BigGAN config: {e}") from None
+
+
+def build(cfg: BigGANConfig, sd: dict, source: str) -> BigGANModel:
+    from ..registry import load_state
+    G = BigGANGenerator(cfg)
+    load_state(G, sd, f"{source} (BigGAN generator)")
+    info = ModelInfo(name=Path(source).stem if not Path(source).is_dir() else Path(source).name, arch="biggan",
+                     source=f"{source} ({FAMILY})", extra={"format": "biggan-folder", "family": "biggan"})
+    return BigGANModel(info, G)
+
+
+def load(path: Path, read_state) -> BigGANModel:
+    found = files(path)
+    if found is None:
+        raise LatentAtlasError(f"{path}: not a BigGAN model folder (needs config.json and pytorch_model.bin)")
+    cfg = read_config(found[0])
+    sd = read_state(found[1])
+    if not isinstance(sd, dict):
+        raise LatentAtlasError(f"{found[1]}: not a state dict")
+    return build(cfg, sd, str(path))
