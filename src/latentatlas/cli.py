@@ -43,6 +43,24 @@ def _finite_float(s: str) -> float:
     return v
 
 
+def _load(args, name: str | None = None):
+    """The model named by ``--model`` (or ``name``) with the options every command shares:
+    ``--class`` for conditional models, ``--truncation`` for BigGAN."""
+    from .models.registry import load_generator
+    model = load_generator(name or args.model, device=args.device)
+    for w in (model.info.extra or {}).get("warnings", []):
+        log.warning("%s: %s", model.name, w)
+    if getattr(args, "class_label", None) is not None:
+        model.set_class(args.class_label)
+    if getattr(args, "truncation", None) is not None:
+        if not hasattr(model, "set_truncation"):
+            raise LatentAtlasError(f"--truncation applies to BigGAN models (it selects their batch-norm "
+                                   f"statistics); model '{model.name}' is not one: use --truncation-psi or "
+                                   f"--strategy truncation")
+        model.set_truncation(args.truncation)
+    return model
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 def cmd_models(args):
@@ -69,7 +87,7 @@ def cmd_models(args):
 def cmd_sample(args):
     from .models.registry import load_generator
     from .sample import parse_params, sample_images, sample_with_strategy, write_samples
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     if args.out and not args.out.lower().endswith(".png"):
         raise LatentAtlasError(f"output {args.out}: only .png is supported")
     if args.strategy:
@@ -95,7 +113,7 @@ def cmd_report(args):
 
 def cmd_convert(args):
     from .models.registry import export_model, load_generator
-    model = load_generator(args.input)
+    model = _load(args, args.input)
     path = export_model(model, args.output)
     _emit(args, {"input": args.input, "output": str(path), "weights_hash": model.weights_hash()},
           lambda d: f"wrote {d['output']} (weights hash {d['weights_hash']})")
@@ -106,7 +124,7 @@ def cmd_fit(args):
     from .atlas import fit_atlas, parse_clusters, parse_level_ranges
     from .models.registry import load_generator
     from .spaces.diagnostics import normality_table, plot_marginals, space_samples
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     model.require_mapping("fit")
     clusters = parse_clusters(args.clusters)
     levels = parse_level_ranges(args.levels, model.num_ws)
@@ -148,7 +166,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .metrics.suite import evaluate_model
     from .models.registry import load_generator
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     res = evaluate_model(model, n=args.n, features=args.features, seed=args.seed, device=model.device,
                          progress=not args.json)
 
@@ -166,7 +184,7 @@ def cmd_evaluate(args):
 def cmd_evaluate_sampling(args):
     from .models.registry import load_generator
     from .sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json)
     if args.out_dir:
@@ -185,7 +203,7 @@ def cmd_invert(args):
                           perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
                           regularizer=reg, reg_value=val, init=args.init,
                           working_resolution=args.working_resolution, seed=args.seed)
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
                            resample=args.resample, progress=not args.json)
 
@@ -200,7 +218,7 @@ def cmd_invert(args):
 def cmd_directions(args):
     from .models.registry import load_generator
     from .walks.directions import compute_directions
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     kw = {}
     if args.method in ("ganspace", "sefa", "dplase"):
         kw["k"] = args.k
@@ -212,6 +230,10 @@ def cmd_directions(args):
         kw["layers"] = args.layer.split(",")
     if args.method in ("ganspace", "mean-diff", "linear-classifier", "dplase", "diamond"):
         kw["seed"] = args.seed
+    if args.n is not None:
+        if args.method not in ("ganspace", "mean-diff", "linear-classifier"):
+            raise LatentAtlasError(f"--n applies to ganspace, mean-diff and linear-classifier, not {args.method}")
+        kw["n"] = args.n
     d = compute_directions(model, args.method, **kw)
     d.save(args.out)
     info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
@@ -224,7 +246,7 @@ def cmd_walk(args):
     from .models.registry import load_generator
     from .walks.directions import Directions, parse_direction_ref
     from .walks.edit import render_walk, save_strip, walk_latents
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
@@ -240,7 +262,7 @@ def cmd_evaluate_directions(args):
     from .models.registry import load_generator
     from .walks.directions import Directions
     from .walks.edit import evaluate_directions
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     res = evaluate_directions(model, Directions.load(args.directions), n=args.n, layer=args.layer)
 
     def fmt(d):
@@ -256,7 +278,7 @@ def cmd_evaluate_inversion(args):
     from .data.fashion import load_fashion_mnist
     from .inversion.evaluate import METHODS, diamond_z_inversion, evaluate_inversion
     from .models.registry import load_generator
-    model = load_generator(args.model, device=args.device)
+    model = _load(args)
     if not (model.img_channels == 1 and model.img_resolution == 32):
         raise LatentAtlasError("evaluate-inversion uses Fashion-MNIST targets and metrics: it needs a 32x32 grayscale model")
     x, _ = load_fashion_mnist("test", path=args.data_dir)
@@ -346,12 +368,19 @@ def _fill_help(parser: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    def global_options(defaults: bool) -> argparse.ArgumentParser:
+        # The same options before or after the subcommand; after it they default to SUPPRESS so
+        # that a value given before the subcommand is not overwritten by the default.
+        g = argparse.ArgumentParser(add_help=False)
+        d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+        g.add_argument("--device", default=d("auto"), help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps "
+                                                         "(default: auto)")
+        g.add_argument("--json", action="store_true", default=d(False), help="machine-readable output on stdout")
+        g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and debug logging")
+        return g
 
-    p = argparse.ArgumentParser(prog="latentatlas", parents=[common],
+    common = global_options(False)
+    p = argparse.ArgumentParser(prog="latentatlas", parents=[global_options(True)],
                                 description="Map the latent space of a pretrained GAN and sample, "
                                             "truncate, invert, walk and edit where the good latents are.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -453,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", required=True, choices=["ganspace", "sefa", "dplase", "mean-diff", "linear-classifier", "diamond"])
     s.add_argument("--model", required=True)
     s.add_argument("--k", type=_positive_int, default=10, help="number of directions (ganspace, sefa, dplase)")
+    s.add_argument("--n", type=_positive_int, default=None,
+                   help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
     s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
     s.add_argument("--steps", type=_positive_int, default=1500, help="DP-LaSE training steps")
     s.add_argument("--seed", type=_seed, default=0)
@@ -544,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="FILE", default=None,
                    help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
     s.set_defaults(fn=cmd_train)
+    for name, sp in sub.choices.items():
+        if any(a.dest == "model" for a in sp._actions):
+            sp.add_argument("--class", dest="class_label", type=int, default=None, metavar="K",
+                            help="class label for class-conditional models (NVIDIA conditional, BigGAN)")
+            sp.add_argument("--truncation", type=_finite_float, default=None, metavar="T",
+                            help="BigGAN truncation in (0, 1]: scales z and selects the batch-norm statistics")
     _fill_help(p)
     return p
 

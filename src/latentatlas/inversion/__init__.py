@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from ..errors import LatentAtlasError
 SPACES = ("z", "w", "wplus", "pnorm+")
 REGULARIZERS = ("none", "pnorm-clip", "pnorm-project", "pnorm-l2", "mahalanobis", "sphere")
 PERCEPTUAL = ("discriminator", "fashion-features", "lpips", "none")
+
+
+log = logging.getLogger("latentatlas")
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,14 @@ def perceptual_fn(name: str, model):
     """Per-image perceptual distance d(a, b) -> [N]."""
     if name == "none":
         return None
+    if name == "discriminator" and not model.has_discriminator:
+        # the default must work on every model: fall back to the feature network where it fits
+        # the model's images (1-channel 32x32), else to pixels only, and say so
+        fallback = "fashion-features" if (model.img_channels, model.img_resolution) == (1, 32) else "none"
+        log.warning("model '%s' has no discriminator: perceptual distance '%s' used instead of 'discriminator'",
+                    model.name, fallback)
+        return perceptual_fn(fallback, model)
     if name == "discriminator":
-        model.require_discriminator("the 'discriminator' perceptual distance")
         return FeatureDistance(lambda x: model.features(x, independent=True))
     if name == "fashion-features":
         from ..metrics.features import FashionFeatures

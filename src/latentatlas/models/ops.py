@@ -35,35 +35,39 @@ def fir_filter(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
     x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
     x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
     k = (f * gain).to(x.dtype).flip([0, 1])
-    k = k[None, None].expand(c, 1, *k.shape)
-    x = F.conv2d(x, k, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    return F.conv2d(x, k[None, None].expand(c, 1, *k.shape), stride=down, groups=c)
+
+
+def _fir_axis(x: torch.Tensor, f: torch.Tensor, axis: int, up: int, down: int, p0: int, p1: int) -> torch.Tensor:
+    """One separable pass of upfirdn along ``axis`` (2 = rows, 3 = columns) with the 1-D
+    filter ``f``: zero insertion, padding (negative crops), a depthwise correlation with the
+    flipped filter, and decimation folded into the convolution's stride (no multiply-add on
+    discarded outputs)."""
+    n, c = x.shape[:2]
+    if up > 1:
+        if axis == 2:
+            x = F.pad(x.unsqueeze(3), [0, 0, 0, up - 1]).reshape(n, c, -1, x.shape[3])
+        else:
+            x = F.pad(x.unsqueeze(4), [0, up - 1]).reshape(n, c, x.shape[2], -1)
+    pads = [0, 0, p0, p1] if axis == 2 else [p0, p1, 0, 0]
+    if any(pads):
+        x = F.pad(x, pads)
+    k = f.flip(0).reshape((1, 1, -1, 1) if axis == 2 else (1, 1, 1, -1)).expand(c, -1, -1, -1)
+    return F.conv2d(x, k, stride=(down, 1) if axis == 2 else (1, down), groups=c)
 
 
 def upfirdn(x: torch.Tensor, f: torch.Tensor | None, *, up: int = 1, down: int = 1,
             pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
     """``fir_filter`` for any filter: ``None`` (identity), a 1-D filter applied separably
-    (rows, then columns, ``gain`` split evenly between the passes) or a 2-D filter."""
+    (columns, then rows, ``gain`` split evenly between the passes) or a 2-D filter."""
     if f is None:
         f = torch.ones(1, 1, device=x.device)
     if f.ndim == 2:
         return fir_filter(x, f, up=up, down=down, pad=pad, gain=gain)
-    n, c, h, w = x.shape
-    if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
+    k = (f * math.sqrt(gain)).to(x.dtype)
     x0, x1, y0, y1 = pad
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
-    k = (f * math.sqrt(gain)).to(x.dtype).flip(0)
-    x = F.conv2d(x, k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    x = F.conv2d(x, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    x = _fir_axis(x, k, 3, up, down, x0, x1)
+    return _fir_axis(x, k, 2, up, down, y0, y1)
 
 
 def upsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -321,9 +321,16 @@ def load_generator(name_or_path: str, device: str | torch.device = "cpu") -> GAN
 
 
 def resolve_device(device) -> torch.device:
+    """'auto' = CUDA, then MPS, then CPU; an explicit device must exist."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LatentAtlasError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N or mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LatentAtlasError("device 'cuda' requested but no CUDA device is available")
     return dev

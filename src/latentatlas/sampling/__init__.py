@@ -109,11 +109,11 @@ class Context:
     atlas: object = None
     diamond: dict = field(default_factory=dict)
 
-    def mean_proto(self, n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, seed=0) -> torch.Tensor:
+    def mean_proto(self, n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, seed=0, n_init=1000) -> torch.Tensor:
         """The mean protoimage latent (seed 002 appendix D), searched once per setting."""
-        key = ("proto", int(n_proto), int(recovery_steps), float(lam), int(proto_iter), int(seed))
+        key = ("proto", int(n_proto), int(recovery_steps), float(lam), int(proto_iter), int(seed), int(n_init))
         if key not in self.diamond:
-            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed)
+            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed, n_init)
         return self.diamond[key]
 
     def get_atlas(self):
@@ -226,22 +226,22 @@ def _cluster(model, lat, ctx, psi=1.0, psi_coarse=None, psi_medium=None, psi_fin
 # -- Diamond in the rough ------------------------------------------------------------------------
 
 def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
-             n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0):
+             n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000):
     from .. import diamond as dm
     z0 = lat.z
     if variant == "mean":
-        z_p = ctx.mean_proto(n_proto, recovery_steps, lam, proto_iter, seed).expand_as(z0)
+        z_p = ctx.mean_proto(n_proto, recovery_steps, lam, proto_iter, seed, n_init).expand_as(z0)
     elif variant == "per-sample":
         with torch.enable_grad():
             x = model(z0).detach()
-            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed))
+            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init)))
             z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(proto_iter)))
     elif variant == "walk":
         # user-controlled walk (no minibatch-std critic needed): recover z1, head along the
         # great circle z0 -> z1; sigma says how far toward the point 90 degrees away
         with torch.enable_grad():
             x = model(z0).detach()
-            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed))
+            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init)))
         z_p = dm.great_circle_point(z0, z1, 90.0)
     else:
         raise LatentAtlasError(f"diamond: variant must be 'mean', 'per-sample' or 'walk', got {variant!r}")
@@ -273,12 +273,12 @@ def _reals_for(model):
     raise LatentAtlasError(f"diamond: automatic m needs real images for model '{model.name}'; pass m=VALUE")
 
 
-def _mean_proto(model, n, steps, lam, iters, seed):
+def _mean_proto(model, n, steps, lam, iters, seed, n_init=1000):
     from .. import diamond as dm
     z0 = model.sample_z(int(n), seed=987_000 + seed)
     with torch.enable_grad():
         x = model(z0).detach()
-        z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(steps), seed=seed))
+        z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(steps), seed=seed, n_init=int(n_init)))
         z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(iters)))
     return dm.mean_protoimage(z_p)
 
@@ -298,7 +298,7 @@ register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_med
 register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m": "auto", "sigma_min": 0.0,
                                         "sigma_max": 1.0, "n_proto": 64, "recovery_steps": 200, "lam": 3.0,
                                         "proto_iter": 100, "sigma_steps": 100, "sigma_solver": "bracket",
-                                        "seed": 0},
+                                        "seed": 0, "n_init": 1000},
                   [{"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + [{"sigma": "auto"}],
                   needs=("minibatch-std",),
                   doc="seed 002 realism path toward protoimages on the sqrt(n)-sphere in Z"))
