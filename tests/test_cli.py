@@ -75,9 +75,9 @@ def test_errors_are_one_line(args, msg, capsys, tmp_path, monkeypatch):
 
 def test_bad_numbers_rejected(capsys):
     for bad in (["--n", "0"], ["--n", "abc"], ["--seed", "-1"], ["--truncation-psi", "nan"]):
-        with pytest.raises(SystemExit) as e:
-            main(["sample", "--model", "faces-dcgan", "--out", "x.png", *bad])
-        assert e.value.code == 2
+        assert main(["sample", "--model", "faces-dcgan", "--out", "x.png", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("latentatlas: error:") and "\n" not in err
 
 
 def test_corrupt_and_truncated_files(tiny_file, tmp_path, capsys):
@@ -186,3 +186,29 @@ def test_every_option_of_every_command_has_help():
     for name, sp in sub.choices.items():
         assert sp.description, name
         sp.format_help()   # every %(default)s expands
+
+
+def test_global_options_before_or_after_the_subcommand(capsys):
+    """--json/--device/--debug mean the same before and after the subcommand, on every one."""
+    import json as _json
+
+    from latentatlas.cli import build_parser
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, sp in sub.choices.items():
+        for opt in ("--json", "--debug", "--device"):
+            assert any(opt in a.option_strings for a in sp._actions), f"{name} lacks {opt}"
+    a = p.parse_args(["--json", "--device", "cpu", "models"])
+    b = p.parse_args(["models", "--json", "--device", "cpu"])
+    assert (a.json, a.device) == (b.json, b.device) == (True, "cpu")
+    assert p.parse_args(["models"]).device == "auto"
+    assert main(["--json", "models"]) == 0
+    assert isinstance(_json.loads(capsys.readouterr().out), list)
+    assert main(["--device", "nonsense", "sample", "--model", "fashion-stylegan2", "--n", "1"]) == 2
+    assert "unknown device" in capsys.readouterr().err
+
+
+def test_top_level_api():
+    import latentatlas
+    from latentatlas import Atlas, invert, load_generator, save_grid  # noqa: F401
+    assert callable(load_generator) and "load_generator" in latentatlas.__all__

@@ -181,3 +181,54 @@ def _api_invert_pnorm(m, tmp_path):
     res = invert(m, target, InversionConfig(space="pnorm+", steps=3), atlas=atlas)
     assert torch.isfinite(res.images).all() if hasattr(res, "images") else True
     return 0
+
+
+def test_conditional_labels_and_class_atlases(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = str(R2 / "c1-sg2ada-64-cond.pkl")
+    # a conditional model refuses to run without a class, in one line
+    assert main(["sample", "--model", path, "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert "class-conditional" in capsys.readouterr().err
+    assert main(["sample", "--model", path, "--class", "10", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["sample", "--model", str(R2 / "s-pgan-32.pth"), "--class", "1", "--n", "2",
+                 "--out", str(tmp_path / "x.png")]) == 2          # --class on an unconditional model
+    m = load_generator(path)
+    z = m.sample_z(4, 0)
+    with torch.no_grad():   # indices, one-hot and the default label agree
+        a = m.mapping(z, torch.tensor([3, 3, 3, 3]))
+        b = m.mapping(z, torch.nn.functional.one_hot(torch.tensor([3] * 4), 10).float())
+        c = m.set_class(3).mapping(z)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    # per-class and over-all-classes atlases are fitted on different W distributions
+    for cls in ("3", "all"):
+        assert main(["fit", "--model", path, "--class", cls, "--n", "2000", "--clusters", "coarse=2,medium=2,fine=2",
+                     "--learned-steps", "0", "--out", str(tmp_path / f"a{cls}.npz")]) == 0
+    from latentatlas.atlas import Atlas
+    d3, dall = np.load(tmp_path / "a3.npz"), np.load(tmp_path / "aall.npz")
+    key = next(k for k in d3.files if np.issubdtype(d3[k].dtype, np.floating) and d3[k].size > 10)
+    assert np.abs(d3[key] - dall[key]).max() > 1e-3, key
+
+
+def test_non_finite_weights_are_refused(tmp_path, capsys):
+    from latentatlas.models.registry import export_model
+    m = load_generator(str(R2 / "s-pgan-32.pth"))
+    with torch.no_grad():
+        m.G.formatLayer.module.weight[0, 0] = float("nan")
+    export_model(m, tmp_path / "nan.safetensors")
+    assert main(["sample", "--model", str(tmp_path / "nan.safetensors"), "--n", "1", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "formatLayer.module.weight" in err and "NaN" in err and not (tmp_path / "x.png").exists()
+
+
+def test_unknown_pickle_family_is_refused_in_one_line(tmp_path, capsys):
+    """A PGAN .pth whose config asks for attribute conditioning: one line naming the piece."""
+    from latentatlas.models.readers.pgan import SAFE_GLOBALS
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        ck = torch.load(R2 / "s-pgan-32.pth", weights_only=True)
+    cfg = dict(vars(ck["config"]))
+    cfg["categoryVectorDim"] = 4
+    ck["config"] = cfg
+    torch.save(ck, tmp_path / "attr.pth")
+    assert main(["models", "--inspect", str(tmp_path / "attr.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not supported yet" in err and "\n" not in err

@@ -89,17 +89,15 @@ class Atlas:
 
     @classmethod
     def load(cls, path, model=None) -> "Atlas":
+        from .validate import read_npz
         path = Path(path)
-        if not path.is_file():
-            raise LatentAtlasError(f"{path}: no such atlas file")
+        arrays = read_npz(path, "atlas", {"meta_json": ("U", 0)})
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError) as e:
-            raise LatentAtlasError(f"{path}: not a readable atlas file ({type(e).__name__})") from None
-        if "meta_json" not in arrays:
-            raise LatentAtlasError(f"{path}: not an atlas (no metadata)")
-        meta = json.loads(str(arrays["meta_json"]))
+            meta = json.loads(str(arrays["meta_json"]))
+            if not isinstance(meta, dict) or "level_ranges" not in meta:
+                raise ValueError("no level_ranges")
+        except ValueError as e:
+            raise LatentAtlasError(f"{path}: atlas metadata is not valid ({e})") from None
         pn = PNormSpace.from_state({k[6:]: torch.from_numpy(np.asarray(v)) if np.asarray(v).ndim else v.item()
                                     for k, v in arrays.items() if k.startswith("pnorm.")})
         level_ranges = {k: tuple(v) for k, v in meta.pop("level_ranges").items()}

@@ -85,11 +85,13 @@ def cmd_models(args):
 
 
 def cmd_sample(args):
-    from .models.registry import load_generator
     from .sample import parse_params, sample_images, sample_with_strategy, write_samples
+    from .validate import check_fits
     model = _load(args)
     if args.out and not args.out.lower().endswith(".png"):
         raise LatentAtlasError(f"output {args.out}: only .png is supported")
+    check_fits(args.n, model.img_channels, model.img_resolution, "sample",
+               hint="; sample in parts with --seed offsets")
     if args.strategy:
         result = sample_with_strategy(model, n=args.n, seed=args.seed, strategy=args.strategy,
                                       params=parse_params(args.param), batch_size=args.batch_size)
@@ -112,7 +114,7 @@ def cmd_report(args):
 
 
 def cmd_convert(args):
-    from .models.registry import export_model, load_generator
+    from .models.registry import export_model
     model = _load(args, args.input)
     path = export_model(model, args.output)
     _emit(args, {"input": args.input, "output": str(path), "weights_hash": model.weights_hash()},
@@ -122,7 +124,6 @@ def cmd_convert(args):
 
 def cmd_fit(args):
     from .atlas import fit_atlas, parse_clusters, parse_level_ranges
-    from .models.registry import load_generator
     from .spaces.diagnostics import normality_table, plot_marginals, space_samples
     model = _load(args)
     model.require_mapping("fit")
@@ -165,7 +166,6 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .metrics.suite import evaluate_model
-    from .models.registry import load_generator
     model = _load(args)
     res = evaluate_model(model, n=args.n, features=args.features, seed=args.seed, device=model.device,
                          progress=not args.json)
@@ -182,7 +182,6 @@ def cmd_evaluate(args):
 
 
 def cmd_evaluate_sampling(args):
-    from .models.registry import load_generator
     from .sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
     model = _load(args)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -197,13 +196,13 @@ def cmd_evaluate_sampling(args):
 def cmd_invert(args):
     from .inversion import InversionConfig
     from .inversion.files import invert_files
-    from .models.registry import load_generator
     reg, val = InversionConfig.parse_regularizer(args.regularizer)
-    cfg = InversionConfig(space=args.space, steps=args.steps, lr=args.lr, pixel_loss=args.pixel_loss,
+    model = _load(args)
+    space = args.space or ("wplus" if model.has_mapping else "z")
+    cfg = InversionConfig(space=space, steps=args.steps, lr=args.lr, pixel_loss=args.pixel_loss,
                           perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
                           regularizer=reg, reg_value=val, init=args.init,
                           working_resolution=args.working_resolution, seed=args.seed)
-    model = _load(args)
     summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
                            resample=args.resample, progress=not args.json)
 
@@ -216,7 +215,6 @@ def cmd_invert(args):
 
 
 def cmd_directions(args):
-    from .models.registry import load_generator
     from .walks.directions import compute_directions
     model = _load(args)
     kw = {}
@@ -243,7 +241,6 @@ def cmd_directions(args):
 
 
 def cmd_walk(args):
-    from .models.registry import load_generator
     from .walks.directions import Directions, parse_direction_ref
     from .walks.edit import render_walk, save_strip, walk_latents
     model = _load(args)
@@ -259,7 +256,6 @@ def cmd_walk(args):
 
 
 def cmd_evaluate_directions(args):
-    from .models.registry import load_generator
     from .walks.directions import Directions
     from .walks.edit import evaluate_directions
     model = _load(args)
@@ -277,7 +273,6 @@ def cmd_evaluate_inversion(args):
 
     from .data.fashion import load_fashion_mnist
     from .inversion.evaluate import METHODS, diamond_z_inversion, evaluate_inversion
-    from .models.registry import load_generator
     model = _load(args)
     if not (model.img_channels == 1 and model.img_resolution == 32):
         raise LatentAtlasError("evaluate-inversion uses Fashion-MNIST targets and metrics: it needs a 32x32 grayscale model")
@@ -367,6 +362,14 @@ def _fill_help(parser: argparse.ArgumentParser):
             action.help = _OPTION_HELP[action.dest]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (exit code 2)."""
+
+    def error(self, message):
+        print(f"latentatlas: error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     def global_options(defaults: bool) -> argparse.ArgumentParser:
         # The same options before or after the subcommand; after it they default to SUPPRESS so
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         return g
 
     common = global_options(False)
-    p = argparse.ArgumentParser(prog="latentatlas", parents=[global_options(True)],
+    p = _Parser(prog="latentatlas", parents=[global_options(True)],
                                 description="Map the latent space of a pretrained GAN and sample, "
                                             "truncate, invert, walk and edit where the good latents are.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -456,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are reported and skipped.")
     s.add_argument("inputs", nargs="+", help="image files or directories")
     s.add_argument("--model", required=True)
-    s.add_argument("--space", default="wplus", choices=["z", "w", "wplus", "pnorm+"])
+    s.add_argument("--space", default=None, choices=["z", "w", "wplus", "pnorm+"],
+                   help="latent space optimised: z (on the sqrt(n)-sphere), w, wplus, pnorm+ "
+                        "(default: wplus for models with a mapping network, z otherwise)")
     s.add_argument("--regularizer", default="none",
                    help="none | pnorm-clip[:c] | pnorm-project[:r] | pnorm-l2[:weight] | mahalanobis[:weight] | sphere[:beta]")
     s.add_argument("--steps", type=_positive_int, default=1200)
@@ -577,8 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train)
     for name, sp in sub.choices.items():
         if any(a.dest == "model" for a in sp._actions):
-            sp.add_argument("--class", dest="class_label", type=int, default=None, metavar="K",
-                            help="class label for class-conditional models (NVIDIA conditional, BigGAN)")
+            sp.add_argument("--class", dest="class_label", default=None, metavar="K",
+                            help="class label for class-conditional models (NVIDIA conditional, BigGAN); "
+                                 "'all' cycles through the classes (e.g. an atlas over all classes)")
             sp.add_argument("--truncation", type=_finite_float, default=None, metavar="T",
                             help="BigGAN truncation in (0, 1]: scales z and selects the batch-norm statistics")
     _fill_help(p)
@@ -587,13 +593,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:      # --help (0) or a usage error (2, already printed in one line)
+        return int(e.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2
     try:
+        _check_outputs(args)
         return args.fn(args) or 0
     except LatentAtlasError as e:
         if args.debug:
@@ -603,6 +613,32 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("latentatlas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:      # output piped into e.g. `head`
+        return 0
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"latentatlas: error: {args.command}: out of memory (use a smaller --n or --batch-size)", file=sys.stderr)
+        return 2
+    except Exception as e:   # errors from dependencies (PIL, torch, numpy, zipfile): one line, no traceback
+        if args.debug:
+            raise
+        what = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(f"latentatlas: error: {args.command}: {type(e).__name__}: {what} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 2
+
+
+# Output options and what they name: checked before any work starts.
+_OUTPUTS = {"out": None, "out_dir": "dir", "output": "file", "plots": "file"}
+
+
+def _check_outputs(args):
+    from .validate import check_output
+    for dest, kind in _OUTPUTS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value:
+            check_output(value, kind)
 
 
 if __name__ == "__main__":

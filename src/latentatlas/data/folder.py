@@ -16,6 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import LatentAtlasError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_BYTES = 64 * 2 ** 20          # larger files are skipped before decoding
+MAX_IMAGE_PIXELS = 8192 * 8192          # decoded size limit, checked from the header
 FILTERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
            "box": Image.BOX, "nearest": Image.NEAREST}
 
@@ -48,7 +50,16 @@ def load_image(path, *, size: int, channels: int, resample: str = "lanczos") -> 
     if resample not in FILTERS:
         raise LatentAtlasError(f"unknown resampling filter {resample!r}; choose from {', '.join(FILTERS)}")
     try:
+        size_b = path.stat().st_size
+    except OSError as e:
+        return LoadedImage(path, None, f"unreadable: {e.strerror}")
+    if size_b > MAX_IMAGE_BYTES:
+        return LoadedImage(path, None, f"file of {size_b / 2 ** 20:.0f} MiB exceeds the {MAX_IMAGE_BYTES // 2 ** 20} MiB limit")
+    try:
         with Image.open(path) as im:
+            if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+                return LoadedImage(path, None, f"{im.size[0]}x{im.size[1]} pixels exceed the limit of "
+                                               f"{MAX_IMAGE_PIXELS:,} (decompression bomb?)")
             im.load()
             notes = []
             mode = "L" if channels == 1 else "RGB"
@@ -59,7 +70,9 @@ def load_image(path, *, size: int, channels: int, resample: str = "lanczos") -> 
                 notes.append(f"resized {im.size[0]}x{im.size[1]}->{size}x{size} ({resample})")
                 im = im.resize((size, size), FILTERS[resample])
             arr = np.asarray(im, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except Image.DecompressionBombError:
+        return LoadedImage(path, None, "too many pixels to decode safely (decompression bomb)")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         return LoadedImage(path, None, f"unreadable image: {e.__class__.__name__}")
     t = torch.from_numpy(arr / 127.5 - 1.0)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)

@@ -26,7 +26,6 @@ log = logging.getLogger("latentatlas.invert")
 def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: int = 32,
                  resample: str = "lanczos", atlas=None, progress: bool = True) -> dict:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = list_images(inputs)
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
@@ -44,6 +43,10 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
             log.info("%s: %s", p.name, li.note)
             summary["notes"][p.name] = li.note
         loaded.append(li)
+    if todo and not loaded and not summary["skipped_finished"]:
+        f = summary["failed"][0]
+        raise LatentAtlasError(f"none of the {len(todo)} images could be read ({f['file']}: {f['error']})")
+    out.mkdir(parents=True, exist_ok=True)
     perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None
     wh = model.weights_hash()
     for i in range(0, len(loaded), batch_size):

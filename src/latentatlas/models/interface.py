@@ -108,13 +108,22 @@ class GANModel:
     def conditional(self) -> bool:
         return self.c_dim > 0
 
-    def set_class(self, k: int | None) -> "GANModel":
-        """Use class ``k`` (one-hot) whenever no label is passed; None clears it."""
+    def set_class(self, k: int | str | None) -> "GANModel":
+        """Use class ``k`` (one-hot) whenever no label is passed; ``"all"``: row i of every
+        call gets class i mod c_dim (an atlas fitted so covers every class equally); None
+        clears it."""
         if k is None:
             self.label = None
             return self
         if not self.conditional:
             raise LatentAtlasError(f"model '{self.name}' is not class-conditional; --class does not apply")
+        if k == "all":
+            self.label = "all"
+            return self
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise LatentAtlasError(f"class must be an integer or 'all', got {k!r}") from None
         if not 0 <= int(k) < self.c_dim:
             raise LatentAtlasError(f"class {k} out of range: model '{self.name}' has {self.c_dim} classes (0..{self.c_dim - 1})")
         self.label = torch.nn.functional.one_hot(torch.tensor(int(k)), self.c_dim).float()
@@ -141,6 +150,8 @@ class GANModel:
             if self.label is None:
                 raise LatentAtlasError(f"model '{self.name}' is class-conditional ({self.c_dim} classes): "
                                        f"give a class (--class K, or c=... / set_class(k) in Python)")
+            if isinstance(self.label, str):     # "all": cycle through the classes
+                return torch.nn.functional.one_hot(torch.arange(n, device=self.device) % self.c_dim, self.c_dim).float()
             return self.label.to(self.device).expand(n, -1)
         c = torch.as_tensor(c, device=self.device)
         if c.ndim == 0 or (c.ndim == 1 and not c.is_floating_point()):

@@ -102,10 +102,8 @@ def build_model(ckpt: dict, info: ModelInfo) -> GANModel:
         D = d_cls(cfg) if (d_cls is not None and ckpt.get("D") is not None) else None
     except (TypeError, ValueError) as e:
         raise LatentAtlasError(f"{info.source}: bad {arch} config: {e}") from None
-    native.check_finite(ckpt["G"], f"{info.source} (generator)")
     load_state(G, ckpt["G"], f"{info.source} (generator)")
     if D is not None:
-        native.check_finite(ckpt["D"], f"{info.source} (discriminator)")
         load_state(D, ckpt["D"], f"{info.source} (discriminator)")
     return adapt(info, G, D, cfg)
 
@@ -124,6 +122,11 @@ def load_state(module: torch.nn.Module, sd: dict, what: str):
             parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         raise LatentAtlasError(f"{what}: wrong architecture: {'; '.join(parts)}")
     for k, v in own.items():
+        t = sd[k]
+        if not isinstance(t, torch.Tensor):
+            raise LatentAtlasError(f"{what}: entry {k} is a {type(t).__name__}, not a tensor")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise LatentAtlasError(f"{what}: tensor {k} holds NaN or infinite values")
         if tuple(sd[k].shape) != tuple(v.shape):
             raise LatentAtlasError(f"{what}: shape mismatch for {k}: file has {list(sd[k].shape)}, "
                                    f"model expects {list(v.shape)}")
@@ -177,6 +180,9 @@ def _read_bytes(path: Path) -> bytes:
 def _safe_torch_load(data: bytes, path: Path):
     import argparse
     import re
+    if tuple(int(v) for v in re.findall(r"\d+", torch.__version__)[:2]) < (2, 6):
+        raise LatentAtlasError(f"{path}: loading torch checkpoints safely (weights_only with an allow-list) "
+                               f"needs torch >= 2.6; this is torch {torch.__version__}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace, *pgan_reader.SAFE_GLOBALS]):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -51,15 +51,19 @@ class Directions:
 
     @classmethod
     def load(cls, path) -> "Directions":
-        path = Path(path)
-        if not path.is_file():
-            raise LatentAtlasError(f"{path}: no such directions file")
+        from ..validate import read_npz
+        z = read_npz(path, "directions", {"vectors": ("f", 2), "space": ("U", 0), "method": ("U", 0),
+                                          "sigmas": ("f", 1), "meta_json": ("U", 0)})
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(torch.from_numpy(z["vectors"]).float(), str(z["space"]), str(z["method"]),
-                           torch.from_numpy(z["sigmas"]).float(), json.loads(str(z["meta_json"])))
-        except (KeyError, ValueError, OSError, EOFError) as e:
-            raise LatentAtlasError(f"{path}: not a directions file ({type(e).__name__}: {e})") from None
+            meta = json.loads(str(z["meta_json"]))
+        except ValueError:
+            raise LatentAtlasError(f"{path}: directions metadata is not valid JSON") from None
+        if z["sigmas"].shape[0] != z["vectors"].shape[0]:
+            raise LatentAtlasError(f"{path}: {z['vectors'].shape[0]} directions but {z['sigmas'].shape[0]} sigmas")
+        if not isinstance(meta, dict):
+            raise LatentAtlasError(f"{path}: directions metadata is not a JSON object")
+        return cls(torch.from_numpy(z["vectors"]).float(), str(z["space"]), str(z["method"]),
+                   torch.from_numpy(z["sigmas"]).float(), meta)
 
     def check_model(self, model):
         h = self.meta.get("weights_hash")

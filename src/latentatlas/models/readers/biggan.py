@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 from ...errors import LatentAtlasError
 from ..biggan import BigGANConfig, BigGANGenerator

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import struct
 
-import torch
 
 from ...errors import LatentAtlasError
 
@@ -72,8 +71,3 @@ def write_safetensors(path, *, arch: str, config: dict, G: dict, D: dict | None,
 def detect(ckpt) -> bool:
     return isinstance(ckpt, dict) and ckpt.get("format") == FORMAT
 
-
-def check_finite(sd: dict, source: str):
-    for k, v in sd.items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
-            raise LatentAtlasError(f"{source}: tensor {k} holds NaN or infinite values")

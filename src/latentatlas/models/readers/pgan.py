@@ -8,10 +8,8 @@ The EMA copy ``avgG`` is the generator (``netG`` only when ``avgG`` is absent).
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import torch
 
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, ZOnlyModel

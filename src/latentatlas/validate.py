@@ -1,0 +1,85 @@
+"""Validation at the edges: one place per kind of input, each ending in one line that names the
+file and the problem (``LatentAtlasError``, exit code 2 at the CLI).
+
+* ``read_npz``: every ``.npz`` latentatlas reads (atlases, directions, latents): no pickle,
+  required keys with their kinds and ranks, finite floats, a size limit;
+* ``check_output``: output paths checked before the work starts (a directory where a file is
+  expected or the reverse, a parent that is a regular file, an unwritable parent);
+* ``check_fits``: a batch, grid or N whose images cannot fit in memory is refused up front with
+  the estimate.
+Images are checked where they are decoded (``data/folder.py``: pixel-count and file-size
+limits before decoding), checkpoints in ``models/registry.py`` (non-finite tensors, sizes).
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LatentAtlasError
+
+MAX_NPZ_BYTES = 4 * 2 ** 30
+MEMORY_BUDGET_BYTES = 8 * 2 ** 30      # images one command may hold at once
+FILE_SUFFIXES = (".png", ".gif", ".mp4", ".npz", ".json", ".pt", ".safetensors", ".html", ".csv")
+
+
+def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> dict[str, np.ndarray]:
+    """Arrays of ``path`` (no pickle). ``required``: key -> (kind, ndim) with kind 'f' (finite
+    float), 'i' (integer), 'U' (string) and ndim None for any rank. Other float arrays of the
+    file must be finite too."""
+    path = Path(path)
+    if not path.is_file():
+        raise LatentAtlasError(f"{path}: no such {what} file")
+    if path.stat().st_size > MAX_NPZ_BYTES:
+        raise LatentAtlasError(f"{path}: larger than any {what} file ({path.stat().st_size / 2 ** 30:.1f} GiB)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        msg = "holds Python objects (pickled arrays are never loaded)" if "pickle" in str(e) else f"unreadable ({e})"
+        raise LatentAtlasError(f"{path}: not a {what} file: {msg}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise LatentAtlasError(f"{path}: not a readable {what} file ({type(e).__name__})") from None
+    for key, (kind, ndim) in required.items():
+        if key not in arrays:
+            raise LatentAtlasError(f"{path}: not a {what} file (no '{key}' array)")
+        a = arrays[key]
+        ok_kind = {"f": a.dtype.kind in "fiu", "i": a.dtype.kind in "iu", "U": a.dtype.kind in "US"}[kind]
+        if not ok_kind or (ndim is not None and a.ndim != ndim):
+            raise LatentAtlasError(f"{path}: '{key}' has dtype {a.dtype} and shape {list(a.shape)}, "
+                                   f"expected {'a number' if kind == 'f' else 'a string' if kind == 'U' else 'an integer'} "
+                                   f"array{f' of rank {ndim}' if ndim is not None else ''}")
+    for key, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise LatentAtlasError(f"{path}: array '{key}' holds NaN or infinite values")
+    return arrays
+
+
+def check_output(path, kind: str | None = None) -> Path:
+    """Fail now, not at the end of a long run, if ``path`` cannot be written. ``kind``:
+    'file', 'dir', or None to infer from the suffix."""
+    path = Path(path)
+    kind = kind or ("file" if path.suffix.lower() in FILE_SUFFIXES else "dir")
+    if kind == "file" and path.is_dir():
+        raise LatentAtlasError(f"output {path}: is a directory, expected a file name")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise LatentAtlasError(f"output {path}: is a file, expected a directory")
+    anc = path.parent if kind == "file" or not path.exists() else path
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise LatentAtlasError(f"output {path}: {anc} is a regular file, not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise LatentAtlasError(f"output {path}: {anc} is not writable")
+    return path
+
+
+def check_fits(n: int, channels: int, resolution: int, what: str, *, copies: int = 3, hint: str = ""):
+    """Refuse up front when ``n`` float images (``copies`` of them alive at once) exceed the
+    memory budget."""
+    need = int(n) * channels * resolution * resolution * 4 * copies
+    if need > MEMORY_BUDGET_BYTES:
+        raise LatentAtlasError(f"{what}: {n:,} images of {channels}x{resolution}x{resolution} need about "
+                               f"{need / 2 ** 30:.1f} GiB (limit {MEMORY_BUDGET_BYTES // 2 ** 30} GiB){hint}")
