@@ -26,3 +26,16 @@ def tiny_stylegan2(seed=0, **over):
 @pytest.fixture
 def tiny_sg2():
     return tiny_stylegan2()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_cache_dir(tmp_path_factory):
+    """Fitted atlases go to a cache of the test session, never to the user's ~/.cache."""
+    import os
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -8,6 +8,7 @@ model with another weights hash is refused. Fitted atlases are cached per model 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
@@ -22,6 +23,8 @@ from .errors import LatentAtlasError
 from .imageio import atomic_path
 from .priors import EMMixture, GaussianPrior, default_level_ranges
 from .spaces import PNormPlusSpace, PNormSpace, check_p_space, mapped_moments
+
+log = logging.getLogger("latentatlas")
 
 
 @dataclass
@@ -193,17 +196,50 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "latentatlas"
 
 
-def get_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
+NEEDS = ("pnorm", "mixture")
+
+
+def get_atlas(model, *, need: str = "mixture", n: int = 100_000, seed: int = 0, clusters: dict | None = None,
               learned_steps: int = 400, progress: bool = False) -> Atlas:
-    """A cached atlas for this model's weights (fitted and cached on first use)."""
+    """The cached atlas for this model's weights that has what ``need`` asks for ('pnorm': the
+    P-norm statistics; 'mixture': also the EM and learned mixtures). Without one, says in one
+    line what it fits now and about how long it takes, fits only what is needed, and caches
+    it. Commands take ``--atlas FILE`` (``Atlas.load``) to use a chosen atlas instead."""
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {NEEDS}")
     cl = clusters if clusters is not None else {"coarse": 8, "medium": 8, "fine": 8}
     tag = "-".join(f"{k}{v}" for k, v in sorted(cl.items()))
-    path = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}-l{learned_steps}.npz"
-    if path.is_file():
-        try:
-            return Atlas.load(path, model)
-        except LatentAtlasError:
-            path.unlink()
-    atlas = fit_atlas(model, n=n, seed=seed, clusters=cl, learned_steps=learned_steps, progress=progress)
-    atlas.save(path)
+    full = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}-l{learned_steps}.npz"
+    pnorm_only = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-pnorm.npz"
+    for path in ([full, pnorm_only] if need == "pnorm" else [full]):
+        if path.is_file():
+            try:
+                return Atlas.load(path, model)
+            except LatentAtlasError:
+                path.unlink()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model.mapping(model.sample_z(1000, seed=123_456_789))
+    est = (time.perf_counter() - t0) * n / 1000 * 2
+    what = f"the P-norm statistics of N={n:,} mapped latents (about {max(est, 1):.0f} s)"
+    if need == "mixture":
+        what += f", then EM mixtures {tag} and {learned_steps} learned-mixture steps (about a minute or more)"
+    log.warning("no --atlas given and none cached for model '%s': fitting %s now, cached in %s "
+                "(latentatlas fit --out A.npz, then --atlas A.npz, to choose your own)", model.name, what, cache_dir())
+    if need == "pnorm":
+        atlas = fit_atlas(model, n=n, seed=seed, clusters={lvl: 0 for lvl in cl}, learned_steps=0, progress=progress)
+        atlas.save(pnorm_only)
+    else:
+        atlas = fit_atlas(model, n=n, seed=seed, clusters=cl, learned_steps=learned_steps, progress=progress)
+        atlas.save(full)
     return atlas
+
+
+def describe(atlas: Atlas) -> dict:
+    """What an atlas records (``fit --inspect``)."""
+    m = dict(atlas.meta)
+    return {"model": m.get("model"), "weights_hash": m.get("weights_hash"), "n": m.get("n"), "seed": m.get("seed"),
+            "levels": {k: list(v) for k, v in atlas.level_ranges.items()},
+            "em_clusters": atlas.em.n_clusters if atlas.em is not None else None,
+            "learned_clusters": m.get("learned_clusters"), "learned_steps": m.get("learned_steps"),
+            "versions": {k: m.get(k) for k in ("latentatlas", "torch", "python")}, "timings": m.get("timings")}

@@ -61,6 +61,18 @@ def _load(args, name: str | None = None):
     return model
 
 
+def _atlas(args, model, applies: bool = True, why: str = ""):
+    """The atlas named by ``--atlas`` (checked against the model's weights), or None for the
+    cached one. An atlas given where nothing uses it is an error, never ignored."""
+    path = getattr(args, "atlas", None)
+    if path is None:
+        return None
+    if not applies:
+        raise LatentAtlasError(f"--atlas does not apply here: {why}")
+    from .atlas import Atlas
+    return Atlas.load(path, model)
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 def cmd_models(args):
@@ -85,20 +97,31 @@ def cmd_models(args):
 
 
 def cmd_sample(args):
-    from .sample import parse_params, sample_images, sample_with_strategy, write_samples
+    from .sample import _concat, iter_samples, parse_params, stream_samples, write_samples
     from .validate import check_fits
     model = _load(args)
     if args.out and not args.out.lower().endswith(".png"):
         raise LatentAtlasError(f"output {args.out}: only .png is supported")
-    check_fits(args.n, model.img_channels, model.img_resolution, "sample",
-               hint="; sample in parts with --seed offsets")
-    if args.strategy:
-        result = sample_with_strategy(model, n=args.n, seed=args.seed, strategy=args.strategy,
-                                      params=parse_params(args.param), batch_size=args.batch_size)
+    if not args.out and not args.out_dir:
+        raise LatentAtlasError("nothing to write: give --out GRID.png and/or --out-dir DIR")
+    if args.strategy and (args.truncation_psi != 1.0 or args.truncation_cutoff is not None):
+        raise LatentAtlasError("--truncation-psi/--truncation-cutoff do not apply together with --strategy; "
+                               "use --strategy truncation --param psi=...")
+    if args.out:     # a grid holds every image; --out-dir alone streams them to disk
+        check_fits(args.n, model.img_channels, model.img_resolution, "sample --out (a grid holds every image)",
+                   hint="; --out-dir alone writes the images as they are made")
+    lat_dim = model.z_dim + (model.num_ws * model.w_dim if model.has_mapping else 0)
+    check_fits(args.n, 1, 1, "sample (latents kept for latents.npz)", copies=lat_dim)
+    from .sampling import Context
+    atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster"),
+                   "only the pca-log and cluster strategies read an atlas")
+    batches = iter_samples(model, n=args.n, seed=args.seed, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
+                           strategy=args.strategy, params=parse_params(args.param) if args.strategy else None,
+                           batch_size=args.batch_size, ctx=Context(model, atlas=atlas) if args.strategy else None)
+    if args.out:
+        written = write_samples(_concat(list(batches)), out=args.out, out_dir=args.out_dir, nrow=args.nrow)
     else:
-        result = sample_images(model, n=args.n, seed=args.seed, psi=args.truncation_psi,
-                               cutoff=args.truncation_cutoff, batch_size=args.batch_size)
-    written = write_samples(result, out=args.out, out_dir=args.out_dir, nrow=args.nrow)
+        written = stream_samples(batches, args.out_dir)
     _emit(args, {"model": model.name, "n": args.n, "seed": args.seed, "written": [str(p) for p in written]},
           lambda d: "\n".join(d["written"]))
     return 0
@@ -108,7 +131,7 @@ def cmd_report(args):
     from .report.html import build_report
     secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
     path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed,
-                        sections=secs, profile=args.profile)
+                        sections=secs, profile=args.profile, atlas=args.atlas)
     _emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
     return 0
 
@@ -123,8 +146,14 @@ def cmd_convert(args):
 
 
 def cmd_fit(args):
-    from .atlas import fit_atlas, parse_clusters, parse_level_ranges
+    from .atlas import Atlas, describe, fit_atlas, parse_clusters, parse_level_ranges
     from .spaces.diagnostics import normality_table, plot_marginals, space_samples
+    if args.inspect:
+        info = describe(Atlas.load(args.inspect))
+        _emit(args, info, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        return 0
+    if not args.model or not args.out:
+        raise LatentAtlasError("fit needs --model and --out (or --inspect ATLAS.npz)")
     model = _load(args)
     model.require_mapping("fit")
     clusters = parse_clusters(args.clusters)
@@ -185,7 +214,10 @@ def cmd_evaluate_sampling(args):
     from .sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
     model = _load(args)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json)
+    from .sampling import Context
+    atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
+    res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json,
+                            ctx=Context(model, atlas=atlas))
     if args.out_dir:
         plot_sampling(res, args.out_dir)
         save_json(res, Path(args.out_dir) / "sampling.json")
@@ -203,8 +235,10 @@ def cmd_invert(args):
                           perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
                           regularizer=reg, reg_value=val, init=args.init,
                           working_resolution=args.working_resolution, seed=args.seed)
+    uses = space == "pnorm+" or reg.startswith("pnorm") or reg == "mahalanobis"
+    atlas = _atlas(args, model, uses, "only the pnorm+ space and the pnorm/mahalanobis regularisers read an atlas")
     summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
-                           resample=args.resample, progress=not args.json)
+                           resample=args.resample, progress=not args.json, atlas=atlas)
 
     def fmt(d):
         lines = [f"inverted {d['done']} of {d['total']} images ({d['skipped_finished']} already done) into {args.out}"]
@@ -274,6 +308,7 @@ def cmd_evaluate_inversion(args):
     from .data.fashion import load_fashion_mnist
     from .inversion.evaluate import METHODS, diamond_z_inversion, evaluate_inversion
     model = _load(args)
+    atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
     if not (model.img_channels == 1 and model.img_resolution == 32):
         raise LatentAtlasError("evaluate-inversion uses Fashion-MNIST targets and metrics: it needs a 32x32 grayscale model")
     x, _ = load_fashion_mnist("test", path=args.data_dir)
@@ -292,6 +327,7 @@ def cmd_evaluate_inversion(args):
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
         rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
+                                  atlas=atlas,
                                   steps=args.steps, progress=sys.stderr.isatty() and not args.json, seed=args.seed)
 
     def fmt(rows):
@@ -548,10 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(P-norm), the EM mixture per level, and save everything with the "
                                    "model's weights hash to an .npz atlas. Prints W/P/P-norm normality "
                                    "diagnostics.")
-    s.add_argument("--model", required=True, help="bundled model name or checkpoint path")
+    s.add_argument("--model", help="bundled model name or checkpoint path")
     s.add_argument("--n", type=_positive_int, default=100_000, help="latents to map (default 100000)")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--out", required=True, help="atlas file (.npz)")
+    s.add_argument("--out", help="atlas file (.npz)")
+    s.add_argument("--inspect", metavar="ATLAS", help="print what an atlas file records (N, seed, levels, "
+                                                       "clusters, steps, versions, timings) and exit")
     s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (0 = none)")
     s.add_argument("--levels", default=None, help="W+ rows per level, e.g. coarse=0:3,medium=3:6,fine=6:8")
     s.add_argument("--plots", default=None, metavar="PNG", help="also write marginal histograms / joint plots")
@@ -580,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="FILE", default=None,
                    help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
     s.set_defaults(fn=cmd_train)
+    for name in ("sample", "invert", "evaluate-sampling", "evaluate-inversion", "report"):
+        sub.choices[name].add_argument("--atlas", metavar="FILE", default=None,
+                                       help="atlas from 'latentatlas fit' (default: the cached one for the model; "
+                                            "fitted, with a notice, when there is none)")
     for name, sp in sub.choices.items():
         if any(a.dest == "model" for a in sp._actions):
             sp.add_argument("--class", dest="class_label", default=None, metavar="K",

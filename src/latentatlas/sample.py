@@ -22,27 +22,48 @@ class SampleResult:
     psi: float
 
 
-@torch.no_grad()
+def iter_samples(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0, cutoff: int | None = None,
+                 strategy: str | None = None, params: dict | None = None, batch_size: int = 64, ctx=None):
+    """Batches (``SampleResult`` each) for seeds seed..seed+n-1: plain, ψ-truncated, or
+    modified by a registered sampling strategy. Nothing is held across batches, so callers can
+    stream any N to disk."""
+    if n <= 0:
+        raise LatentAtlasError(f"n must be positive, got {n}")
+    if strategy is None and psi != 1.0 and not model.has_mapping:
+        raise LatentAtlasError(f"--truncation-psi needs a W space; model '{model.name}' has only Z "
+                               "(use --strategy truncation --param t=T, the resampling truncation in Z)")
+    if strategy is not None:
+        from .sampling import Context, apply_strategy, initial_latents, render
+        ctx = ctx or Context(model)
+    for i in range(0, n, batch_size):
+        zb = model.sample_z(min(batch_size, n - i), seed + i)
+        seeds = list(range(seed + i, seed + i + zb.shape[0]))
+        if strategy is not None:
+            new = apply_strategy(model, strategy, initial_latents(model, zb), ctx, **(params or {}))
+            p = (params or {}).get("psi")
+            yield SampleResult(model.name, seeds, new.z.detach().cpu(),
+                               new.ws.detach().cpu() if new.ws is not None else None,
+                               render(model, new), float(p) if p is not None else 1.0)
+            continue
+        with torch.no_grad():
+            if model.has_mapping:
+                ws = model.truncate(model.broadcast(model.mapping(zb)), psi, cutoff)
+                imgs, ws = model.synthesis(ws).cpu(), ws.cpu()
+            else:
+                imgs, ws = model(zb).cpu(), None
+        yield SampleResult(model.name, seeds, zb.cpu(), ws, imgs.clamp(-1, 1), psi)
+
+
+def _concat(parts: list[SampleResult]) -> SampleResult:
+    return SampleResult(parts[0].model, [s for p in parts for s in p.seeds], torch.cat([p.z for p in parts]),
+                        torch.cat([p.ws for p in parts]) if parts[0].ws is not None else None,
+                        torch.cat([p.images for p in parts]), parts[0].psi)
+
+
 def sample_images(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0,
                   cutoff: int | None = None, batch_size: int = 64) -> SampleResult:
     """``n`` images for seeds ``seed .. seed+n-1``. ψ-truncation needs a W space."""
-    if n <= 0:
-        raise LatentAtlasError(f"n must be positive, got {n}")
-    if psi != 1.0 and not model.has_mapping:
-        raise LatentAtlasError(f"--truncation-psi needs a W space; model '{model.name}' has only Z "
-                               "(use a Z-space strategy instead)")
-    z = model.sample_z(n, seed)
-    ws_all, imgs = [], []
-    for i in range(0, n, batch_size):
-        zb = z[i: i + batch_size]
-        if model.has_mapping:
-            ws = model.truncate(model.broadcast(model.mapping(zb)), psi, cutoff)
-            ws_all.append(ws.cpu())
-            imgs.append(model.synthesis(ws).cpu())
-        else:
-            imgs.append(model(zb).cpu())
-    return SampleResult(model.name, list(range(seed, seed + n)), z.cpu(),
-                        torch.cat(ws_all) if ws_all else None, torch.cat(imgs).clamp(-1, 1), psi)
+    return _concat(list(iter_samples(model, n=n, seed=seed, psi=psi, cutoff=cutoff, batch_size=batch_size)))
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -72,20 +93,8 @@ def parse_params(items: list[str] | None) -> dict:
 def sample_with_strategy(model: GANModel, *, n: int, seed: int = 0, strategy: str = "none",
                          params: dict | None = None, batch_size: int = 64, ctx=None) -> SampleResult:
     """Samples for seeds seed..seed+n-1 modified by a registered sampling strategy."""
-    from .sampling import Context, apply_strategy, initial_latents, render
-    if n <= 0:
-        raise LatentAtlasError(f"n must be positive, got {n}")
-    ctx = ctx or Context(model)
-    zs, wss, imgs = [], [], []
-    for i in range(0, n, batch_size):
-        lat = initial_latents(model, model.sample_z(min(batch_size, n - i), seed + i))
-        new = apply_strategy(model, strategy, lat, ctx, **(params or {}))
-        zs.append(new.z.detach().cpu())
-        if new.ws is not None:
-            wss.append(new.ws.detach().cpu())
-        imgs.append(render(model, new))
-    return SampleResult(model.name, list(range(seed, seed + n)), torch.cat(zs),
-                        torch.cat(wss) if wss else None, torch.cat(imgs), float(p if (p := (params or {}).get("psi")) is not None else 1.0))
+    return _concat(list(iter_samples(model, n=n, seed=seed, strategy=strategy, params=params,
+                                     batch_size=batch_size, ctx=ctx)))
 
 
 def _check_png(path: str):
@@ -103,14 +112,27 @@ def write_samples(result: SampleResult, *, out: str | None = None, out_dir: str 
     if out:
         written.append(save_grid(result.images, out, nrow=nrow))
     if out_dir:
-        d = Path(out_dir)
-        for s, img in zip(result.seeds, result.images):
+        written += stream_samples([result], out_dir)
+    return written
+
+
+def stream_samples(batches, out_dir) -> list[Path]:
+    """Write each batch's PNGs as it arrives (only latents are kept), then ``latents.npz``."""
+    d = Path(out_dir)
+    written, seeds, zs, wss, psi = [], [], [], [], 1.0
+    for r in batches:
+        for s, img in zip(r.seeds, r.images):
             written.append(save_png(img, d / f"seed{s:06d}.png"))
-        arrays = {"seeds": np.asarray(result.seeds), "z": result.z.numpy(), "psi": np.asarray(result.psi)}
-        if result.ws is not None:
-            arrays["ws"] = result.ws.numpy()
-        with atomic_path(d / "latents.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        written.append(d / "latents.npz")
+        seeds += r.seeds
+        zs.append(r.z)
+        if r.ws is not None:
+            wss.append(r.ws)
+        psi = r.psi
+    arrays = {"seeds": np.asarray(seeds), "z": torch.cat(zs).numpy(), "psi": np.asarray(psi)}
+    if wss:
+        arrays["ws"] = torch.cat(wss).numpy()
+    with atomic_path(d / "latents.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    written.append(d / "latents.npz")
     return written

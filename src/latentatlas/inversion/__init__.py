@@ -169,7 +169,7 @@ class _Space:
         needs_atlas = cfg.space == "pnorm+" or cfg.regularizer.startswith("pnorm") or cfg.regularizer == "mahalanobis"
         if needs_atlas and atlas is None:
             from ..atlas import get_atlas
-            self.atlas = get_atlas(model)
+            self.atlas = get_atlas(model, need="pnorm")
         self.plus = self.atlas.pnorm_plus.to(model.device) if self.atlas is not None else None
 
     def to_ws(self, var):

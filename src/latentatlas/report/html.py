@@ -38,6 +38,7 @@ class ReportContext:
     invert_steps: int = 300
     dp_steps: int = 600              # DP-LaSE training steps
     atlas_n: int = 100_000           # mapped latents for the atlas
+    atlas: object = None             # a given atlas (--atlas); None = the cached one
     learned_steps: int = 400         # learned multi-level mixture steps per level
     diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
@@ -130,7 +131,7 @@ def section_names() -> list[str]:
 
 
 def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int = 0,
-                 sections: list[str] | None = None, profile: str = "full") -> Path:
+                 sections: list[str] | None = None, profile: str = "full", atlas=None) -> Path:
     """Write ``out_dir/index.html`` and its figures. The directory is assembled in a
     temporary sibling and moved into place at the end, so a failure leaves nothing half-written."""
     import logging
@@ -149,7 +150,10 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix="." + out.name + "."))
     try:
-        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, **PROFILES[profile])
+        if isinstance(atlas, (str, Path)):
+            from ..atlas import Atlas
+            atlas = Atlas.load(atlas, model)
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, **PROFILES[profile])
         built = []
         for key, fn in _SECTIONS:
             if sections is not None and key not in sections:

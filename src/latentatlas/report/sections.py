@@ -49,7 +49,7 @@ def _latent_space(ctx: ReportContext) -> Section:
                                                               "no W/P/P-norm to map (seed 000/003 need a mapping network)."))
     from ..atlas import get_atlas
     from ..spaces.diagnostics import normality_table, plot_marginals, space_samples
-    atlas = get_atlas(m, n=ctx.atlas_n, learned_steps=ctx.learned_steps)
+    atlas = ctx.atlas or get_atlas(m, n=ctx.atlas_n, learned_steps=ctx.learned_steps)
     ctx.figures["atlas"] = atlas
     s = space_samples(m, atlas.pnorm, n=20000, seed=1)
     plot_marginals(s, ctx.out / "marginals.png")

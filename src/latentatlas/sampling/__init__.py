@@ -116,10 +116,15 @@ class Context:
             self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed, n_init)
         return self.diamond[key]
 
-    def get_atlas(self):
-        if self.atlas is None:
+    def get_atlas(self, need: str = "mixture"):
+        """The atlas given to this context, else the cached one (fitting only what ``need``
+        asks for, announced)."""
+        if self.atlas is None or (need == "mixture" and self.atlas.em is None):
+            if self.atlas is not None:
+                raise LatentAtlasError("the given atlas has no mixtures (fitted with zero clusters); "
+                                       "fit one with --clusters for the cluster strategies")
             from ..atlas import get_atlas
-            self.atlas = get_atlas(self.model)
+            self.atlas = get_atlas(self.model, need=need)
         return self.atlas
 
 
@@ -199,7 +204,7 @@ def _pca_log(model, lat, ctx, tau=float("inf"), k=None):
         return lat
     if tau < 0:
         raise LatentAtlasError(f"pca-log: tau must be >= 0, got {tau}")
-    sp = ctx.get_atlas().pnorm
+    sp = ctx.get_atlas("pnorm").pnorm
     v = sp.transform(lat.ws)
     return replace(lat, ws=sp.inverse_transform(log_compress(v, tau, int(k) if k else None)))
 
