@@ -201,6 +201,9 @@ def _cases():
     c["out-unsupported-suffix"] = lambda t, m: _sample("fashion-wgangp", t / "o.jpg")
     # -- sizes and numbers ------------------------------------------------------------------------
     c["n-absurd"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--n", "100000000", "--out", str(t / "o.png")]
+    c["evaluate-n-absurd"] = lambda t, m: ["evaluate", "--model", "fashion-wgangp", "--n", "100000000"]
+    c["evaluate-sampling-n-absurd"] = lambda t, m: ["evaluate-sampling", "--model", "fashion-wgangp", "--n", "90000000",
+                                                    "--strategies", "truncation"]
     c["n-zero"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--n", "0", "--out", str(t / "o.png")]
     c["seed-negative"] = lambda t, m: _sample("fashion-wgangp", t / "o.png") + ["--seed", "-1"]
     c["psi-nan"] = lambda t, m: _sample("fashion-stylegan2", t / "o.png") + ["--truncation-psi", "nan"]

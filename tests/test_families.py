@@ -232,3 +232,16 @@ def test_unknown_pickle_family_is_refused_in_one_line(tmp_path, capsys):
     assert main(["models", "--inspect", str(tmp_path / "attr.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not supported yet" in err and "\n" not in err
+
+
+def test_unreadable_discriminator_never_blocks_the_generator():
+    from latentatlas.models.readers import nvidia
+    path = R2 / "c2-sg2ada-32-gray-Gorig-Dskip.pkl"
+    snap = nvidia.read_nvidia_pickle(path)
+    del snap["D"].children["b4"]                       # a D we cannot build
+    m = nvidia.load(path, snap=snap)
+    assert m.D is None and "discriminator not loaded" in m.info.extra["warnings"][0]
+    ref = np.load(R2 / "c2-sg2ada-32-gray-Gorig-Dskip.ref.npz")
+    with torch.no_grad():
+        assert _mx(m(torch.from_numpy(ref["z"])), ref["img"]) <= 1e-4
+    assert capabilities(m)["diamond"] == "no discriminator"

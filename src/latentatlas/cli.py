@@ -97,9 +97,18 @@ def cmd_models(args):
 
 
 def cmd_sample(args):
-    from .sample import _concat, iter_samples, parse_params, stream_samples, write_samples
+    from .sample import _concat, iter_samples, parse_params, parse_seeds, stream_samples, write_samples
     from .validate import check_fits
     model = _load(args)
+    if args.seeds is not None and (args.n is not None or args.seed != 0):
+        raise LatentAtlasError("--seeds names the latents itself: give either --seeds or --n/--seed")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(args.seed, args.seed + (args.n or 64)))
+    args.n = len(seeds)
+    if args.noise_mode is not None:
+        if not hasattr(model, "noise_mode") or getattr(model.cfg, "layers", None) is not None:
+            raise LatentAtlasError(f"--noise-mode applies to StyleGAN2 models (per-pixel noise); "
+                                   f"model '{model.name}' has no noise inputs")
+        model.noise_mode = args.noise_mode
     if args.out and not args.out.lower().endswith(".png"):
         raise LatentAtlasError(f"output {args.out}: only .png is supported")
     if not args.out and not args.out_dir:
@@ -115,11 +124,12 @@ def cmd_sample(args):
     from .sampling import Context
     atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster"),
                    "only the pca-log and cluster strategies read an atlas")
-    batches = iter_samples(model, n=args.n, seed=args.seed, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
+    batches = iter_samples(model, seeds=seeds, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
                            strategy=args.strategy, params=parse_params(args.param) if args.strategy else None,
                            batch_size=args.batch_size, ctx=Context(model, atlas=atlas) if args.strategy else None)
     if args.out:
-        written = write_samples(_concat(list(batches)), out=args.out, out_dir=args.out_dir, nrow=args.nrow)
+        written = write_samples(_concat(list(batches)), out=args.out, out_dir=args.out_dir, nrow=args.nrow,
+                                scale=args.scale)
     else:
         written = stream_samples(batches, args.out_dir)
     _emit(args, {"model": model.name, "n": args.n, "seed": args.seed, "written": [str(p) for p in written]},
@@ -195,7 +205,9 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .metrics.suite import evaluate_model
+    from .validate import check_fits
     model = _load(args)
+    check_fits(args.n, model.img_channels, model.img_resolution, "evaluate")
     res = evaluate_model(model, n=args.n, features=args.features, seed=args.seed, device=model.device,
                          progress=not args.json)
 
@@ -212,7 +224,9 @@ def cmd_evaluate(args):
 
 def cmd_evaluate_sampling(args):
     from .sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
+    from .validate import check_fits
     model = _load(args)
+    check_fits(args.n, model.img_channels, model.img_resolution, "evaluate-sampling", copies=6)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     from .sampling import Context
     atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
@@ -346,6 +360,19 @@ def _strategy_names():
     return strategy_names()
 
 
+def _strategy_help() -> str:
+    """The --strategy table for 'sample --help', generated from the registry."""
+    from .sampling import get_strategy, strategy_names
+    lines = ["strategies (--strategy NAME, parameters as --param NAME=VALUE, defaults shown):"]
+    for name in strategy_names():
+        st = get_strategy(name)
+        needs = f" [needs: {', '.join(st.needs)}]" if st.needs else ""
+        lines.append(f"  {name}: {st.doc}{needs}")
+        if st.defaults:
+            lines.append("      " + ", ".join(f"{k}={v}" for k, v in st.defaults.items()))
+    return "\n".join(lines)
+
+
 def _extractor_names():
     from .metrics.features import extractor_names
     return extractor_names()
@@ -432,16 +459,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("sample", parents=[common], help="generate images (grid and/or files)",
+                       epilog=_strategy_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Generate images. Latent i is named by seed SEED+i, so the same "
                                    "seed gives the same images on any device and batch size.")
     s.add_argument("--model", required=True, help="bundled model name or checkpoint path")
-    s.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
+    s.add_argument("--n", type=_positive_int, default=None, help="number of images (default 64)")
     s.add_argument("--seed", type=_seed, default=0, help="first seed (default 0)")
+    s.add_argument("--seeds", default=None, metavar="LIST",
+                   help="explicit seeds instead of --n/--seed, e.g. 0-7,42")
+    s.add_argument("--noise-mode", default=None, choices=["const", "random", "none"],
+                   help="StyleGAN2 per-pixel noise: const (stored buffers, default), random, none")
+    s.add_argument("--scale", type=_positive_int, default=None,
+                   help="grid pixel scale (default: about 512 px wide, at most 8x)")
     s.add_argument("--truncation-psi", type=_finite_float, default=1.0,
                    help="psi-truncation toward the mean w (W-space models only; default 1 = off)")
     s.add_argument("--truncation-cutoff", type=_positive_int, default=None,
                    help="truncate only the first K layers of W+ (default: all)")
-    s.add_argument("--strategy", default=None, help="sampling strategy: " + ", ".join(_strategy_names()))
+    s.add_argument("--strategy", default=None, help="sampling strategy (parameters and defaults below)")
     s.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="strategy parameter, repeatable (e.g. --param psi=0.7, --param tau=2, --param sigma=auto)")
     s.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass")

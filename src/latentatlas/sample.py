@@ -22,11 +22,32 @@ class SampleResult:
     psi: float
 
 
-def iter_samples(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0, cutoff: int | None = None,
-                 strategy: str | None = None, params: dict | None = None, batch_size: int = 64, ctx=None):
-    """Batches (``SampleResult`` each) for seeds seed..seed+n-1: plain, ψ-truncated, or
-    modified by a registered sampling strategy. Nothing is held across batches, so callers can
-    stream any N to disk."""
+def parse_seeds(spec: str) -> list[int]:
+    """'0-7,42' -> [0, 1, ..., 7, 42] (NVIDIA's --seeds syntax)."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        try:
+            rng = range(int(lo), int(hi) + 1) if dash else [int(part)]
+        except ValueError:
+            raise LatentAtlasError(f"--seeds {spec!r}: expected comma-separated seeds or ranges like 0-7,42") from None
+        if dash and int(hi) < int(lo):
+            raise LatentAtlasError(f"--seeds {spec!r}: range {part} is empty")
+        out.extend(rng)
+    if not out or any(not 0 <= s < 2 ** 63 for s in out):
+        raise LatentAtlasError(f"--seeds {spec!r}: seeds must be in [0, 2^63)")
+    return out
+
+
+def iter_samples(model: GANModel, *, n: int = 0, seed: int = 0, psi: float = 1.0, cutoff: int | None = None,
+                 strategy: str | None = None, params: dict | None = None, batch_size: int = 64, ctx=None,
+                 seeds: list[int] | None = None):
+    """Batches (``SampleResult`` each) for seeds seed..seed+n-1 (or the given ``seeds``):
+    plain, ψ-truncated, or modified by a registered sampling strategy. Nothing is held across
+    batches, so callers can stream any N to disk."""
+    seeds = list(seeds) if seeds is not None else list(range(seed, seed + n))
+    n = len(seeds)
     if n <= 0:
         raise LatentAtlasError(f"n must be positive, got {n}")
     if strategy is None and psi != 1.0 and not model.has_mapping:
@@ -36,12 +57,12 @@ def iter_samples(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0, cu
         from .sampling import Context, apply_strategy, initial_latents, render
         ctx = ctx or Context(model)
     for i in range(0, n, batch_size):
-        zb = model.sample_z(min(batch_size, n - i), seed + i)
-        seeds = list(range(seed + i, seed + i + zb.shape[0]))
+        bseeds = seeds[i: i + batch_size]
+        zb = model.latents_for(bseeds)
         if strategy is not None:
             new = apply_strategy(model, strategy, initial_latents(model, zb), ctx, **(params or {}))
             p = (params or {}).get("psi")
-            yield SampleResult(model.name, seeds, new.z.detach().cpu(),
+            yield SampleResult(model.name, bseeds, new.z.detach().cpu(),
                                new.ws.detach().cpu() if new.ws is not None else None,
                                render(model, new), float(p) if p is not None else 1.0)
             continue
@@ -51,7 +72,7 @@ def iter_samples(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0, cu
                 imgs, ws = model.synthesis(ws).cpu(), ws.cpu()
             else:
                 imgs, ws = model(zb).cpu(), None
-        yield SampleResult(model.name, seeds, zb.cpu(), ws, imgs.clamp(-1, 1), psi)
+        yield SampleResult(model.name, bseeds, zb.cpu(), ws, imgs.clamp(-1, 1), psi)
 
 
 def _concat(parts: list[SampleResult]) -> SampleResult:
@@ -102,15 +123,23 @@ def _check_png(path: str):
         raise LatentAtlasError(f"output {path}: only .png is supported")
 
 
+def grid_scale(n: int, resolution: int, nrow: int | None = None, target_px: int = 512) -> int:
+    """Nearest-neighbour scale that makes a grid about ``target_px`` wide (1..8)."""
+    import math
+    cols = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    return max(1, min(8, target_px // max(1, cols * (resolution + 2))))
+
+
 def write_samples(result: SampleResult, *, out: str | None = None, out_dir: str | None = None,
-                  nrow: int | None = None) -> list[Path]:
+                  nrow: int | None = None, scale: int | None = None) -> list[Path]:
     if not out and not out_dir:
         raise LatentAtlasError("nothing to write: give --out GRID.png and/or --out-dir DIR")
     if out:
         _check_png(out)
     written = []
     if out:
-        written.append(save_grid(result.images, out, nrow=nrow))
+        scale = scale or grid_scale(len(result.seeds), result.images.shape[-1], nrow)
+        written.append(save_grid(result.images, out, nrow=nrow, scale=scale))
     if out_dir:
         written += stream_samples([result], out_dir)
     return written

@@ -38,8 +38,10 @@ def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> di
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as e:
-        msg = "holds Python objects (pickled arrays are never loaded)" if "pickle" in str(e) else f"unreadable ({e})"
-        raise LatentAtlasError(f"{path}: not a {what} file: {msg}") from None
+        if "pickle" in str(e):
+            raise LatentAtlasError(f"{path}: refused: the {what} file holds Python objects "
+                                   f"(pickled arrays are never loaded)") from None
+        raise LatentAtlasError(f"{path}: not a readable {what} file ({e})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise LatentAtlasError(f"{path}: not a readable {what} file ({type(e).__name__})") from None
     for key, (kind, ndim) in required.items():

@@ -200,7 +200,11 @@ class GANModel:
     # -- latents -----------------------------------------------------------------------------
     def sample_z(self, n: int, seed: int = 0) -> torch.Tensor:
         """[n, z_dim] on the model's device; latent i is named by seed ``seed + i``."""
-        return seeded_normal(range(seed, seed + n), self.z_dim).to(self.device)
+        return self.latents_for(range(seed, seed + n))
+
+    def latents_for(self, seeds) -> torch.Tensor:
+        """[len(seeds), z_dim]: the latent each seed names (any list of seeds)."""
+        return seeded_normal(list(seeds), self.z_dim).to(self.device)
 
     def mapping(self, z: torch.Tensor, c=None) -> torch.Tensor:
         self.require_mapping("mapping")
@@ -411,13 +415,14 @@ class BigGANModel(ZOnlyModel):
         self.truncation = float(t)
         return self
 
-    def sample_z(self, n: int, seed: int = 0) -> torch.Tensor:
-        """[n, z_dim]: truncated normal on [-2, 2] times the truncation; latent i named by seed
-        ``seed + i`` (out-of-range entries redrawn from the same seeded stream)."""
-        out = torch.empty(n, self.z_dim)
+    def latents_for(self, seeds) -> torch.Tensor:
+        """[len(seeds), z_dim]: truncated normal on [-2, 2] times the truncation, one per seed
+        (out-of-range entries redrawn from the same seeded stream)."""
+        seeds = list(seeds)
+        out = torch.empty(len(seeds), self.z_dim)
         g = torch.Generator()
-        for i in range(n):
-            g.manual_seed(seed + i)
+        for i, s in enumerate(seeds):
+            g.manual_seed(int(s))
             v = torch.randn(self.z_dim, generator=g)
             bad = v.abs() > 2
             while bad.any():

@@ -295,15 +295,15 @@ register(Strategy("truncation", _truncation, {"psi": 1.0, "start": 0, "stop": No
                   doc="psi-truncation toward the mean w (rows [start, stop)); Z-only models: resample |z_i| > t"))
 register(Strategy("pca-log", _pca_log, {"tau": INF, "k": None},
                   [{"tau": t} for t in (INF, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)], needs=("mapping",),
-                  doc="seed 000 PCA log-compression in P-norm: |v_i| > tau compressed logarithmically"))
+                  doc="PCA log-compression in P-norm (Wulff & Torralba): |v_i| > tau compressed logarithmically"))
 register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_medium": None, "psi_fine": None,
                                         "mixture": "em"},
                   [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)], needs=("mapping",),
-                  doc="seed 004 multi-level cluster truncation toward each level's cluster centre"))
+                  doc="multi-level cluster truncation (Katzir et al.) toward each level's cluster centre"))
 register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m": "auto", "sigma_min": 0.0,
                                         "sigma_max": 1.0, "n_proto": 64, "recovery_steps": 200, "lam": 3.0,
                                         "proto_iter": 100, "sigma_steps": 100, "sigma_solver": "bracket",
                                         "seed": 0, "n_init": 1000},
                   [{"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + [{"sigma": "auto"}],
                   needs=("minibatch-std",),
-                  doc="seed 002 realism path toward protoimages on the sqrt(n)-sphere in Z"))
+                  doc="realism path toward protoimages (Diamond in the rough) on the sqrt(n)-sphere in Z"))

@@ -374,6 +374,18 @@ def is_stylegan3(G: PersistentRecord) -> bool:
     return syn is not None and syn.child("input") is not None
 
 
+def _config(build, G: PersistentRecord, D: PersistentRecord | None, source: str, warnings: list):
+    """(config, D) from the records; a discriminator we cannot read never blocks the generator
+    (it is dropped with a warning)."""
+    try:
+        return build(G, D, source), D
+    except LatentAtlasError as e:
+        if D is None:
+            raise
+        warnings.append(f"discriminator not loaded: {e}")
+        return build(G, None, source), None
+
+
 def load(path, *, which: str = "G_ema", snap: dict | None = None) -> StyleGANModel:
     from ..registry import load_state
     snap = snap if snap is not None else read_nvidia_pickle(path)
@@ -386,25 +398,13 @@ def load(path, *, which: str = "G_ema", snap: dict | None = None) -> StyleGANMod
     Drec = Drec if isinstance(Drec, PersistentRecord) else None
     warnings = []
     if is_stylegan3(Grec):
-        try:
-            cfg = _sg3_config(Grec, Drec, str(path))
-        except LatentAtlasError as e:
-            if Drec is None:
-                raise
-            warnings.append(f"discriminator not loaded: {e}")
-            cfg = _sg3_config(Grec, None, str(path))
+        cfg, Drec = _config(_sg3_config, Grec, Drec, str(path), warnings)
         G = StyleGAN3Generator(cfg)
         load_state(G, Grec.state_dict(), f"{path} ({which})")
         d_cfg = StyleGAN2Config.from_dict(cfg.d_config) if cfg.d_config else None
         arch = f"stylegan3-{cfg.variant.lower()}"
     else:
-        try:
-            cfg = _sg2_config(Grec, Drec, str(path))
-        except LatentAtlasError as e:
-            if Drec is None:
-                raise
-            warnings.append(f"discriminator not loaded: {e}")
-            Drec, cfg = None, _sg2_config(Grec, None, str(path))
+        cfg, Drec = _config(_sg2_config, Grec, Drec, str(path), warnings)
         G = StyleGAN2Generator(cfg)
         load_state(G, _strip_filters(Grec.state_dict()), f"{path} ({which})")
         d_cfg = cfg if Drec is not None else None
