@@ -34,6 +34,9 @@ def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> di
         raise LatentAtlasError(f"{path}: no such {what} file")
     if path.stat().st_size > MAX_NPZ_BYTES:
         raise LatentAtlasError(f"{path}: larger than any {what} file ({path.stat().st_size / 2 ** 30:.1f} GiB)")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise LatentAtlasError(f"{path}: not a readable {what} file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
