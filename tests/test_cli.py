@@ -1,5 +1,6 @@
 import json
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -212,3 +213,14 @@ def test_top_level_api():
     import latentatlas
     from latentatlas import Atlas, invert, load_generator, save_grid  # noqa: F401
     assert callable(load_generator) and "load_generator" in latentatlas.__all__
+
+
+def test_readme_python_section_runs(tmp_path, monkeypatch):
+    """The README's Python tour runs as written."""
+    import re
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Tour: Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Tour: Python)", "exec"), {})
+    assert (tmp_path / "grid.png").is_file()

@@ -534,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: wplus for models with a mapping network, z otherwise)")
     s.add_argument("--regularizer", default="none",
                    help="none | pnorm-clip[:c] | pnorm-project[:r] | pnorm-l2[:weight] | mahalanobis[:weight] | sphere[:beta]")
-    s.add_argument("--steps", type=_positive_int, default=1200)
+    s.add_argument("--steps", type=_positive_int, default=1200,
+                   help="Adam optimisation steps per image (default %(default)s)")
     s.add_argument("--lr", type=_finite_float, default=0.01)
     s.add_argument("--pixel-loss", default="mse", choices=["mse", "l1"])
     s.add_argument("--perceptual", default="discriminator", choices=["discriminator", "fashion-features", "lpips", "none"])
@@ -560,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, default=None,
                    help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
     s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
-    s.add_argument("--steps", type=_positive_int, default=1500, help="DP-LaSE training steps")
+    s.add_argument("--steps", type=_positive_int, default=1500, help="DP-LaSE discovery (training) steps (default %(default)s)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="directions file (.npz)")
     s.set_defaults(fn=cmd_directions)
@@ -572,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--direction", required=True, help="FILE.npz:INDEX")
     s.add_argument("--kind", default="linear", choices=["linear", "dp", "great-circle"])
-    s.add_argument("--steps", type=_positive_int, default=9)
+    s.add_argument("--steps", type=_positive_int, default=9, help="frames along the walk, endpoints included (default %(default)s)")
     s.add_argument("--extent", type=_finite_float, default=2.0, help="walk to +-extent sigma")
     s.add_argument("--n", type=_positive_int, default=4, help="samples (rows)")
     s.add_argument("--seed", type=_seed, default=0)

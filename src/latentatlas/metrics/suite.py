@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import LatentAtlasError
 from .distribution import feature_stats, frechet_distance, kid, prdc
 from .features import Extractor, FashionFeatures, get_extractor, reference_stats
 
@@ -52,9 +53,23 @@ def quality_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, *, real_stat
             **prdc(real_feats, fake_feats, k=k, seed=seed)}
 
 
+def require_fashion_reference(model, what: str):
+    """The shipped reference (the Fashion-MNIST test split) fits a model only if it is a
+    1-channel 32x32 generator trained on Fashion-MNIST, as its metadata records; any other model
+    gets a clear refusal instead of meaningless figures."""
+    data = str((model.info.extra or {}).get("data", ""))
+    if (model.img_channels, model.img_resolution) != (1, 32) or not data.startswith("Fashion-MNIST"):
+        raise LatentAtlasError(
+            f"{what} compares samples with the Fashion-MNIST test split, which fits only 1x32x32 models "
+            f"trained on Fashion-MNIST; model '{model.name}' ({model.img_channels}x{model.img_resolution}x"
+            f"{model.img_resolution}{', data: ' + data if data else ', training data not recorded'}) has no "
+            f"matching reference set here (a --reference image folder is not supported yet)")
+
+
 def evaluate_model(model, *, n: int = 10000, features: str = "fashion-features", seed: int = 0,
                    device="cpu", progress: bool = True, latents_to_images=None) -> dict:
     """Quality of ``n`` samples against the Fashion-MNIST test split (shipped reference)."""
+    require_fashion_reference(model, "evaluate")
     ext = get_extractor(features, model=model, device=device)
     fake, classes = features_of_generator(model, ext, n=n, seed=seed, progress=progress, with_classes=True,
                                           latents_to_images=latents_to_images)

@@ -39,6 +39,8 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     ext = get_extractor(features, model=model, device=model.device)
     if features != "fashion-features":
         raise LatentAtlasError("the sampling harness compares against the shipped fashion-features reference")
+    from ..metrics.suite import require_fashion_reference
+    require_fashion_reference(model, "evaluate-sampling")
     ref = reference_stats()
     real = ref["feats"].astype(np.float64)
     ctx = ctx or Context(model)
