@@ -131,11 +131,13 @@ def test_every_method_on_every_family(family, tmp_path, capsys, monkeypatch):
     trunc = (["--truncation-psi", "0.7"] if m.has_mapping else ["--strategy", "truncation", "--param", "t=1.0"])
     expect("truncation", _cli(["sample", "--model", path, "--n", "4", "--out", str(tmp_path / "t.png")] + trunc, cls))
     rc = _cli(["fit", "--model", path, "--n", "3000", "--clusters", "coarse=2,medium=2,fine=2",
-               "--learned-steps", "0", "--out", str(tmp_path / "a.npz")], cls)
+               "--learned-steps", "3", "--out", str(tmp_path / "a.npz")], cls)
     expect("p-norm atlas", rc)
     expect("pca-log", _cli(["sample", "--model", path, "--n", "4", "--strategy", "pca-log", "--param", "tau=2",
                             "--out", str(tmp_path / "p.png")], cls) if caps["pca-log"] else _api_strategy(m, tmp_path, "pca-log", tau=2.0))
-    expect("clusters", _api_strategy(m, tmp_path, "cluster", psi=0.7) if caps["clusters"] is None else
+    expect("clusters", _api_strategy(m, tmp_path, "cluster", psi=0.7) + _api_strategy(m, tmp_path, "cluster", psi=0.7,
+                                                                                       mixture="learned")
+           if caps["clusters"] is None else
            _cli(["sample", "--model", path, "--n", "4", "--strategy", "cluster", "--out", str(tmp_path / "c.png")], cls))
     dia = ["--strategy", "diamond", "--param", "sigma=0.2", "--param", "n_proto=4", "--param", "recovery_steps=3",
            "--param", "proto_iter=3", "--param", "n_init=8"]

@@ -352,6 +352,24 @@ class StyleGANModel(GANModel):
     def layer_names(self):
         return list(self.G.synthesis.layer_names)
 
+    def style_affines(self, rows: tuple[int, int]) -> list:
+        """The affine (style) layers that read W+ rows [a, b): StyleGAN2 convolutions and
+        to-RGBs by block, StyleGAN3's Fourier-feature input (row 0) and layer i (row i + 1)."""
+        a, b = rows
+        syn = self.G.synthesis
+        if hasattr(syn, "input"):                                   # StyleGAN3
+            mods = [syn.input.affine] if a <= 0 < b else []
+            return mods + [getattr(syn, n).affine for i, n in enumerate(syn.layer_names) if a <= i + 1 < b]
+        mods, idx = [], 0
+        for res in syn.resolutions:
+            blk = getattr(syn, f"b{res}")
+            convs = [blk.conv1] if blk.in_c == 0 else [blk.conv0, blk.conv1]
+            mods += [layer.affine for j, layer in enumerate(convs) if a <= idx + j < b]
+            if blk.has_torgb and a <= idx + blk.num_conv < b:
+                mods.append(blk.torgb.affine)
+            idx += blk.num_conv
+        return mods
+
     def forward_to(self, layer, latent):
         """G1: W/W+ latent -> the state after ``layer``."""
         self._check_layer(layer)

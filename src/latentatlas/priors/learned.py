@@ -41,21 +41,8 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0)) -> t
 
 
 def style_modules(model, rows: tuple[int, int]) -> list[nn.Module]:
-    """The affine (style) layers of the synthesis layers that read W+ rows [a, b)."""
-    a, b = rows
-    mods = []
-    syn = model.G.synthesis
-    idx = 0
-    for res in syn.resolutions:
-        blk = getattr(syn, f"b{res}")
-        convs = [blk.conv1] if blk.in_c == 0 else [blk.conv0, blk.conv1]
-        for j, layer in enumerate(convs):
-            if a <= idx + j < b:
-                mods.append(layer.affine)
-        if a <= idx + blk.num_conv < b:
-            mods.append(blk.torgb.affine)
-        idx += blk.num_conv
-    return mods
+    """The affine (style) layers that read W+ rows [a, b) (StyleGAN2 or StyleGAN3)."""
+    return model.style_affines(rows)
 
 
 class _Level(nn.Module):
@@ -67,8 +54,13 @@ class _Level(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(K, z_dim))
         self.logits = nn.Parameter(torch.zeros(K))
         self.clf = nn.Sequential(nn.Linear(style_dim, 128), nn.SiLU(), nn.Linear(128, K))
+        self.label = None             # [1, c_dim] label of a class-conditional model
         self.register_buffer("style_mu", torch.zeros(style_dim))
         self.register_buffer("style_sd", torch.ones(style_dim))
+
+    def forward_map(self, u):
+        """M_ℓ(u), with the model's default label for class-conditional mappings."""
+        return self.mapping(u, self.label.expand(u.shape[0], -1) if self.label is not None else None)
 
     def draw(self, n: int, k: torch.Tensor | None = None, generator=None):
         K = self.means.shape[0]
@@ -76,7 +68,7 @@ class _Level(nn.Module):
             k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.means.shape[1], generator=generator, device=self.means.device)
         u = self.means[k] + self.log_std[k].exp() * eps
-        return self.mapping(u), k
+        return self.forward_map(u), k
 
 
 class LearnedMixture:
@@ -114,6 +106,7 @@ class LearnedMixture:
                 wr = m.mapping(torch.randn(4096, m.z_dim, device=m.device))
                 s = torch.cat([md(wr) for md in mods], 1)
             lv = _Level(mapping, m.z_dim, K, s.shape[1], self.seed + li).to(m.device)
+            lv.label = m.labels(1) if m.conditional else None
             lv.style_mu.copy_(s.mean(0))
             lv.style_sd.copy_(s.std(0) + 1e-6)
             self.levels_[level] = lv
@@ -168,7 +161,7 @@ class LearnedMixture:
     @torch.no_grad()
     def centres(self, level):
         lv = self._level(level)
-        return lv.mapping(lv.means)
+        return lv.forward_map(lv.means)
 
     def centre(self, level, k):
         return self.centres(level)[k]
@@ -219,5 +212,6 @@ class LearnedMixture:
             style_dim = st[f"{level}.style_mu"].shape[0]
             lv = _Level(copy.deepcopy(model.G.mapping), model.z_dim, K, style_dim, 0)
             lv.load_state_dict({k[len(level) + 1:]: torch.as_tensor(v) for k, v in st.items() if k.startswith(level + ".")})
+            lv.label = model.labels(1) if model.conditional else None
             lm.levels_[level] = lv.to(model.device).eval().requires_grad_(False)
         return lm
