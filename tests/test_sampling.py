@@ -159,3 +159,31 @@ def test_sigma_bracket_solver_matches_adam_objective(tiny_sg2):
         assert objective(s_br) < objective(torch.full((16,), 0.7))
     with pytest.raises(LatentAtlasError, match="solver"):
         dm.optimise_sigma(m, z0, zp, dm.SigmaConfig(solver="newton"))
+
+
+def test_multilevel_sampling_keeps_the_fixed_cluster(tiny_sg2, tmp_path):
+    """Katzir et al.'s multi-level sampling: rows of a fixed level come from the chosen cluster
+    (the mixture assigns them back to it), free levels keep the sample's own w, any batch size
+    gives the same codes."""
+    from latentatlas.atlas import fit_atlas
+    from latentatlas.sampling import Context, apply_strategy, initial_latents
+    atlas = fit_atlas(tiny_sg2, n=3000, clusters={"coarse": 3, "medium": 0, "fine": 2}, learned_steps=150)
+    ctx = Context(tiny_sg2, atlas=atlas)
+    lat = initial_latents(tiny_sg2, tiny_sg2.sample_z(24, 0))
+    for kind in ("em", "learned"):
+        new = apply_strategy(tiny_sg2, "multilevel", lat, ctx, coarse=1, mixture=kind)
+        mix = atlas.mixture(kind)
+        a, b = atlas.level_ranges["coarse"]
+        # confusion of fixed cluster vs the mixture's assignment: each fixed cluster is where its
+        # rows are assigned most often (a sampler ignoring the choice gives identical rows)
+        conf = torch.stack([torch.bincount(mix.cluster_of(apply_strategy(
+            tiny_sg2, "multilevel", lat, ctx, coarse=k, mixture=kind).ws[:, a:b], "coarse"), minlength=3)
+            for k in range(3)]).float() / lat.z.shape[0]
+        assert torch.equal(conf.argmax(1), torch.arange(3)) and conf.diag().min() >= 0.5, (kind, conf)
+        fa, fb = atlas.level_ranges["fine"]
+        assert torch.equal(new.ws[:, fa:fb], lat.ws[:, fa:fb])
+        half = apply_strategy(tiny_sg2, "multilevel", initial_latents(tiny_sg2, tiny_sg2.sample_z(12, 0)), ctx,
+                              coarse=1, mixture=kind)
+        assert torch.allclose(half.ws, new.ws[:12])
+    ws = atlas.mixture("learned").sample_levels({"coarse": 2, "fine": 1}, 5, seed=3)
+    assert ws.shape == (5, tiny_sg2.num_ws, tiny_sg2.w_dim)

@@ -171,3 +171,32 @@ def test_learned_mixture(tiny_sg2, tmp_path):
     k = out.info["clusters"]["coarse"]
     a, b = atlas.level_ranges["coarse"]
     assert torch.allclose(out.ws[:, a], back.learned.centres("coarse")[k], atol=1e-5)
+
+
+def test_learned_mixture_weights_follow_unequal_clusters():
+    """π gets the MMD's gradient: matching a 80/20 two-cluster W from equally many draws per
+    component moves softmax(logits) to about 0.8/0.2 (Katzir et al.'s mixture weights)."""
+    from latentatlas.priors.learned import mmd2
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[3.0, 0, 0, 0], [-3.0, 0, 0, 0]])
+    real = torch.cat([centres[0] + 0.3 * torch.randn(400, 4, generator=g),
+                      centres[1] + 0.3 * torch.randn(100, 4, generator=g)])
+    k = torch.arange(200) % 2
+    gen = centres[k] + 0.3 * torch.randn(200, 4, generator=g)
+    logits = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(300):
+        pi = torch.softmax(logits, 0)
+        loss = mmd2(gen, real, x_weights=pi[k] / torch.bincount(k).float()[k])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pi = torch.softmax(logits, 0).detach()
+    assert abs(pi[0].item() - 0.8) < 0.05, pi
+
+
+def test_learned_mixture_trains_its_weights(tiny_sg2):
+    from latentatlas.atlas import fit_atlas
+    atlas = fit_atlas(tiny_sg2, n=2000, clusters={"coarse": 3, "medium": 0, "fine": 0}, learned_steps=40)
+    pi = torch.softmax(atlas.learned.levels_["coarse"].logits, 0)
+    assert (pi - 1 / 3).abs().max() > 1e-3          # π moved (it stayed exactly uniform before)

@@ -52,6 +52,28 @@ class GaussianPrior:
         return rows * const - 0.5 * m
 
 
+def sample_levels(mixture, model, fixed: dict, n: int, seed: int = 0) -> torch.Tensor:
+    """Multi-level sampling (Katzir et al., Fig. 1): W+ codes [n, num_ws, w_dim] whose rows of
+    each level in ``fixed`` (level -> cluster index) come from that cluster of the level's
+    mixture, and whose other levels are free (the model's own w of seed ``seed + i``). Row i is
+    drawn from seeds derived from ``seed + i`` alone, so any batch size gives the same codes."""
+    for level, k in fixed.items():
+        if level not in mixture.level_ranges:
+            raise LatentAtlasError(f"unknown level {level!r}; levels: {', '.join(mixture.level_ranges)}")
+        if level not in mixture.params_:
+            raise LatentAtlasError(f"level {level!r} has no clusters in this {mixture.kind} mixture")
+        K = mixture.n_clusters[level]
+        if not 0 <= int(k) < K:
+            raise LatentAtlasError(f"cluster {k} out of range for level {level!r} (0..{K - 1})")
+    with torch.no_grad():
+        ws = model.broadcast(model.mapping(model.sample_z(n, seed))).clone()
+        for li, (level, k) in enumerate(sorted(fixed.items())):
+            a, b = mixture.level_ranges[level]
+            rows = [mixture.sample(level, int(k), 1, seed=((seed + i) * 7 + li + 1) % 2 ** 63) for i in range(n)]
+            ws[:, a:b] = torch.cat(rows).to(ws.device)[:, None]
+    return ws
+
+
 class EMMixture:
     """Diagonal-covariance Gaussian mixture in P-norm space, one per level, by EM.
 
@@ -134,6 +156,10 @@ class EMMixture:
     def centres(self, level: str) -> torch.Tensor:
         _, means, _ = self._params(level)
         return self.space.inverse_transform(means)
+
+    def sample_levels(self, fixed: dict, n: int, seed: int = 0, *, model) -> torch.Tensor:
+        """W+ codes with the given levels fixed to clusters (see :func:`sample_levels`)."""
+        return sample_levels(self, model, fixed, n, seed)
 
     def sample(self, level: str, k: int, n: int, seed: int = 0) -> torch.Tensor:
         """n codes w [n, D] drawn from component k."""

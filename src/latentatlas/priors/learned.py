@@ -30,14 +30,20 @@ from torch import nn
 from ..errors import LatentAtlasError
 
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
-    """Biased squared MMD with a sum of Gaussian kernels; bandwidths relative to √dim."""
+def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0),
+         x_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Biased squared MMD with a sum of Gaussian kernels; bandwidths relative to √dim.
+    ``x_weights`` [n] (summing to 1) make x a weighted sample, e.g. a mixture with weights π
+    estimated from equally many draws per component."""
     d = x.shape[1]
     xy = torch.cat([x, y])
     d2 = torch.cdist(xy, xy).square()
     k = sum(torch.exp(-d2 / (2 * (b * math.sqrt(d)) ** 2)) for b in bandwidths)
     n = x.shape[0]
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    if x_weights is None:
+        return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    a = x_weights
+    return a @ k[:n, :n] @ a + k[n:, n:].mean() - 2 * (a @ k[:n, n:]).mean()
 
 
 def style_modules(model, rows: tuple[int, int]) -> list[nn.Module]:
@@ -121,7 +127,11 @@ class LearnedMixture:
                     real = self.space.transform(m.mapping(torch.randn(self.batch, m.z_dim, device=m.device)))
                 k = torch.arange(self.batch, device=m.device) % K          # balanced components
                 w, _ = lv.draw(self.batch, k)
-                match = mmd2(self.space.transform(w), real)
+                # the mixture Σ π_k p_k from equally many draws per component: weight each draw by
+                # π_k / (draws of k), so the MMD's gradient reaches the mixture weights π
+                pi = torch.softmax(lv.logits, 0)
+                counts = torch.bincount(k, minlength=K).clamp(min=1).to(pi.dtype)
+                match = mmd2(self.space.transform(w), real, x_weights=pi[k] / counts[k])
                 logits = lv.clf(self._styles(level, w))
                 ce = F.cross_entropy(logits, k)
                 loss = match * 100 + self.info_weight * ce
@@ -165,6 +175,11 @@ class LearnedMixture:
 
     def centre(self, level, k):
         return self.centres(level)[k]
+
+    def sample_levels(self, fixed: dict, n: int, seed: int = 0, *, model=None) -> torch.Tensor:
+        """W+ codes with the given levels fixed to learned clusters (Katzir et al., Fig. 1)."""
+        from . import sample_levels
+        return sample_levels(self, model or self.model, fixed, n, seed)
 
     @torch.no_grad()
     def sample(self, level, k, n, seed=0):

@@ -228,6 +228,22 @@ def _cluster(model, lat, ctx, psi=1.0, psi_coarse=None, psi_medium=None, psi_fin
     return Latents(lat.z, ws, {**lat.info, "clusters": cl})
 
 
+def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="learned"):
+    """Rows of the fixed levels drawn from the chosen clusters, free levels keep the sample's own w."""
+    from ..priors import sample_levels
+    fixed = {lvl: int(k) for lvl, k in (("coarse", coarse), ("medium", medium), ("fine", fine)) if k is not None}
+    if not fixed:
+        raise LatentAtlasError("multilevel: fix at least one level, e.g. --param coarse=3 --param fine=5")
+    mix = ctx.get_atlas().mixture(mixture)
+    seeds = _rowwise_seed(lat.z)
+    ws = torch.cat([sample_levels(mix, model, fixed, 1, seed=s) for s in seeds]).to(lat.ws.device)
+    free = [lvl for lvl in mix.level_ranges if lvl not in fixed]
+    for lvl in free:                         # free levels: the sample's own (possibly modified) rows
+        a, b = mix.level_ranges[lvl]
+        ws[:, a:b] = lat.ws[:, a:b]
+    return Latents(lat.z, ws, {**lat.info, "fixed_clusters": fixed})
+
+
 # -- Diamond in the rough ------------------------------------------------------------------------
 
 def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
@@ -300,6 +316,9 @@ register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_med
                                         "mixture": "em"},
                   [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)], needs=("mapping",),
                   doc="multi-level cluster truncation (Katzir et al.) toward each level's cluster centre"))
+register(Strategy("multilevel", _multilevel, {"coarse": None, "medium": None, "fine": None, "mixture": "learned"},
+                  [], needs=("mapping",),
+                  doc="multi-level sampling (Katzir et al., Fig. 1): chosen cluster per fixed level, the others free"))
 register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m": "auto", "sigma_min": 0.0,
                                         "sigma_max": 1.0, "n_proto": 64, "recovery_steps": 200, "lam": 3.0,
                                         "proto_iter": 100, "sigma_steps": 100, "sigma_solver": "bracket",

@@ -45,7 +45,9 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     real = ref["feats"].astype(np.float64)
     ctx = ctx or Context(model)
     for name in strategies:
-        get_strategy(name)
+        if not (sweeps or {}).get(name, get_strategy(name).sweep):
+            raise LatentAtlasError(f"strategy '{name}' has no parameter sweep to evaluate (it samples chosen "
+                                   f"clusters, not a quality-diversity trade-off)")
     # originals, once
     base_lat, base_img_feats, base_cls, base_imgs = [], [], [], []
     with torch.no_grad():
