@@ -122,8 +122,8 @@ def cmd_sample(args):
     lat_dim = model.z_dim + (model.num_ws * model.w_dim if model.has_mapping else 0)
     check_fits(args.n, 1, 1, "sample (latents kept for latents.npz)", copies=lat_dim)
     from .sampling import Context
-    atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster"),
-                   "only the pca-log and cluster strategies read an atlas")
+    atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster", "multilevel"),
+                   "only the pca-log, cluster and multilevel strategies read an atlas")
     batches = iter_samples(model, seeds=seeds, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
                            strategy=args.strategy, params=parse_params(args.param) if args.strategy else None,
                            batch_size=args.batch_size, ctx=Context(model, atlas=atlas) if args.strategy else None)

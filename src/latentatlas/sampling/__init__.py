@@ -305,16 +305,19 @@ def _mean_proto(model, n, steps, lam, iters, seed, n_init=1000):
 
 
 INF = float("inf")
+# one ψ grid for global and cluster truncation (both mixtures), so their sweeps compare point by point
+PSI_GRID = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)
 register(Strategy("none", _none, {}, [{}], doc="no change"))
 register(Strategy("truncation", _truncation, {"psi": 1.0, "start": 0, "stop": None, "t": None},
-                  [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)],
+                  [{"psi": p} for p in PSI_GRID],
                   doc="psi-truncation toward the mean w (rows [start, stop)); Z-only models: resample |z_i| > t"))
 register(Strategy("pca-log", _pca_log, {"tau": INF, "k": None},
                   [{"tau": t} for t in (INF, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)], needs=("mapping",),
                   doc="PCA log-compression in P-norm (Wulff & Torralba): |v_i| > tau compressed logarithmically"))
 register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_medium": None, "psi_fine": None,
                                         "mixture": "em"},
-                  [{"psi": p} for p in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)], needs=("mapping",),
+                  [{"psi": 1.0, "mixture": "em"}] + [{"psi": p, "mixture": mix} for mix in ("em", "learned")
+                                                      for p in PSI_GRID[1:]], needs=("mapping",),
                   doc="multi-level cluster truncation (Katzir et al.) toward each level's cluster centre"))
 register(Strategy("multilevel", _multilevel, {"coarse": None, "medium": None, "fine": None, "mixture": "learned"},
                   [], needs=("mapping",),

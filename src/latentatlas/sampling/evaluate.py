@@ -127,8 +127,9 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
     paths = []
     by = {}
     for r in result["rows"]:
-        if "fid" in r:
-            by.setdefault(r["strategy"], []).append(r)
+        if "fid" in r:   # one curve per strategy (per mixture for the cluster strategy)
+            mix = next((p.split("=")[1] for p in r["params"].split(",") if p.strip().startswith("mixture=")), None)
+            by.setdefault(r["strategy"] + (f" ({mix})" if mix else ""), []).append(r)
     for fname, (xk, yk, xl, yl) in {"precision_recall.png": ("recall", "precision", "recall", "precision"),
                                     "fid_faithfulness.png": ("feature_dist", "fid", "mean feature distance to original", "FID")}.items():
         fig, ax = plt.subplots(figsize=(5, 4))
