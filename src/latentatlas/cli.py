@@ -182,7 +182,14 @@ def cmd_fit(args):
 
     def fmt(d):
         head = f"atlas written to {d['atlas']} (N={d['meta']['n']}, timings {d['meta']['timings']})"
-        return "\n".join([head] + [_kv_line(r, ".3f") for r in d["normality"]])
+        lines = [head] + [_kv_line(r, ".3f") for r in d["normality"]]
+        for kind in ("em", "learned"):
+            for level, q in (d.get(f"{kind}_mixture_quality") or {}).items():
+                pi = f"  pi={','.join(f'{v:.2f}' for v in q['pi'])}" if "pi" in q else ""
+                lines.append(f"{kind} {level}: MMD2={q['mmd2']:.4f} (floor {q['mmd2_floor']:.4f})  "
+                             f"classifier accuracy={q['classifier_accuracy']:.3f}  "
+                             f"real w per cluster={q['real_w_cluster_sizes']}{pi}")
+        return "\n".join(lines)
     _emit(args, res, fmt)
     return 0
 

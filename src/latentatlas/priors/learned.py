@@ -205,8 +205,11 @@ class LearnedMixture:
             acc = (self.posterior(w, level).argmax(1) == k).float().mean().item()
             sizes = torch.bincount(self.cluster_of(m.mapping(torch.randn(n, m.z_dim, generator=g).to(m.device)), level),
                                    minlength=K).tolist()
-            out[level] = {"mmd2": mmd2(self.space.transform(w), h1).item(), "mmd2_floor": floor,
-                          "classifier_accuracy": acc, "real_w_cluster_sizes": sizes}
+            pi = torch.softmax(lv.logits, 0)
+            counts = torch.bincount(k, minlength=K).clamp(min=1).to(pi.dtype)
+            out[level] = {"mmd2": mmd2(self.space.transform(w), h1, x_weights=pi[k] / counts[k]).item(),
+                          "mmd2_floor": floor, "classifier_accuracy": acc, "real_w_cluster_sizes": sizes,
+                          "pi": [round(v, 4) for v in pi.tolist()]}
         return out
 
     def state(self) -> dict:
