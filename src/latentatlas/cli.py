@@ -124,6 +124,8 @@ def cmd_sample(args):
     from .sampling import Context
     atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster", "multilevel"),
                    "only the pca-log, cluster and multilevel strategies read an atlas")
+    if args.grid:
+        return _fig1_grid(args, model, atlas, parse_params(args.param))
     batches = iter_samples(model, seeds=seeds, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
                            strategy=args.strategy, params=parse_params(args.param) if args.strategy else None,
                            batch_size=args.batch_size, ctx=Context(model, atlas=atlas) if args.strategy else None)
@@ -134,6 +136,27 @@ def cmd_sample(args):
         written = stream_samples(batches, args.out_dir)
     _emit(args, {"model": model.name, "n": args.n, "seed": args.seed, "written": [str(p) for p in written]},
           lambda d: "\n".join(d["written"]))
+    return 0
+
+
+def _fig1_grid(args, model, atlas, params):
+    """sample --strategy multilevel --grid: Katzir et al.'s Fig. 1 block for the chosen clusters
+    (levels fixed with --param show that cluster only; the others their first four)."""
+    from .imageio import save_grid
+    from .priors import fig1_grid
+    from .sample import grid_scale
+    from .sampling import Context
+    if args.strategy != "multilevel" or not args.out or args.out_dir:
+        raise LatentAtlasError("--grid renders the multi-level (Fig. 1) block: use it with --strategy multilevel "
+                               "and --out GRID.png (no --out-dir)")
+    mix = Context(model, atlas=atlas).get_atlas().mixture(params.pop("mixture", "learned"))
+    unknown = set(params) - {"coarse", "medium", "fine"}
+    if unknown:
+        raise LatentAtlasError(f"--grid: unknown parameter(s) {sorted(unknown)} (coarse, medium, fine, mixture)")
+    base = model.broadcast(model.mapping(model.sample_z(1, args.seed)))
+    grid, nrow = fig1_grid(model, mix, base, {lv: [int(k)] for lv, k in params.items() if k is not None})
+    path = save_grid(grid, args.out, nrow=nrow, scale=args.scale or grid_scale(grid.shape[0], model.img_resolution, nrow))
+    _emit(args, {"written": [str(path)]}, lambda d: "\n".join(d["written"]))
     return 0
 
 
@@ -478,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="StyleGAN2 per-pixel noise: const (stored buffers, default), random, none")
     s.add_argument("--scale", type=_positive_int, default=None,
                    help="grid pixel scale (default: about 512 px wide, at most 8x)")
+    s.add_argument("--grid", action="store_true",
+                   help="with --strategy multilevel: render the multi-level (Katzir et al. Fig. 1) block of "
+                        "cluster centres on the base code of --seed; levels fixed with --param show only that cluster")
     s.add_argument("--truncation-psi", type=_finite_float, default=1.0,
                    help="psi-truncation toward the mean w (W-space models only; default 1 = off)")
     s.add_argument("--truncation-cutoff", type=_positive_int, default=None,

@@ -74,6 +74,44 @@ def sample_levels(mixture, model, fixed: dict, n: int, seed: int = 0) -> torch.T
     return ws
 
 
+LEVELS = ("coarse", "medium", "fine")
+
+
+@torch.no_grad()
+def fig1_grid(model, mixture, base_ws: torch.Tensor, clusters: dict | None = None, max_per_level: int = 4):
+    """Katzir et al.'s Fig. 1 block: images [n, C, H, W] and the images per grid row. One block
+    per coarse cluster (side by side, a blank column between blocks), one row per medium
+    cluster, one column per fine cluster; each level's W+ rows set to its cluster centre on the
+    base code ``base_ws`` [1, num_ws, w_dim]. ``clusters``: level -> the cluster indices to show
+    (default: the first ``max_per_level`` of each level)."""
+    for lv in LEVELS:
+        if not mixture.n_clusters.get(lv) or lv not in mixture.level_ranges:
+            raise LatentAtlasError(f"the Fig. 1 grid needs clusters on all three levels; '{lv}' has none")
+    chosen = {lv: list((clusters or {}).get(lv) or range(min(max_per_level, mixture.n_clusters[lv])))
+              for lv in LEVELS}
+    for lv, ks in chosen.items():
+        bad = [k for k in ks if not 0 <= k < mixture.n_clusters[lv]]
+        if bad:
+            raise LatentAtlasError(f"cluster(s) {bad} out of range for level {lv!r} (0..{mixture.n_clusters[lv] - 1})")
+    cs = {lv: mixture.centres(lv) for lv in LEVELS}
+    cell = {}
+    for c in chosen["coarse"]:
+        for md in chosen["medium"]:
+            for f in chosen["fine"]:
+                ws = base_ws.clone()
+                for lv, k in (("coarse", c), ("medium", md), ("fine", f)):
+                    a, b = mixture.level_ranges[lv]
+                    ws[:, a:b] = cs[lv][k].to(ws.device)
+                cell[c, md, f] = model.synthesis(ws).clamp(-1, 1).cpu()
+    blank = torch.ones_like(next(iter(cell.values())))
+    imgs = []
+    for md in chosen["medium"]:
+        for i, c in enumerate(chosen["coarse"]):
+            imgs += [cell[c, md, f] for f in chosen["fine"]] + ([blank] if i < len(chosen["coarse"]) - 1 else [])
+    kc, kf = len(chosen["coarse"]), len(chosen["fine"])
+    return torch.cat(imgs), kc * kf + kc - 1
+
+
 class EMMixture:
     """Diagonal-covariance Gaussian mixture in P-norm space, one per level, by EM.
 

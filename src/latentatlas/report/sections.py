@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
 import torch
 
 from ..errors import LatentAtlasError
@@ -84,24 +83,11 @@ def _latent_space(ctx: ReportContext) -> Section:
             parts.append(f"<p>{level} (W+ rows {a}–{b - 1}): one cluster per row, its rows replaced by 8 "
                          f"cluster samples on a fixed base code.</p>" + ctx.image(name, f"{kind} {level} clusters"))
         if all(mix.n_clusters.get(lv) for lv in ("coarse", "medium", "fine")):
+            from ..priors import fig1_grid
+            grid, nrow = fig1_grid(m, mix, base)
             kc, km, kf = (min(4, mix.n_clusters[lv]) for lv in ("coarse", "medium", "fine"))
-            cs = {lv: mix.centres(lv) for lv in ("coarse", "medium", "fine")}
-            cell = {}
-            for c in range(kc):
-                for md in range(km):
-                    for f in range(kf):
-                        ws = base.clone()
-                        for lv, k in (("coarse", c), ("medium", md), ("fine", f)):
-                            a, b = atlas.level_ranges[lv]
-                            ws[:, a:b] = cs[lv][k]
-                        cell[c, md, f] = m.synthesis(ws).clamp(-1, 1).cpu()
-            blank = torch.ones_like(cell[0, 0, 0])
-            imgs = []     # blocks side by side, a blank column between blocks
-            for md in range(km):
-                for c in range(kc):
-                    imgs += [cell[c, md, f] for f in range(kf)] + ([blank] if c < kc - 1 else [])
             name = f"multilevel-{kind}.png"
-            save_grid(torch.cat(imgs), ctx.out / name, nrow=kc * kf + kc - 1, scale=_scale(m))
+            save_grid(grid, ctx.out / name, nrow=nrow, scale=_scale(m))
             parts.append(f"<p>Seed 004 Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "
                          "one coarse cluster per block, one medium cluster per row, one fine cluster per column "
                          "(cluster centres).</p>" + ctx.image(name, "multi-level grid"))
