@@ -172,6 +172,18 @@ def _cases():
     c["dirs-random-bytes"] = lambda t, m: walk(_write(t / "d.npz", os.urandom(999)) + ":0", t)
     c["dirs-sigmas-mismatch"] = lambda t, m: walk(_dirs_file(t / "d.npz", np.ones((2, 128), np.float32),
                                                              sigmas=np.ones(5, np.float32)) + ":0", t)
+    # -- atlases --------------------------------------------------------------------------------------
+    def atlas_other_model(t, m):
+        assert main(["fit", "--model", "fashion-stylegan2", "--n", "500", "--clusters", "coarse=2,medium=2,fine=2",
+                     "--learned-steps", "0", "--out", str(t / "a.npz")]) == 0
+        return ["sample", "--model", str(R1 / "rosinality-sg2-32.pt"), "--n", "2", "--strategy", "pca-log",
+                "--atlas", str(t / "a.npz"), "--out", str(t / "o.png")]
+    c["atlas-of-another-model"] = atlas_other_model
+    c["atlas-random-bytes"] = lambda t, m: ["sample", "--model", "fashion-stylegan2", "--n", "2", "--strategy", "pca-log",
+                                            "--atlas", _write(t / "a.npz", os.urandom(3000)), "--out", str(t / "o.png")]
+    c["atlas-nan"] = lambda t, m: ["sample", "--model", "fashion-stylegan2", "--n", "2", "--strategy", "pca-log",
+                                   "--atlas", (np.savez(t / "a.npz", meta_json=np.array("{}"), **{"pnorm.mean": np.full(4, np.nan)}),
+                                               str(t / "a.npz"))[1], "--out", str(t / "o.png")]
     # -- images -----------------------------------------------------------------------------------
     inv = lambda d, t: ["invert", str(d), "--model", "fashion-wgangp", "--steps", "2", "--out", str(t / "inv")]
 

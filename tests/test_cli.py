@@ -224,3 +224,27 @@ def test_readme_python_section_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Tour: Python)", "exec"), {})
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_peer_conveniences_seeds_noise_scale_mix(tmp_path, capsys):
+    """--seeds ranges name the same latents as --seed/--n; --noise-mode is a real switch; mix
+    takes coarse rows from the row codes."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["sample", "--model", "fashion-stylegan2", "--seeds", "3-5,9", "--out-dir", str(a)]) == 0
+    assert main(["sample", "--model", "fashion-stylegan2", "--seed", "3", "--n", "3", "--out-dir", str(b)]) == 0
+    assert sorted(p.name for p in a.glob("*.png")) == ["seed000003.png", "seed000004.png", "seed000005.png", "seed000009.png"]
+    assert (a / "seed000004.png").read_bytes() == (b / "seed000004.png").read_bytes()
+    assert main(["sample", "--model", "fashion-stylegan2", "--seeds", "1-2", "--n", "3", "--out", str(tmp_path / "x.png")]) == 2
+    imgs = {}
+    for mode in ("const", "random", "none"):
+        assert main(["sample", "--model", "fashion-stylegan2", "--n", "2", "--noise-mode", mode, "--scale", "1",
+                     "--out", str(tmp_path / f"{mode}.png")]) == 0
+        imgs[mode] = np.asarray(Image.open(tmp_path / f"{mode}.png"), dtype=np.int16)
+    assert imgs["const"].shape == (36, 70) and np.abs(imgs["const"] - imgs["none"]).max() > 0
+    assert main(["sample", "--model", "fashion-wgangp", "--n", "2", "--noise-mode", "random", "--out", str(tmp_path / "y.png")]) == 2
+    assert main(["mix", "0-2", "10-11", "--model", "fashion-stylegan2", "--split", "coarse", "--scale", "1",
+                 "--out", str(tmp_path / "mix.png")]) == 0
+    grid = np.asarray(Image.open(tmp_path / "mix.png"))
+    assert grid.shape == (2 + 4 * 34, 2 + 3 * 34)
+    assert main(["mix", "0", "1", "--model", "fashion-wgangp", "--out", str(tmp_path / "m2.png")]) == 2
+    assert main(["mix", "0", "1", "--model", "fashion-stylegan2", "--split", "99", "--out", str(tmp_path / "m3.png")]) == 2

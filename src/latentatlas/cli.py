@@ -50,6 +50,8 @@ def _load(args, name: str | None = None):
     model = load_generator(name or args.model, device=args.device)
     for w in (model.info.extra or {}).get("warnings", []):
         log.warning("%s: %s", model.name, w)
+    if args.device == "auto":
+        log.info("device: %s (--device auto)", model.device)
     if getattr(args, "class_label", None) is not None:
         model.set_class(args.class_label)
     if getattr(args, "truncation", None) is not None:
@@ -157,6 +159,65 @@ def _fig1_grid(args, model, atlas, params):
     grid, nrow = fig1_grid(model, mix, base, {lv: [int(k)] for lv, k in params.items() if k is not None})
     path = save_grid(grid, args.out, nrow=nrow, scale=args.scale or grid_scale(grid.shape[0], model.img_resolution, nrow))
     _emit(args, {"written": [str(path)]}, lambda d: "\n".join(d["written"]))
+    return 0
+
+
+def _codes(model, spec: str) -> tuple[torch.Tensor, list[str]]:
+    """W+ codes [N, num_ws, w_dim] and labels from seeds ('0-3,7') or a latents file (.npz from
+    'sample --out-dir' or 'invert', key 'ws')."""
+    import numpy as np
+    import torch
+
+    from .sample import parse_seeds
+    if spec.endswith(".npz"):
+        from .validate import read_npz
+        ws = read_npz(spec, "latents", {"ws": ("f", None)})["ws"]
+        ws = torch.from_numpy(np.asarray(ws, dtype=np.float32))
+        ws = ws[None] if ws.ndim == 2 else ws
+        if ws.ndim != 3 or tuple(ws.shape[1:]) != (model.num_ws, model.w_dim):
+            raise LatentAtlasError(f"{spec}: ws has shape {list(ws.shape)}, model '{model.name}' needs "
+                                   f"[N, {model.num_ws}, {model.w_dim}]")
+        return ws.to(model.device), [f"{Path(spec).stem}[{i}]" for i in range(ws.shape[0])]
+    seeds = parse_seeds(spec)
+    with torch.no_grad():
+        return model.broadcast(model.mapping(model.latents_for(seeds))), [f"seed {s}" for s in seeds]
+
+
+def cmd_mix(args):
+    """Style mixing: coarse rows from the row codes, the rest from the column codes."""
+    import torch
+
+    from .imageio import save_grid
+    from .priors import default_level_ranges
+    from .sample import grid_scale
+    model = _load(args)
+    model.require_mapping("style mixing")
+    levels = default_level_ranges(model.num_ws)
+    if args.split in levels:
+        cutoff = levels[args.split][1]
+    else:
+        try:
+            cutoff = int(args.split)
+        except ValueError:
+            raise LatentAtlasError(f"--split must be coarse, medium, fine or a W+ row in 1..{model.num_ws - 1}") from None
+    if not 0 < cutoff < model.num_ws:
+        raise LatentAtlasError(f"--split {args.split}: W+ row {cutoff} is not inside 1..{model.num_ws - 1}")
+    a, _ = _codes(model, args.rows)
+    b, _ = _codes(model, args.cols)
+    if a.shape[0] * b.shape[0] > 4096:
+        raise LatentAtlasError(f"{a.shape[0]} x {b.shape[0]} mixes is too many for one grid (limit 4096)")
+    blank = torch.ones(1, model.img_channels, model.img_resolution, model.img_resolution)
+    with torch.no_grad():
+        ia, ib = model.synthesis(a).clamp(-1, 1).cpu(), model.synthesis(b).clamp(-1, 1).cpu()
+        cells = [blank] + [ib[j:j + 1] for j in range(b.shape[0])]
+        for i in range(a.shape[0]):
+            mixed = model.mix(a[i:i + 1].expand(b.shape[0], -1, -1), b, cutoff)
+            cells += [ia[i:i + 1], model.synthesis(mixed).clamp(-1, 1).cpu()]
+    grid = torch.cat(cells)
+    nrow = b.shape[0] + 1
+    path = save_grid(grid, args.out, nrow=nrow, scale=args.scale or grid_scale(grid.shape[0], model.img_resolution, nrow))
+    _emit(args, {"out": str(path), "cutoff": cutoff, "rows": a.shape[0], "cols": b.shape[0]},
+          lambda d: f"wrote {d['out']}: W+ rows 0..{cutoff - 1} from each row's code, the rest from each column's")
     return 0
 
 
@@ -598,6 +659,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="directions file (.npz)")
     s.set_defaults(fn=cmd_directions)
+
+    s = sub.add_parser("mix", parents=[common], help="style mixing of seeds or saved latents by level",
+                       description="Style mixing: a grid whose first row holds the column codes and first "
+                                   "column the row codes; cell (i, j) takes W+ rows 0..split-1 from row code i "
+                                   "and the rest from column code j. Codes are seeds (0-3,7) or a latents .npz "
+                                   "(from 'sample --out-dir' or 'invert').")
+    s.add_argument("rows", help="row codes: seeds like 0-3,7 or a latents .npz")
+    s.add_argument("cols", help="column codes: seeds like 10-13 or a latents .npz")
+    s.add_argument("--model", required=True)
+    s.add_argument("--split", default="coarse",
+                   help="rows taken from the row codes: coarse, medium (coarse+medium), fine or a W+ row index "
+                        "(default %(default)s)")
+    s.add_argument("--out", required=True, help="grid .png")
+    s.add_argument("--scale", type=_positive_int, default=None, help="grid pixel scale (default: about 512 px wide)")
+    s.set_defaults(fn=cmd_mix)
 
     s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip or GIF)",
                        description="Walk N samples along one direction from -extent to +extent sigma. linear: "

@@ -1,4 +1,4 @@
-"""Diamond in the rough (Wen et al., NeurIPS 2021; seed 002, METHODS.md §3): a realism path on
+"""Diamond in the rough (Wen et al., NeurIPS 2021; Diamond in the rough, METHODS.md §3): a realism path on
 the √n-sphere of a Gaussian latent space toward "protoimages".
 
 Building blocks, all batched over the first dimension:
@@ -64,7 +64,7 @@ def _feature_distance_init(model, target_feats, n_init, seed, feats, batch=250):
 
 def recover_z(model, images: torch.Tensor, cfg: RecoveryConfig = RecoveryConfig(), *,
               progress: bool = False) -> torch.Tensor:
-    """z1 [N, z_dim] with G(z1) ≈ images (seed 002 eq. 5). Without a discriminator (e.g.
+    """z1 [N, z_dim] with G(z1) ≈ images (Diamond in the rough eq. 5). Without a discriminator (e.g.
     ``faces-dcgan``) the feature term is dropped (α = 0) and the initialisation uses pixel
     distance instead; the result records nothing else differently."""
     from tqdm import trange
@@ -169,7 +169,7 @@ def realism_step(z0: torch.Tensor, z_p: torch.Tensor, sigma) -> torch.Tensor:
 def midpoint_score(model, real: torch.Tensor, n_fake: int = 1000, seed: int = 0, poor_quantile: float = 0.25,
                    batch: int = 250) -> float:
     """m = midpoint between the mean critic score of real images and of poor samples (the
-    lowest-scoring ``poor_quantile`` of random samples) — our concrete reading of seed 002's
+    lowest-scoring ``poor_quantile`` of random samples) — our concrete reading of Diamond in the rough's
     'middle ground between scores given for real images and poorly generated images'."""
     with torch.no_grad():
         sr = torch.cat([model.score(real[i:i + batch].to(model.device)) for i in range(0, real.shape[0], batch)])
@@ -186,14 +186,14 @@ class SigmaConfig:
     steps: int = 100
     sigma_min: float = 0.0
     sigma_max: float = 1.0
-    solver: str = "adam"        # "adam": seed 002 as written; "bracket": the same argmin, forward passes only
+    solver: str = "adam"        # "adam": Diamond in the rough as written; "bracket": the same argmin, forward passes only
     grid: int = 5               # bracket solver: σ grid points over [σ_min, σ_max]
     refine: int = 3             # bracket solver: Illinois regula-falsi steps inside the chosen bracket
 
 
 def optimise_sigma(model, z0: torch.Tensor, z_p: torch.Tensor, cfg: SigmaConfig = SigmaConfig(), *,
                    batch: int | None = None) -> torch.Tensor:
-    """σ* [N] in [σ_min, σ_max] (seed 002 eq. 9), optimised on the batch as a whole (the
+    """σ* [N] in [σ_min, σ_max] (Diamond in the rough eq. 9), optimised on the batch as a whole (the
     critic's minibatch-std sees it); very large N is processed in chunks of ``batch``.
 
     ``solver="adam"`` runs the paper's Adam descent on mean (D(G(ẑ)) − m)² from σ = init.

@@ -40,7 +40,7 @@ log = logging.getLogger("latentatlas")
 class InversionConfig:
     space: str = "wplus"                  # z | w | wplus | pnorm+
     steps: int = 1200                     # maximum optimisation steps per image
-    lr: float = 0.01                      # Adam learning rate (II2S, seed 002: 0.01)
+    lr: float = 0.01                      # Adam learning rate (II2S, Diamond in the rough: 0.01)
     lr_rampup: float = 0.05               # linear warm-up over this share of the steps
     lr_rampdown: float = 0.25             # cosine ramp-down over this final share
     pixel_loss: str = "mse"               # mse | l1

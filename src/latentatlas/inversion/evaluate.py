@@ -1,4 +1,4 @@
-"""The II2S evaluation framework (seed 003 §4, METHODS.md §5) for any set of inversion methods.
+"""The II2S evaluation framework (II2S §4, METHODS.md §5) for any set of inversion methods.
 
 Per method and target set:
 
@@ -33,7 +33,7 @@ METHODS = {
     # II2S's r = 5 is for 18 W+ rows (a typical 18-vector of N(0, 1) has norm ~4.2); the same
     # relative radius for a model with L rows is 5·sqrt(L/18), filled in per model.
     "W+ project 5·√(L/18)": dict(space="wplus", regularizer="pnorm-project", reg_value="scaled"),
-    # The II2S L2 term and seed 000's Mahalanobis prior are the same quantity (‖v‖² in P-norm,
+    # The II2S L2 term and Wulff & Torralba's Mahalanobis prior are the same quantity (‖v‖² in P-norm,
     # summed over rows; METHODS.md §1); the table shows them at two weights of the trade-off.
     "W+ L2 1e-6": dict(space="wplus", regularizer="pnorm-l2", reg_value=1e-6),
     "W+ Gaussian prior 1e-5": dict(space="wplus", regularizer="mahalanobis", reg_value=1e-5),

@@ -262,7 +262,7 @@ class GANModel:
         return self.D(images).reshape(-1)
 
     def features(self, images: torch.Tensor, independent: bool = False) -> torch.Tensor:
-        """Intermediate discriminator features [N, F] (the D_f of seed 002). With
+        """Intermediate discriminator features [N, F] (the D_f of Diamond in the rough). With
         ``independent=True`` the minibatch-std layer sees each image alone, so an image's
         features do not depend on the other images of the batch."""
         self.require_discriminator("features")

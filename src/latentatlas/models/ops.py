@@ -182,7 +182,7 @@ def minibatch_std(x: torch.Tensor, group_size: int = 4, num_channels: int = 1) -
 
     Samples ``i, i + N/G, i + 2N/G, ...`` form a group. G = min(group_size, N) when that
     divides N (the upstream rule); otherwise G = gcd(group_size, N), so any batch size works.
-    This is the layer that lets a critic see a batch's diversity (seed 002).
+    This is the layer that lets a critic see a batch's diversity (Diamond in the rough).
     """
     n, c, h, w = x.shape
     g = min(group_size, n) if group_size else n

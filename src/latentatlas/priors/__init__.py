@@ -1,6 +1,6 @@
 """Priors over a StyleGAN's W space.
 
-* :class:`GaussianPrior`: the Gaussian fit in P (seed 000). ``mahalanobis(w)`` =
+* :class:`GaussianPrior`: the Gaussian fit in P (Wulff & Torralba). ``mahalanobis(w)`` =
   (p − μ)ᵀ Σ⁻¹ (p − μ) = ‖v‖² in P-norm coordinates; for W+ the rows' terms are summed
   (``reduce="mean"`` averages). ``log_density`` is the Gaussian log-density of p.
   Differentiable: usable as an inversion regulariser.

@@ -1,4 +1,4 @@
-"""Learned multi-level mixture of Gaussians (Katzir et al., seed 004; METHODS.md §2).
+"""Learned multi-level mixture of Gaussians (Katzir et al., Katzir et al.; METHODS.md §2).
 
 No reference code exists; the structure follows the paper's abstract and Fig. 1. For each level
 ℓ (a group of W+ rows: coarse / medium / fine):

@@ -45,7 +45,7 @@ def _latent_space(ctx: ReportContext) -> Section:
     m = ctx.model
     if not m.has_mapping:
         return Section("latent-space", "Latent space", _note(f"'{m.name}' has only a Gaussian Z space: there is "
-                                                              "no W/P/P-norm to map (seed 000/003 need a mapping network)."))
+                                                              "no W/P/P-norm to map (Wulff & Torralba / II2S need a mapping network)."))
     from ..atlas import get_atlas
     from ..spaces.diagnostics import normality_table, plot_marginals, space_samples
     atlas = ctx.atlas or get_atlas(m, n=ctx.atlas_n, learned_steps=ctx.learned_steps)
@@ -54,7 +54,7 @@ def _latent_space(ctx: ReportContext) -> Section:
     plot_marginals(s, ctx.out / "marginals.png")
     parts = [f"<p>Atlas: N = {atlas.meta['n']} mapped latents, timings {html.escape(str(atlas.meta['timings']))}. "
              "W is skewed and heavy-tailed, P (W through the inverse LeakyReLU) is close to Gaussian, "
-             "P-norm is whitened (seed 003, Fig. 1).</p>", table(normality_table(s)),
+             "P-norm is whitened (II2S, Fig. 1).</p>", table(normality_table(s)),
              ctx.image("marginals.png", "marginal histograms of W, P and P-norm")]
     # per-level cluster grids and the Fig. 1-style grid
     base = m.broadcast(m.mapping(m.sample_z(1, ctx.seed)))
@@ -88,7 +88,7 @@ def _latent_space(ctx: ReportContext) -> Section:
             kc, km, kf = (min(4, mix.n_clusters[lv]) for lv in ("coarse", "medium", "fine"))
             name = f"multilevel-{kind}.png"
             save_grid(grid, ctx.out / name, nrow=nrow, scale=_scale(m))
-            parts.append(f"<p>Seed 004 Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "
+            parts.append(f"<p>Katzir et al. Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "
                          "one coarse cluster per block, one medium cluster per row, one fine cluster per column "
                          "(cluster centres).</p>" + ctx.image(name, "multi-level grid"))
     return Section("latent-space", "Latent space", "".join(parts))
@@ -208,7 +208,7 @@ def _inversion(ctx: ReportContext) -> Section:
         fig.tight_layout()
         fig.savefig(ctx.out / "pnorm_hist.png", dpi=100)
         plt.close(fig)
-        parts.append("<p>P-norm+ histograms of the embeddings (seed 003 §4: mass far outside the Gaussian "
+        parts.append("<p>P-norm+ histograms of the embeddings (II2S §4: mass far outside the Gaussian "
                      "range = overfitting).</p>" + ctx.image("pnorm_hist.png", "P-norm+ histograms"))
     ctx.figures["inversion"] = rows
     return Section("inversion", "Inversion", "".join(parts))

@@ -1,4 +1,4 @@
-"""Sampling strategies, registered by name (seeds 000, 002, 004; METHODS.md §2–3).
+"""Sampling strategies, registered by name (Wulff & Torralba, Diamond in the rough, Katzir et al.; METHODS.md §2–3).
 
 A strategy maps a batch of latents to modified latents; the original is kept by the caller for
 comparison (faithfulness). ``apply_strategy(model, name, latents, **params) -> Latents``.
@@ -7,11 +7,11 @@ comparison (faithfulness). ``apply_strategy(model, name, latents, **params) -> L
 * ``truncation`` — W: ``w' = w̄ + ψ (w − w̄)`` on rows [start, stop); Z-only models: entries with
   ``|z_i| > t`` are resampled (BigGAN), from a generator seeded by the latent's own bytes so the
   result does not depend on the batch.
-* ``pca-log`` — seed 000: in P-norm coordinates, components with ``|v_i| > τ`` become
+* ``pca-log`` — Wulff & Torralba: in P-norm coordinates, components with ``|v_i| > τ`` become
   ``sign(v_i)(τ + log(1 + |v_i| − τ))``, optionally only the first K components.
-* ``cluster`` — seed 004: per level, ``k = C_ℓ(w)``, the level's rows become
+* ``cluster`` — Katzir et al.: per level, ``k = C_ℓ(w)``, the level's rows become
   ``c_{ℓ,k} + ψ_ℓ (w − c_{ℓ,k})`` (``mixture=em`` or ``learned`` from the atlas).
-* ``diamond`` — seed 002: realism path toward protoimages in Z (see ``latentatlas.diamond``).
+* ``diamond`` — Diamond in the rough: realism path toward protoimages in Z (see ``latentatlas.diamond``).
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class Context:
     diamond: dict = field(default_factory=dict)
 
     def mean_proto(self, n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, seed=0, n_init=1000) -> torch.Tensor:
-        """The mean protoimage latent (seed 002 appendix D), searched once per setting."""
+        """The mean protoimage latent (Diamond in the rough appendix D), searched once per setting."""
         key = ("proto", int(n_proto), int(recovery_steps), float(lam), int(proto_iter), int(seed), int(n_init))
         if key not in self.diamond:
             self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed, n_init)
@@ -187,7 +187,7 @@ def _truncation(model, lat, ctx, psi=1.0, start=0, stop=None, t=None):
 # -- PCA log-compression -------------------------------------------------------------------------
 
 def log_compress(v: torch.Tensor, tau: float, k: int | None = None) -> torch.Tensor:
-    """Seed 000: |v_i| > τ -> sign(v_i)(τ + log(1 + |v_i| − τ)) on the first k components."""
+    """Wulff & Torralba: |v_i| > τ -> sign(v_i)(τ + log(1 + |v_i| − τ)) on the first k components."""
     if math.isinf(tau):
         return v
     out = v.clone()
@@ -198,7 +198,7 @@ def log_compress(v: torch.Tensor, tau: float, k: int | None = None) -> torch.Ten
     return out
 
 
-def _pca_log(model, lat, ctx, tau=float("inf"), k=None):
+def _pca_log(model, lat, ctx, tau=2.0, k=None):
     tau = float(tau)
     if math.isinf(tau):
         return lat
@@ -311,9 +311,10 @@ register(Strategy("none", _none, {}, [{}], doc="no change"))
 register(Strategy("truncation", _truncation, {"psi": 1.0, "start": 0, "stop": None, "t": None},
                   [{"psi": p} for p in PSI_GRID],
                   doc="psi-truncation toward the mean w (rows [start, stop)); Z-only models: resample |z_i| > t"))
-register(Strategy("pca-log", _pca_log, {"tau": INF, "k": None},
+register(Strategy("pca-log", _pca_log, {"tau": 2.0, "k": None},
                   [{"tau": t} for t in (INF, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0)], needs=("mapping",),
-                  doc="PCA log-compression in P-norm (Wulff & Torralba): |v_i| > tau compressed logarithmically"))
+                  doc="PCA log-compression in P-norm (Wulff & Torralba): |v_i| > tau compressed logarithmically "
+                      "(default tau=2: mild; tau=inf is off)"))
 register(Strategy("cluster", _cluster, {"psi": 1.0, "psi_coarse": None, "psi_medium": None, "psi_fine": None,
                                         "mixture": "em"},
                   [{"psi": 1.0, "mixture": "em"}] + [{"psi": p, "mixture": mix} for mix in ("em", "learned")

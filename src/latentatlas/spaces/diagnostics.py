@@ -1,4 +1,4 @@
-"""Normality diagnostics of W, P and P-norm (reproduces seed 003's Fig. 1: W is skewed and
+"""Normality diagnostics of W, P and P-norm (reproduces II2S's Fig. 1: W is skewed and
 heavy-tailed, P is Gaussian-like, P-norm is isotropic)."""
 from __future__ import annotations
 

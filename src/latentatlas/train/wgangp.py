@@ -1,6 +1,6 @@
 """Trainer for the bundled ``fashion-wgangp``: a DCGAN-style generator (z in R^128) against a
 WGAN-GP critic with a minibatch-std layer (Gulrajani et al. 2017; the "low-complexity GAN"
-that seed 002's realism path targets). n_critic critic steps per generator step,
+that Diamond in the rough's realism path targets). n_critic critic steps per generator step,
 gradient penalty weight 10, Adam(1e-4, betas (0.5, 0.9))."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ number of points, results [steps, N, ...].
 
 * :func:`linear` and :func:`slerp` interpolations;
 * :func:`norm_preserving_walk` — DP-LaSE's Gaussian case, ``z_dp = ‖z0‖/‖z0 + εγ‖ (z0 + εγ)``;
-* :func:`great_circle` — seed 002's walk on the √n-sphere (``diamond.great_circle_walk``);
+* :func:`great_circle` — Diamond in the rough's walk on the √n-sphere (``diamond.great_circle_walk``);
 * :func:`pnorm_plus_interp` — linear interpolation of two W+ codes in P-norm+ coordinates;
 * :func:`learned_dp_walk` — DP-LaSE's learned walk ``z0 + εγ + C(z0, ε, γ)`` with a trained
   :class:`~latentatlas.walks.density.DPWalkModel`.
@@ -51,7 +51,7 @@ def norm_preserving_walk(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tenso
 
 def great_circle(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Walk on the √n-sphere through z0 in the plane of (z0, γ): the point at angle
-    ε·|γ|/√n from proj(z0), so small ε matches the linear step (seed 002's great circle)."""
+    ε·|γ|/√n from proj(z0), so small ε matches the linear step (Diamond in the rough's great circle)."""
     n = z0.shape[-1]
     a = sphere_proj(z0)
     u = a / a.norm(dim=-1, keepdim=True)

@@ -1,4 +1,4 @@
-"""DP-LaSE's learned density model, correction module and direction discovery (seed 001,
+"""DP-LaSE's learned density model, correction module and direction discovery (DP-LaSE,
 METHODS.md §4). The public DP-LaSE code has none of these; this is our implementation.
 
 * :class:`MonotoneCDF` ``F`` — one monotone network per dimension (the paper assumes i.i.d.

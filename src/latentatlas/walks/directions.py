@@ -9,7 +9,7 @@
 * ``mean-diff`` — mean w of samples the feature network assigns to class a minus that of class b
   (or of all other classes), one direction per class by default.
 * ``linear-classifier`` — weight vector of a logistic-regression probe on w per class.
-* ``diamond`` — the Z direction from a sample toward the mean protoimage (seed 002).
+* ``diamond`` — the Z direction from a sample toward the mean protoimage (Diamond in the rough).
 
 Every direction set is ``[K, D]`` unit rows in space ``w`` or ``z``, with ``sigmas`` [K] (the
 standard deviation of sampled latents' projections, so edits are given in σ units).
