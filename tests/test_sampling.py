@@ -187,3 +187,19 @@ def test_multilevel_sampling_keeps_the_fixed_cluster(tiny_sg2, tmp_path):
         assert torch.allclose(half.ws, new.ws[:12])
     ws = atlas.mixture("learned").sample_levels({"coarse": 2, "fine": 1}, 5, seed=3)
     assert ws.shape == (5, tiny_sg2.num_ws, tiny_sg2.w_dim)
+
+
+def test_truncation_parameters_must_fit_the_model(tiny_sg2):
+    """ψ needs W; the resampling threshold t is for Z-only models; the sweep picks the right one."""
+    from latentatlas.errors import LatentAtlasError
+    from latentatlas.models.registry import load_generator
+    from latentatlas.sampling import Context, apply_strategy, default_sweep, initial_latents
+    z_model = load_generator("fashion-wgangp")
+    with pytest.raises(LatentAtlasError, match="need a W space"):
+        apply_strategy(z_model, "truncation", initial_latents(z_model, z_model.sample_z(2)), Context(z_model), psi=0.5)
+    with pytest.raises(LatentAtlasError, match="Z-only models"):
+        apply_strategy(tiny_sg2, "truncation", initial_latents(tiny_sg2, tiny_sg2.sample_z(2)), Context(tiny_sg2), t=0.5)
+    assert [p["t"] for p in default_sweep(z_model, "truncation")][-1] == 0.1
+    assert "psi" in default_sweep(tiny_sg2, "truncation")[1]
+    lat = apply_strategy(z_model, "truncation", initial_latents(z_model, z_model.sample_z(4)), Context(z_model), t=0.5)
+    assert lat.z.abs().max() <= 0.5

@@ -103,7 +103,7 @@ def _sampling(ctx: ReportContext) -> Section:
     from ..sample import sample_with_strategy
     from ..sampling import Context
     m = ctx.model
-    sctx = Context(m, atlas=ctx.figures.get("atlas"))
+    sctx = Context(m, atlas=ctx.figures.get("atlas") or ctx.atlas)
     parts = ["<p>The same 16 seeds under each strategy.</p>"]
     for name, params in SHOWCASE:
         if not m.has_mapping and name == "truncation":

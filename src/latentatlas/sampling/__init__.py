@@ -172,6 +172,12 @@ def resample_truncate_z(z: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def _truncation(model, lat, ctx, psi=1.0, start=0, stop=None, t=None):
+    if model.has_mapping and t is not None:
+        raise LatentAtlasError(f"truncation: t (resampling threshold in Z) applies to Z-only models; model "
+                               f"'{model.name}' truncates in W with psi")
+    if not model.has_mapping and (psi != 1.0 or start != 0 or stop is not None):
+        raise LatentAtlasError(f"truncation: psi/start/stop need a W space; model '{model.name}' is Z-only: "
+                               f"use t (entries with |z_i| > t resampled, BigGAN-style)")
     if model.has_mapping:
         if psi == 1.0:
             return lat
@@ -307,6 +313,15 @@ def _mean_proto(model, n, steps, lam, iters, seed, n_init=1000):
 INF = float("inf")
 # one ψ grid for global and cluster truncation (both mixtures), so their sweeps compare point by point
 PSI_GRID = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)
+# Z-only models: BigGAN-style resampling thresholds (Diamond in the rough's truncation baseline)
+T_GRID = (INF, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+def default_sweep(model, name: str) -> list[dict]:
+    """The parameter points a strategy is evaluated at on this model."""
+    if name == "truncation" and not model.has_mapping:
+        return [{"t": t} for t in T_GRID]
+    return get_strategy(name).sweep
 register(Strategy("none", _none, {}, [{}], doc="no change"))
 register(Strategy("truncation", _truncation, {"psi": 1.0, "start": 0, "stop": None, "t": None},
                   [{"psi": p} for p in PSI_GRID],

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..errors import LatentAtlasError
 from ..metrics.distribution import feature_stats, frechet_distance, kid, prdc
 from ..metrics.features import get_extractor, reference_stats
-from . import Context, apply_strategy, get_strategy, initial_latents, render
+from . import Context, apply_strategy, default_sweep, get_strategy, initial_latents, render
 
 
 def _fmt_params(p: dict) -> str:
@@ -45,7 +45,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     real = ref["feats"].astype(np.float64)
     ctx = ctx or Context(model)
     for name in strategies:
-        if not (sweeps or {}).get(name, get_strategy(name).sweep):
+        if not (sweeps or {}).get(name, default_sweep(model, name)):
             raise LatentAtlasError(f"strategy '{name}' has no parameter sweep to evaluate (it samples chosen "
                                    f"clusters, not a quality-diversity trade-off)")
     # originals, once
@@ -61,8 +61,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             base_cls.append(ext.net.head(f).argmax(1).cpu())
     rows = []
     for name in strategies:
-        s = get_strategy(name)
-        points = (sweeps or {}).get(name, s.sweep)
+        points = (sweeps or {}).get(name, default_sweep(model, name))
         for params in points:
             t0 = time.perf_counter()
             feats, pix, fdist, same = [], [], [], []
