@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..errors import LatentAtlasError
 from ..metrics.distribution import feature_stats, frechet_distance, kid, prdc
 from ..metrics.features import get_extractor, reference_stats
-from . import Context, apply_strategy, default_sweep, get_strategy, initial_latents, render
+from . import Context, apply_strategy, default_sweep, initial_latents, render
 
 
 def _fmt_params(p: dict) -> str:
