@@ -122,7 +122,8 @@ def cmd_sample(args):
         check_fits(args.n, model.img_channels, model.img_resolution, "sample --out (a grid holds every image)",
                    hint="; --out-dir alone writes the images as they are made")
     lat_dim = model.z_dim + (model.num_ws * model.w_dim if model.has_mapping else 0)
-    check_fits(args.n, 1, 1, "sample (latents kept for latents.npz)", copies=lat_dim)
+    check_fits(args.n, 1, 1, "sample (latents kept for latents.npz)", copies=lat_dim,
+               unit=f"latents of {lat_dim} values")
     from .sampling import Context
     atlas = _atlas(args, model, args.strategy in ("pca-log", "cluster", "multilevel"),
                    "only the pca-log, cluster and multilevel strategies read an atlas")
@@ -156,13 +157,13 @@ def _fig1_grid(args, model, atlas, params):
     if unknown:
         raise LatentAtlasError(f"--grid: unknown parameter(s) {sorted(unknown)} (coarse, medium, fine, mixture)")
     base = model.broadcast(model.mapping(model.sample_z(1, args.seed)))
-    grid, nrow = fig1_grid(model, mix, base, {lv: [int(k)] for lv, k in params.items() if k is not None})
+    grid, nrow, _ = fig1_grid(model, mix, base, {lv: [int(k)] for lv, k in params.items() if k is not None})
     path = save_grid(grid, args.out, nrow=nrow, scale=args.scale or grid_scale(grid.shape[0], model.img_resolution, nrow))
     _emit(args, {"written": [str(path)]}, lambda d: "\n".join(d["written"]))
     return 0
 
 
-def _codes(model, spec: str) -> tuple[torch.Tensor, list[str]]:
+def _codes(model, spec: str) -> tuple:
     """W+ codes [N, num_ws, w_dim] and labels from seeds ('0-3,7') or a latents file (.npz from
     'sample --out-dir' or 'invert', key 'ws')."""
     import numpy as np

@@ -81,10 +81,12 @@ def check_output(path, kind: str | None = None) -> Path:
     return path
 
 
-def check_fits(n: int, channels: int, resolution: int, what: str, *, copies: int = 3, hint: str = ""):
+def check_fits(n: int, channels: int, resolution: int, what: str, *, copies: int = 3, hint: str = "",
+               unit: str | None = None):
     """Refuse up front when ``n`` float images (``copies`` of them alive at once) exceed the
-    memory budget."""
+    memory budget; ``unit`` names the items when they are not images."""
     need = int(n) * channels * resolution * resolution * 4 * copies
     if need > MEMORY_BUDGET_BYTES:
-        raise LatentAtlasError(f"{what}: {n:,} images of {channels}x{resolution}x{resolution} need about "
+        unit = unit or f"images of {channels}x{resolution}x{resolution}"
+        raise LatentAtlasError(f"{what}: {n:,} {unit} need about "
                                f"{need / 2 ** 30:.1f} GiB (limit {MEMORY_BUDGET_BYTES // 2 ** 30} GiB){hint}")

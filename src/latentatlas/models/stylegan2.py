@@ -429,7 +429,7 @@ class StyleGAN2Discriminator(nn.Module):
         x = e.conv(x)
         return e.fc(x.flatten(1))
 
-    def features(self, img, mbstd_group: int | None = None, c=None):
+    def features(self, img, mbstd_group: int | None = None):
         """``mbstd_group=1`` makes each image's features independent of the rest of the batch."""
         return self.trunk(img, mbstd_group)
 

@@ -52,11 +52,12 @@ class GaussianPrior:
         return rows * const - 0.5 * m
 
 
-def sample_levels(mixture, model, fixed: dict, n: int, seed: int = 0) -> torch.Tensor:
+def sample_levels(mixture, model, fixed: dict, n: int, seed: int = 0, base: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-level sampling (Katzir et al., Fig. 1): W+ codes [n, num_ws, w_dim] whose rows of
     each level in ``fixed`` (level -> cluster index) come from that cluster of the level's
-    mixture, and whose other levels are free (the model's own w of seed ``seed + i``). Row i is
-    drawn from seeds derived from ``seed + i`` alone, so any batch size gives the same codes."""
+    mixture, and whose other levels are free: ``base`` [n, num_ws, w_dim] when given, else the
+    model's own w of seed ``seed + i``. Row i is drawn from seeds derived from ``seed + i`` alone,
+    so any batch size gives the same codes."""
     for level, k in fixed.items():
         if level not in mixture.level_ranges:
             raise LatentAtlasError(f"unknown level {level!r}; levels: {', '.join(mixture.level_ranges)}")
@@ -66,7 +67,7 @@ def sample_levels(mixture, model, fixed: dict, n: int, seed: int = 0) -> torch.T
         if not 0 <= int(k) < K:
             raise LatentAtlasError(f"cluster {k} out of range for level {level!r} (0..{K - 1})")
     with torch.no_grad():
-        ws = model.broadcast(model.mapping(model.sample_z(n, seed))).clone()
+        ws = (base if base is not None else model.broadcast(model.mapping(model.sample_z(n, seed)))).clone()
         for li, (level, k) in enumerate(sorted(fixed.items())):
             a, b = mixture.level_ranges[level]
             rows = [mixture.sample(level, int(k), 1, seed=((seed + i) * 7 + li + 1) % 2 ** 63) for i in range(n)]
@@ -79,7 +80,8 @@ LEVELS = ("coarse", "medium", "fine")
 
 @torch.no_grad()
 def fig1_grid(model, mixture, base_ws: torch.Tensor, clusters: dict | None = None, max_per_level: int = 4):
-    """Katzir et al.'s Fig. 1 block: images [n, C, H, W] and the images per grid row. One block
+    """Katzir et al.'s Fig. 1 block: images [n, C, H, W], the images per grid row and the cluster
+    indices shown per level. One block
     per coarse cluster (side by side, a blank column between blocks), one row per medium
     cluster, one column per fine cluster; each level's W+ rows set to its cluster centre on the
     base code ``base_ws`` [1, num_ws, w_dim]. ``clusters``: level -> the cluster indices to show
@@ -109,7 +111,7 @@ def fig1_grid(model, mixture, base_ws: torch.Tensor, clusters: dict | None = Non
         for i, c in enumerate(chosen["coarse"]):
             imgs += [cell[c, md, f] for f in chosen["fine"]] + ([blank] if i < len(chosen["coarse"]) - 1 else [])
     kc, kf = len(chosen["coarse"]), len(chosen["fine"])
-    return torch.cat(imgs), kc * kf + kc - 1
+    return torch.cat(imgs), kc * kf + kc - 1, chosen
 
 
 class EMMixture:

@@ -69,7 +69,6 @@ class _Level(nn.Module):
         return self.mapping(u, self.label.expand(u.shape[0], -1) if self.label is not None else None)
 
     def draw(self, n: int, k: torch.Tensor | None = None, generator=None):
-        K = self.means.shape[0]
         if k is None:
             k = torch.multinomial(torch.softmax(self.logits, 0), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.means.shape[1], generator=generator, device=self.means.device)

@@ -84,8 +84,8 @@ def _latent_space(ctx: ReportContext) -> Section:
                          f"cluster samples on a fixed base code.</p>" + ctx.image(name, f"{kind} {level} clusters"))
         if all(mix.n_clusters.get(lv) for lv in ("coarse", "medium", "fine")):
             from ..priors import fig1_grid
-            grid, nrow = fig1_grid(m, mix, base)
-            kc, km, kf = (min(4, mix.n_clusters[lv]) for lv in ("coarse", "medium", "fine"))
+            grid, nrow, shown = fig1_grid(m, mix, base)
+            kc, km, kf = (len(shown[lv]) for lv in ("coarse", "medium", "fine"))
             name = f"multilevel-{kind}.png"
             save_grid(grid, ctx.out / name, nrow=nrow, scale=_scale(m))
             parts.append(f"<p>Katzir et al. Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "

@@ -241,12 +241,9 @@ def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="l
     if not fixed:
         raise LatentAtlasError("multilevel: fix at least one level, e.g. --param coarse=3 --param fine=5")
     mix = ctx.get_atlas().mixture(mixture)
-    seeds = _rowwise_seed(lat.z)
-    ws = torch.cat([sample_levels(mix, model, fixed, 1, seed=s) for s in seeds]).to(lat.ws.device)
-    free = [lvl for lvl in mix.level_ranges if lvl not in fixed]
-    for lvl in free:                         # free levels: the sample's own (possibly modified) rows
-        a, b = mix.level_ranges[lvl]
-        ws[:, a:b] = lat.ws[:, a:b]
+    # free levels keep the sample's own (possibly modified) rows: each row is its own base code
+    ws = torch.cat([sample_levels(mix, model, fixed, 1, seed=s, base=lat.ws[i:i + 1])
+                    for i, s in enumerate(_rowwise_seed(lat.z))])
     return Latents(lat.z, ws, {**lat.info, "fixed_clusters": fixed})
 
 
