@@ -161,17 +161,27 @@ def test_invert_command_resumable(tiny_file, tmp_path, capsys):
     Image.open(src / "im0.png").convert("RGB").resize((24, 24)).save(src / "big.png")   # wrong size and mode
     (src / "broken.png").write_bytes(b"not a png")
     args = ["invert", str(src), "--model", str(tiny_file), "--steps", "5", "--out", str(tmp_path / "out"),
-            "--regularizer", "pnorm-clip:2", "--json"]
+            "--regularizer", "pnorm-clip:2", "--json", "--min-psnr", "0"]
     code, out, err = run(args, capsys)
     d = json.loads(out)
-    assert code == 0 and d["done"] == 4 and len(d["failed"]) == 1 and "broken.png" in d["failed"][0]["file"]
+    # an unreadable file is reported and makes the exit code 1; the readable ones are inverted
+    assert code == 1 and d["done"] == 4 and len(d["failed"]) == 1 and "broken.png" in d["failed"][0]["file"]
+    assert d["verdict"]["n"] == 4 and d["verdict"]["below"] == [] and d["verdict"]["min_psnr"] == 0
     assert "resized 24x24->16x16" in d["notes"]["big.png"] and "converted RGB->L" in d["notes"]["big.png"]
     rec = json.loads((tmp_path / "out" / "im1.json").read_text())
     assert {"psnr", "ssim", "rmse", "perceptual"} <= set(rec)
     z = np.load(tmp_path / "out" / "im1.npz")
     assert z["ws"].shape == (6, 8) and str(z["space"]) == "wplus" and "pnorm-clip" in str(z["config"])
+    assert {"init", "stop_reason", "converged", "ok", "steps"} <= set(rec) and rec["ok"] is True
+    (src / "broken.png").unlink()
     code, out, _ = run(args, capsys)
-    assert json.loads(out)["skipped_finished"] == 4 and json.loads(out)["done"] == 0
+    assert code == 0 and json.loads(out)["skipped_finished"] == 4 and json.loads(out)["done"] == 0
+    # the verdict covers the finished images too; a threshold above them all gives exit code 3
+    code, out, _ = run(args[:-1] + ["99"], capsys)
+    assert code == 3 and len(json.loads(out)["verdict"]["below"]) == 4
+    # another configuration into the same directory is refused, never silently skipped
+    code, _, err = run([a if a != "5" else "6" for a in args], capsys)
+    assert code == 2 and "another model or configuration" in err and "steps 5 -> 6" in err
 
 
 def test_every_option_of_every_command_has_help():

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -38,10 +39,12 @@ def test_reconstruction_metrics_reference():
                                        ("pnorm+", "pnorm-project:3")])
 def test_every_space_and_regulariser_improves(tiny_sg2, targets, atlas, space, reg):
     name, val = InversionConfig.parse_regularizer(reg)
-    cfg = InversionConfig(space=space, regularizer=name, reg_value=val, steps=60, lr=0.05, perceptual_weight=0.05)
+    cfg = InversionConfig(space=space, regularizer=name, reg_value=val, steps=60, lr=0.05, perceptual_weight=0.05,
+                          init="mean")
     res = invert(tiny_sg2, targets, cfg, atlas=atlas)
     assert res.images.shape == targets.shape and res.ws.shape == (6, 6, 8)
-    start = invert(tiny_sg2, targets, InversionConfig(space=space, regularizer=name, reg_value=val, steps=1), atlas=atlas)
+    start = invert(tiny_sg2, targets, InversionConfig(space=space, regularizer=name, reg_value=val, steps=1,
+                                                      init="mean"), atlas=atlas)
     assert (res.final_loss < start.final_loss).float().mean() >= 0.8
     v = atlas.pnorm_plus.transform(res.ws)
     if name == "pnorm-clip":
@@ -61,9 +64,9 @@ def test_batch_independence_and_early_stop(tiny_sg2, targets, atlas):
 
 
 def test_generated_images_are_recovered(tiny_sg2, targets, atlas):
-    cfg = InversionConfig(space="wplus", steps=300, lr=0.05, perceptual_weight=0.0, early_stop_patience=300)
+    cfg = InversionConfig(space="wplus", steps=300, lr=0.05, perceptual_weight=0.0, early_stop_patience=300, init="mean")
     res = invert(tiny_sg2, targets, cfg, atlas=atlas)
-    start = invert(tiny_sg2, targets, InversionConfig(space="wplus", steps=1), atlas=atlas)
+    start = invert(tiny_sg2, targets, InversionConfig(space="wplus", steps=1, init="mean"), atlas=atlas)
     # a random network's images are clamped to [-1, 1] as targets, so exact recovery is impossible;
     # the embedding must still gain a lot over the mean-w start
     assert psnr(res.images, targets).mean() > psnr(start.images, targets).mean() + 6
@@ -86,6 +89,62 @@ def test_best_of_n_init(tiny_sg2, targets, atlas):
     a = invert(tiny_sg2, targets, InversionConfig(space="w", steps=1, init="best-of-64"), atlas=atlas)
     b = invert(tiny_sg2, targets, InversionConfig(space="w", steps=1, init="mean"), atlas=atlas)
     assert a.final_loss.mean() < b.final_loss.mean()
+
+
+@pytest.mark.parametrize("space", ["z", "w", "wplus", "pnorm+"])
+def test_best_of_start_is_the_pool_member_nearest_each_target(tiny_sg2, targets, atlas, space):
+    """best-of:N picks, per target, the candidate the brute-force image distance ranks first."""
+    from latentatlas.inversion import ImageDistance, _Space, perceptual_fn
+    from latentatlas.inversion.inits import _pool, make_starts
+    cfg = InversionConfig(space=space, init="best-of:32", perceptual="none")
+    sp = _Space(tiny_sg2, cfg, atlas)
+    dist = ImageDistance(cfg, perceptual_fn("none", tiny_sg2))
+    st = make_starts(sp, targets, dist)
+    codes, _ = _pool(sp, 32)
+    with torch.no_grad():
+        imgs = sp.images(codes)
+        brute = torch.stack([(imgs - t).square().flatten(1).mean(1) for t in targets])    # [T, 32]
+    assert torch.allclose(st.codes[:, 0], codes[brute.argmin(1)])
+    assert st.labels[0][0].startswith("pool draw")
+
+
+def test_pool_includes_the_atlas_cluster_centres(tiny_sg2):
+    from latentatlas.inversion import _Space
+    from latentatlas.inversion.inits import _pool
+    atl = fit_atlas(tiny_sg2, n=3000, clusters={"coarse": 3, "medium": 0, "fine": 0}, learned_steps=0)
+    codes, labels = _pool(_Space(tiny_sg2, InversionConfig(space="w"), atl), 16)
+    assert codes.shape[0] == 19 and labels[-1] == "coarse cluster 2"
+    assert torch.allclose(codes[16:], atl.em.centres("coarse"), atol=1e-5)
+
+
+def test_multi_start_keeps_each_targets_best_start_and_is_batch_independent(tiny_sg2, targets, atlas):
+    cfg = InversionConfig(space="wplus", steps=30, warmup_steps=10, lr=0.05, init="multi-start:3:32")
+    full = invert(tiny_sg2, targets, cfg, atlas=atlas)
+    part = invert(tiny_sg2, targets[1:3], cfg, atlas=atlas)
+    assert torch.allclose(full.codes[1:3], part.codes, atol=1e-5)
+    assert full.init_labels[1:3] == part.init_labels
+    # one start: the warm-up/selection/continue path carries the optimiser state exactly
+    single = invert(tiny_sg2, targets, InversionConfig(space="wplus", steps=30, lr=0.05, init="best-of:32"), atlas=atlas)
+    one = invert(tiny_sg2, targets, dataclasses.replace(cfg, init="multi-start:1:32"), atlas=atlas)
+    assert torch.allclose(one.codes, single.codes, atol=1e-6)
+    assert len(full.init_labels) == 6 and all(lbl.startswith("pool draw") for lbl in full.init_labels)
+
+
+def test_stop_psnr_and_stop_reasons(tiny_sg2, atlas):
+    with torch.no_grad():
+        x = tiny_sg2.synthesis(tiny_sg2.broadcast(tiny_sg2.mapping(tiny_sg2.sample_z(4, seed=5)))).clamp(-1, 1)
+    res = invert(tiny_sg2, x, InversionConfig(space="wplus", steps=200, lr=0.05, stop_psnr=12.0, init="mean"), atlas=atlas)
+    assert set(res.stop_reasons) <= {"budget", "plateau", "target"}
+    hit = [i for i, r in enumerate(res.stop_reasons) if r == "target"]
+    assert hit and all(res.steps_used[i] < 200 for i in hit)
+    assert all(psnr(res.images[i:i + 1], x[i:i + 1]).item() >= 11.5 for i in hit)
+    assert res.converged == [r != "budget" for r in res.stop_reasons]
+
+
+@pytest.mark.parametrize("spec", ["best-of:0", "multi-start:5:3", "multi-start:x", "nearest", "mean:3"])
+def test_bad_init_specs(spec):
+    with pytest.raises(LatentAtlasError, match="init"):
+        InversionConfig(init=spec)
 
 
 def test_embedding_metrics_tiny(tiny_sg2, atlas):

@@ -334,24 +334,119 @@ def cmd_evaluate_sampling(args):
 def cmd_invert(args):
     from .inversion import InversionConfig
     from .inversion.files import invert_files
+    from .inversion.inits import parse_init
     reg, val = InversionConfig.parse_regularizer(args.regularizer)
     model = _load(args)
     space = args.space or ("wplus" if model.has_mapping else "z")
+    init_name, _ = parse_init(args.init)
+    if args.warmup_steps is not None and init_name != "multi-start":
+        raise LatentAtlasError("--warmup-steps applies to --init multi-start:K only")
     cfg = InversionConfig(space=space, steps=args.steps, lr=args.lr, pixel_loss=args.pixel_loss,
                           perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
                           regularizer=reg, reg_value=val, init=args.init,
+                          warmup_steps=args.warmup_steps or 100, stop_psnr=args.stop_psnr,
                           working_resolution=args.working_resolution, seed=args.seed)
-    uses = space == "pnorm+" or reg.startswith("pnorm") or reg == "mahalanobis"
-    atlas = _atlas(args, model, uses, "only the pnorm+ space and the pnorm/mahalanobis regularisers read an atlas")
+    uses = space == "pnorm+" or reg.startswith("pnorm") or reg == "mahalanobis" or init_name == "multi-start"
+    atlas = _atlas(args, model, uses, "only the pnorm+ space, the pnorm/mahalanobis regularisers and "
+                                      "multi-start (cluster centres) read an atlas")
     summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
-                           resample=args.resample, progress=not args.json, atlas=atlas)
+                           resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr)
 
     def fmt(d):
+        v = d["verdict"]
         lines = [f"inverted {d['done']} of {d['total']} images ({d['skipped_finished']} already done) into {args.out}"]
+        if v["n"]:
+            lines.append(f"PSNR over {v['n']} images: mean {v['psnr_mean']:.2f} dB, median {v['psnr_median']:.2f} dB, "
+                         f"worst {v['psnr_worst']:.2f} dB ({Path(v['worst_file']).name}); "
+                         f"{v['share_ok']:.0%} at >= {v['min_psnr']:g} dB")
+            lines += [f"below {v['min_psnr']:g} dB: {b['file']} {b['psnr']:.2f} dB (start: {b['init']})" for b in v["below"]]
         lines += [f"failed: {f['file']}: {f['error']}" for f in d["failed"]]
         return "\n".join(lines)
     _emit(args, summary, fmt)
-    return 1 if summary["failed"] and not summary["done"] else 0
+    if summary["failed"]:
+        return 1
+    return 3 if summary["verdict"]["below"] else 0
+
+
+def cmd_train_encoder(args):
+    from .inversion.encoder import EncoderConfig, default_path, train_encoder
+    model = _load(args)
+    cfg = EncoderConfig(steps=args.steps, batch=args.batch, lr=args.lr, rec_weight=args.rec_weight, seed=args.seed)
+    out = args.out or default_path(model)
+    meta = train_encoder(model, out, cfg, progress=not args.json)
+    info = {"out": str(out), "steps": meta["step"], "of": cfg.steps, "seconds": round(meta["seconds"], 1),
+            "target": meta["target"], "last": meta["log"][-1] if meta["log"] else None}
+    _emit(args, info, lambda d: f"encoder ({d['target']}) trained {d['steps']} of {d['of']} steps "
+                                f"({d['seconds']:.0f} s) -> {d['out']}")
+    return 0
+
+
+def _latents(model, spec: str):
+    """Codes of a latents .npz (from 'invert' or 'sample --out-dir'): W+ [N, L, D] ('ws') for models
+    with a mapping, else z [N, z] (a z-space inversion's 'code'), and row labels."""
+    import numpy as np
+    import torch
+
+    from .validate import read_npz
+    if model.has_mapping:
+        return _codes(model, spec)
+    z = read_npz(spec, "latents", {"code": ("f", None)})["code"]
+    z = torch.from_numpy(np.asarray(z, dtype=np.float32))
+    z = z[None] if z.ndim == 1 else z
+    if z.ndim != 2 or z.shape[1] != model.z_dim:
+        raise LatentAtlasError(f"{spec}: code has shape {list(z.shape)}, model '{model.name}' needs z [N, {model.z_dim}]")
+    return z.to(model.device), [f"{Path(spec).stem}[{i}]" for i in range(z.shape[0])]
+
+
+def cmd_edit(args):
+    """Edit saved latents along one direction: rows = latents, columns = amounts."""
+    import torch
+
+    from .walks.directions import Directions, parse_direction_ref
+    from .walks.edit import save_strip
+    model = _load(args)
+    path, idx = parse_direction_ref(args.direction)
+    dirs = Directions.load(path)
+    dirs.check_model(model)
+    if not 0 <= idx < len(dirs):
+        raise LatentAtlasError(f"direction index {idx} out of range ({path} has {len(dirs)})")
+    try:
+        amounts = [float(a) for a in args.amounts.split(",") if a.strip()]
+    except ValueError:
+        raise LatentAtlasError(f"--amounts {args.amounts!r}: expected numbers like -2,-1,0,1,2") from None
+    if not amounts or not all(abs(a) < 1e3 for a in amounts):
+        raise LatentAtlasError("--amounts needs at least one finite amount (in sigma units, |a| < 1000)")
+    codes, _ = _latents(model, args.latents)
+    want = "w" if model.has_mapping else "z"
+    if dirs.space != want:
+        raise LatentAtlasError(f"{path} holds {dirs.space} directions; latents of model '{model.name}' are edited "
+                               f"with {want} directions")
+    g = dirs.vectors[idx].to(model.device) * float(dirs.sigmas[idx])
+    rows = None
+    if args.rows:
+        if not model.has_mapping:
+            raise LatentAtlasError("--rows applies to W+ latents (models with a mapping network)")
+        a, sep, b = args.rows.partition(":")
+        try:
+            rows = (int(a or 0), int(b) if b else model.num_ws) if sep else (int(a), int(a) + 1)
+        except ValueError:
+            raise LatentAtlasError(f"--rows {args.rows!r}: expected A:B (W+ rows A..B-1) or one row index") from None
+        if not 0 <= rows[0] < rows[1] <= model.num_ws:
+            raise LatentAtlasError(f"--rows {args.rows}: rows must lie in 0..{model.num_ws - 1}")
+    frames = []
+    with torch.no_grad():
+        for a in amounts:
+            if model.has_mapping:
+                mask = torch.zeros(model.num_ws, 1, device=model.device)
+                mask[slice(*rows) if rows else slice(None)] = 1
+                frames.append(model.synthesis(codes + a * mask * g).clamp(-1, 1).cpu())
+            else:
+                frames.append(model(codes + a * g).clamp(-1, 1).cpu())
+    out = save_strip(torch.stack(frames), args.out, scale=args.scale)
+    info = {"out": str(out), "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
+            "rows": list(rows) if rows else None}
+    _emit(args, info, lambda d: f"wrote {d['out']}: {d['latents']} latents x {len(amounts)} amounts")
+    return 0
 
 
 def cmd_directions(args):
@@ -635,13 +730,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pixel-loss", default="mse", choices=["mse", "l1"])
     s.add_argument("--perceptual", default="discriminator", choices=["discriminator", "fashion-features", "lpips", "none"])
     s.add_argument("--perceptual-weight", type=_finite_float, default=0.1)
-    s.add_argument("--init", default="mean", help="mean | best-of-N")
+    s.add_argument("--init", default="best-of:256",
+                   help="where each image starts: mean (mean w), best-of:N (nearest of N samples and the atlas's "
+                        "cluster centres by the inversion's own distance), multi-start:K[:N] (K nearest optimised "
+                        "together for --warmup-steps, best kept), encoder[:PATH] (see train-encoder) "
+                        "(default %(default)s)")
+    s.add_argument("--warmup-steps", type=_positive_int, default=None,
+                   help="multi-start: steps all K starts run before each image keeps its best (default 100)")
+    s.add_argument("--stop-psnr", type=_finite_float, default=None,
+                   help="also stop an image once its reconstruction reaches this PSNR (dB)")
+    s.add_argument("--min-psnr", type=_finite_float, default=None,
+                   help="an image below this PSNR is reported as not found (default: 25 dB up to 64 px, "
+                        "22 dB up to 256 px, 20 dB above); exit code 3 when any is below")
     s.add_argument("--working-resolution", type=_positive_int, default=None)
     s.add_argument("--resample", default="lanczos", help="filter for resizing inputs: lanczos, bicubic, bilinear, box, nearest")
     s.add_argument("--batch-size", type=_positive_int, default=32)
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(fn=cmd_invert)
+
+    s = sub.add_parser("train-encoder", parents=[common], help="train a per-model encoder that starts inversions",
+                       description="Train a small encoder (image -> P-norm+ coordinates of W+, or z for models without "
+                                   "a mapping) on the model's own samples: latent regression, then also the "
+                                   "reconstruction through the frozen generator. Resumable (rerun the same command), "
+                                   "checkpoints on SIGTERM. Stored next to the cached atlas unless --out is given; "
+                                   "use it with 'invert --init encoder' (or encoder:PATH).")
+    s.add_argument("--model", required=True)
+    s.add_argument("--steps", type=_positive_int, default=2400, help="training steps (default %(default)s)")
+    s.add_argument("--batch", type=_positive_int, default=32)
+    s.add_argument("--lr", type=_finite_float, default=1e-3)
+    s.add_argument("--rec-weight", type=_finite_float, default=1.0,
+                   help="weight of the image reconstruction term in the second part of training")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--out", default=None, help="encoder file .pt (default: next to the model's cached atlas)")
+    s.set_defaults(fn=cmd_train_encoder)
+
+    s = sub.add_parser("edit", parents=[common], help="edit saved latents along a direction (strip)",
+                       description="Move latents saved by 'invert' or 'sample --out-dir' along one direction by "
+                                   "the given amounts (in units of the direction's sigma) and render a strip: "
+                                   "rows = latents, columns = amounts (.png) or an animation over amounts (.gif). "
+                                   "W+ latents move in every row unless --rows picks some (GANSpace's layer-wise "
+                                   "edits).")
+    s.add_argument("latents", help="latents .npz (from invert or sample --out-dir)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--direction", required=True, help="FILE.npz:INDEX (from 'directions')")
+    s.add_argument("--amounts", default="-2,-1,0,1,2", help="comma-separated amounts in sigma (default %(default)s)")
+    s.add_argument("--rows", default=None, help="W+ rows edited: A:B (rows A..B-1) or one index (default: all)")
+    s.add_argument("--scale", type=_positive_int, default=2, help="pixel scale of the strip (default %(default)s)")
+    s.add_argument("--out", required=True, help="strip .png or animation .gif")
+    s.set_defaults(fn=cmd_edit)
 
     s = sub.add_parser("directions", parents=[common], help="compute latent directions (GANSpace, SeFa, DP-LaSE, ...)",
                        description="Compute a set of latent directions and save them (.npz, unit vectors, "
@@ -778,10 +915,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# options whose value may start with a minus sign (a list of signed numbers like -2,-1,0,1,2)
+_SIGNED_LISTS = ("--amounts",)
+
+
+def _join_signed(argv: list[str]) -> list[str]:
+    """``--amounts -2,0,2`` -> ``--amounts=-2,0,2`` so argparse does not read the value as an option."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _SIGNED_LISTS and i + 1 < len(argv) and argv[i + 1][:1] == "-" and argv[i + 1][1:2].isdigit():
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_join_signed(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as e:      # --help (0) or a usage error (2, already printed in one line)
         return int(e.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,

@@ -51,7 +51,9 @@ class InversionConfig:
     perceptual_weight: float = 0.1
     regularizer: str = "none"             # none | pnorm-clip | pnorm-project | pnorm-l2 | mahalanobis | sphere
     reg_value: float = 0.0                # c for clip (2), r for project (5), weight for l2/mahalanobis/sphere
-    init: str = "mean"                    # mean | best-of-N (e.g. best-of-256)
+    init: str = "best-of:256"             # mean | best-of:N | multi-start:K[:N] | encoder[:PATH] (inversion.inits)
+    warmup_steps: int = 100               # multi-start: steps all K starts run before the best is kept
+    stop_psnr: float | None = None        # an image also stops once its reconstruction reaches this PSNR (dB)
     early_stop_patience: int = 100        # steps without relative improvement > tol before an image stops
     early_stop_tol: float = 1e-3
     seed: int = 0
@@ -67,8 +69,10 @@ class InversionConfig:
             raise LatentAtlasError(f"unknown pixel loss {self.pixel_loss!r} (mse or l1)")
         if self.steps < 1 or self.lr <= 0:
             raise LatentAtlasError("steps must be >= 1 and lr > 0")
-        if not (self.init == "mean" or (self.init.startswith("best-of-") and self.init[8:].isdigit())):
-            raise LatentAtlasError(f"init must be 'mean' or 'best-of-N', got {self.init!r}")
+        from .inits import parse_init
+        parse_init(self.init)
+        if self.warmup_steps < 1:
+            raise LatentAtlasError("warmup_steps must be >= 1")
         if self.regularizer == "pnorm-clip" and self.reg_value <= 0:
             raise LatentAtlasError("pnorm-clip needs a positive clip value c (e.g. 2)")
         if self.regularizer == "pnorm-project" and self.reg_value <= 0:
@@ -103,6 +107,14 @@ class InversionResult:
     final_loss: torch.Tensor              # [N]
     seconds: float
     history: list = field(default_factory=list)   # mean loss every 10 steps
+    init_labels: list = field(default_factory=list)   # [N] the start each result came from
+    stop_reasons: list = field(default_factory=list)  # [N] budget | plateau | target
+
+    @property
+    def converged(self) -> list:
+        """Per image: the optimisation stopped on its own (loss plateau or target PSNR reached)
+        rather than running out of steps."""
+        return [r != "budget" for r in self.stop_reasons]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -126,9 +138,56 @@ class FeatureDistance:
         return (self.feat(a) - self.feat(b)).square().mean(1)
 
     def against(self, b):
+        """d(a, idx=None): distances of a to the targets b (or to b[idx]) [len(a)]."""
         with torch.no_grad():
             fb = self.feat(b)
-        return lambda a: (self.feat(a) - fb).square().mean(1)
+        return lambda a, idx=None: (self.feat(a) - (fb if idx is None else fb[idx])).square().mean(1)
+
+    @torch.no_grad()
+    def matrix(self, a, b):
+        """[len(b), len(a)] distances of every a to every b."""
+        fa, fb = self.feat(a).flatten(1).double(), self.feat(b).flatten(1).double()
+        return (torch.cdist(fb, fa).square() / fa.shape[1]).float()
+
+
+class ImageDistance:
+    """The inversion's image term: pixel loss (MSE or L1 at the working resolution) plus the
+    weighted perceptual distance, per image against fixed targets (``against``) or as a
+    candidates-by-targets matrix (``matrix``, for choosing starts)."""
+
+    def __init__(self, cfg: "InversionConfig", perc):
+        self.cfg, self.perc = cfg, perc
+
+    def _pix(self, x):
+        return resize_to(x, self.cfg.working_resolution, self.cfg.resample_filter)
+
+    def against(self, x):
+        """d(y, idx=None): the image term of y against the targets x (or x[idx]) [len(y)]."""
+        cfg, xr = self.cfg, self._pix(x)
+        perc_to = None
+        if self.perc is not None:
+            perc_to = (self.perc.against(x) if isinstance(self.perc, FeatureDistance)
+                       else (lambda a, idx=None: self.perc(a, x if idx is None else x[idx])))
+
+        def d(y, idx=None):
+            diff = (self._pix(y) - (xr if idx is None else xr[idx])).flatten(1)
+            loss = cfg.pixel_weight * (diff.square().mean(1) if cfg.pixel_loss == "mse" else diff.abs().mean(1))
+            return loss if perc_to is None else loss + cfg.perceptual_weight * perc_to(y, idx)
+        return d
+
+    @torch.no_grad()
+    def matrix(self, cands, targets):
+        cfg = self.cfg
+        a, b = self._pix(cands).flatten(1).double(), self._pix(targets).flatten(1).double()
+        p = 2 if cfg.pixel_loss == "mse" else 1
+        d = cfg.pixel_weight * torch.cdist(b, a, p=p).pow(p) / a.shape[1]
+        if self.perc is not None:
+            if isinstance(self.perc, FeatureDistance):
+                d = d + cfg.perceptual_weight * self.perc.matrix(cands, targets).double()
+            else:
+                d = d + cfg.perceptual_weight * torch.stack(
+                    [self.perc(c.expand_as(targets), targets) for c in cands.unbind(0)], 1).double()
+        return d.float()
 
 
 def perceptual_fn(name: str, model):
@@ -206,33 +265,6 @@ class _Space:
             return ws.mean(1)        # rows are identical for a W code; averaging keeps it exact
         raise LatentAtlasError("P-norm+ constraints apply to w, wplus and pnorm+ spaces")
 
-    @torch.no_grad()
-    def init(self, targets, dist_fn, n_targets):
-        m, cfg = self.model, self.cfg
-        if cfg.init == "mean":
-            if cfg.space == "z":   # Z has no mean code (z = 0 is off the sphere): a seeded draw
-                return torch.randn(n_targets, m.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(m.device)
-            w = m.w_avg.expand(n_targets, -1).clone()
-        else:
-            n = int(cfg.init[8:])
-            z = torch.randn(n, m.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(m.device)
-            best_d = torch.full((n_targets,), float("inf"), device=m.device)
-            best = torch.zeros(n_targets, m.z_dim, device=m.device)
-            for i in range(0, n, 256):
-                imgs = m(z[i:i + 256])
-                d = torch.stack([dist_fn(targets, im.expand_as(targets)) for im in imgs.unbind(0)], 1)   # [T, b]
-                dmin, arg = d.min(1)
-                upd = dmin < best_d
-                best_d = torch.where(upd, dmin, best_d)
-                best[upd] = z[i:i + 256][arg[upd]]
-            if cfg.space == "z":
-                return best
-            w = m.mapping(best)
-        if cfg.space == "w":
-            return w
-        ws = m.broadcast(w).clone()
-        return ws if cfg.space == "wplus" else self.plus.transform(ws)
-
 
 def _schedule(t: torch.Tensor, total: int, rampup: float, rampdown: float) -> torch.Tensor:
     """Per-image learning-rate factor at step t ([N] ints)."""
@@ -245,10 +277,62 @@ def _schedule(t: torch.Tensor, total: int, rampup: float, rampdown: float) -> to
 
 # -- the engine ---------------------------------------------------------------------------------
 
+class _Adam:
+    """Vectorised Adam with a per-image step counter, learning-rate schedule and early stop; rows
+    can be selected (multi-start keeps each target's winning start with its optimiser state)."""
+
+    B1, B2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, var: torch.Tensor):
+        n = var.shape[0]
+        self.m, self.v = torch.zeros_like(var), torch.zeros_like(var)
+        dev = var.device
+        self.t = torch.zeros(n, dtype=torch.long, device=dev)
+        self.active = torch.ones(n, dtype=torch.bool, device=dev)
+        self.best = torch.full((n,), float("inf"), device=dev)
+        self.since = torch.zeros(n, dtype=torch.long, device=dev)
+        self.final = torch.zeros(n, device=dev)
+        self.reason = torch.zeros(n, dtype=torch.long, device=dev)     # 0 budget, 1 plateau, 2 target
+        self.shape = (-1,) + (1,) * (var.ndim - 1)
+
+    def select(self, idx: torch.Tensor):
+        for k in ("m", "v", "t", "active", "best", "since", "final", "reason"):
+            setattr(self, k, getattr(self, k)[idx])
+
+    @torch.no_grad()
+    def step(self, var, grad, loss, cfg: "InversionConfig", reached=None):
+        a_mask = self.active
+        self.final = torch.where(a_mask, loss, self.final)
+        self.t = self.t + a_mask.long()
+        a = a_mask.reshape(self.shape).float()
+        self.m.mul_(1 - a * (1 - self.B1)).add_(a * (1 - self.B1) * grad)
+        self.v.mul_(1 - a * (1 - self.B2)).add_(a * (1 - self.B2) * grad.square())
+        tt = self.t.clamp_min(1).float().reshape(self.shape)
+        mhat = self.m / (1 - self.B1 ** tt)
+        vhat = self.v / (1 - self.B2 ** tt)
+        lr = cfg.lr * _schedule(self.t, cfg.steps, cfg.lr_rampup, cfg.lr_rampdown).reshape(self.shape) * a
+        var -= lr * mhat / (vhat.sqrt() + self.EPS)
+        improved = loss < self.best * (1 - cfg.early_stop_tol)
+        self.best = torch.where(improved, loss, torch.minimum(self.best, loss))
+        self.since = torch.where(improved, torch.zeros_like(self.since), self.since + 1)
+        plateau = a_mask & (self.since >= cfg.early_stop_patience)
+        self.reason = torch.where(plateau, torch.ones_like(self.reason), self.reason)
+        self.active = a_mask & ~plateau
+        if reached is not None:
+            hit = self.active & reached
+            self.reason = torch.where(hit, torch.full_like(self.reason, 2), self.reason)
+            self.active &= ~reached
+
+
+STOP_REASONS = ("budget", "plateau", "target")
+
+
 def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(), *, atlas=None,
            progress: bool = False, callback=None) -> InversionResult:
     """Embed ``targets`` [N, C, H, W] in [-1, 1] (the model's channels and resolution)."""
-    from tqdm import trange
+    from tqdm import tqdm
+
+    from .inits import make_starts, parse_init
     if targets.ndim != 4 or targets.shape[1] != model.img_channels or targets.shape[-1] != model.img_resolution:
         raise LatentAtlasError(f"targets must be [N, {model.img_channels}, {model.img_resolution}, "
                                f"{model.img_resolution}], got {list(targets.shape)}")
@@ -259,76 +343,75 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
     N = x.shape[0]
     sp = _Space(model, cfg, atlas)
     perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual_weight > 0 else None
-    if perc is not None:
-        perc_to_target = perc.against(x) if isinstance(perc, FeatureDistance) else (lambda a: perc(a, x))
-    xr = resize_to(x, cfg.working_resolution, cfg.resample_filter)
+    dist = ImageDistance(cfg, perc)
+    starts = make_starts(sp, x, dist)
+    K = starts.codes.shape[1]
+    history: list = []
+    bar = tqdm(total=cfg.steps, disable=not progress, desc="invert", leave=False)
 
-    def per_image_loss(var):
-        y = sp.images(var)
-        yr = resize_to(y, cfg.working_resolution, cfg.resample_filter)
-        diff = (yr - xr).flatten(1)
-        loss = cfg.pixel_weight * (diff.square().mean(1) if cfg.pixel_loss == "mse" else diff.abs().mean(1))
-        if perc is not None:
-            loss = loss + cfg.perceptual_weight * perc_to_target(y)
-        if cfg.regularizer in ("pnorm-l2", "mahalanobis"):
-            v = sp.pnorm_coords(var)
-            loss = loss + cfg.reg_value * v.square().flatten(1).sum(1)
-        elif cfg.regularizer == "sphere":
-            loss = loss + cfg.reg_value * (var.norm(dim=1) - math.sqrt(model.z_dim)).abs()
-        return loss, y
+    def run(var, opt, xs, first, last):
+        """Optimise ``var`` against ``xs`` from step ``first`` to ``last`` (exclusive)."""
+        image_loss = dist.against(xs)
 
-    def pix_dist(a, b):
-        return (resize_to(a, cfg.working_resolution, cfg.resample_filter)
-                - resize_to(b, cfg.working_resolution, cfg.resample_filter)).square().flatten(1).mean(1)
+        def per_image_loss(v, idx=None):
+            y = sp.images(v)
+            loss = image_loss(y, idx)
+            if cfg.regularizer in ("pnorm-l2", "mahalanobis"):
+                loss = loss + cfg.reg_value * sp.pnorm_coords(v).square().flatten(1).sum(1)
+            elif cfg.regularizer == "sphere":
+                loss = loss + cfg.reg_value * (v.norm(dim=1) - math.sqrt(model.z_dim)).abs()
+            return loss, y
 
-    var = sp.init(x, pix_dist, N).detach().clone()
-    var = _apply_constraint(sp, var)
-    var.requires_grad_(True)
-    # vectorised Adam with per-image step counters and learning rates
-    m_ = torch.zeros_like(var)
-    v_ = torch.zeros_like(var)
-    t = torch.zeros(N, dtype=torch.long, device=var.device)
-    active = torch.ones(N, dtype=torch.bool, device=var.device)
-    best = torch.full((N,), float("inf"), device=var.device)
-    since = torch.zeros(N, dtype=torch.long, device=var.device)
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    shape = (-1,) + (1,) * (var.ndim - 1)
-    history = []
-    final = torch.zeros(N, device=var.device)
-    for step in trange(cfg.steps, disable=not progress, desc="invert", leave=False):
-        if not active.any():
-            break
-        loss, _ = per_image_loss(var)
-        grad, = torch.autograd.grad(loss.sum(), var)
+        for step in range(first, last):
+            if not opt.active.any():
+                break
+            # only the images still optimised are rendered (losses are per image, so this is exact)
+            idx = opt.active.nonzero().flatten()
+            sub = var[idx].detach().requires_grad_(True)
+            loss_a, y = per_image_loss(sub, idx)
+            grad_a, = torch.autograd.grad(loss_a.sum(), sub)
+            grad = torch.zeros_like(var).index_copy_(0, idx, grad_a)
+            loss = opt.final.clone().index_copy_(0, idx, loss_a.detach())
+            reached = None
+            if cfg.stop_psnr is not None:
+                from ..metrics.reconstruction import psnr
+                reached = torch.zeros_like(opt.active).index_copy_(
+                    0, idx, psnr(y.detach().clamp(-1, 1), xs[idx]) >= cfg.stop_psnr)
+            var = var.detach()
+            opt.step(var, grad, loss, cfg, reached)
+            var = _apply_constraint(sp, var)
+            if step % 10 == 0:
+                history.append(float(loss.detach().mean()))
+            if callback is not None:
+                callback(step, loss.detach(), opt.active)
+            bar.update(1)
+        return var.detach(), per_image_loss
+
+    var = _apply_constraint(sp, starts.codes.flatten(0, 1).detach().clone())
+    opt = _Adam(var)
+    labels = [row[0] for row in starts.labels]
+    first = 0
+    if parse_init(cfg.init)[0] == "multi-start":
+        warm = min(cfg.warmup_steps, cfg.steps)
+        var, loss_fn = run(var, opt, x.repeat_interleave(K, 0), 0, warm)
         with torch.no_grad():
-            final = torch.where(active, loss.detach(), final)
-            t = t + active.long()
-            a = active.reshape(shape).float()
-            m_.mul_(1 - a * (1 - b1)).add_(a * (1 - b1) * grad)
-            v_.mul_(1 - a * (1 - b2)).add_(a * (1 - b2) * grad.square())
-            tt = t.clamp_min(1).float().reshape(shape)
-            mhat = m_ / (1 - b1 ** tt)
-            vhat = v_ / (1 - b2 ** tt)
-            lr = cfg.lr * _schedule(t, cfg.steps, cfg.lr_rampup, cfg.lr_rampdown).reshape(shape) * a
-            var -= lr * mhat / (vhat.sqrt() + eps)
-            var.copy_(_apply_constraint(sp, var))
-            # early stop per image
-            improved = loss.detach() < best * (1 - cfg.early_stop_tol)
-            best = torch.where(improved, loss.detach(), torch.minimum(best, loss.detach()))
-            since = torch.where(improved, torch.zeros_like(since), since + 1)
-            active &= since < cfg.early_stop_patience
-        if step % 10 == 0:
-            history.append(float(loss.detach().mean()))
-        if callback is not None:
-            callback(step, loss.detach(), active)
+            cur = loss_fn(var)[0].reshape(N, K)
+        win = cur.argmin(1)
+        idx = torch.arange(N, device=var.device) * K + win
+        var = var[idx].clone()
+        opt.select(idx)
+        labels = [starts.labels[i][k] for i, k in enumerate(win.tolist())]
+        first = warm
+    var, loss_fn = run(var, opt, x, first, cfg.steps)
+    bar.close()
     with torch.no_grad():
-        var_d = var.detach()
-        images = sp.images(var_d).clamp(-1, 1)
-        ws = sp.to_ws(var_d)
-        final_loss, _ = per_image_loss(var_d)
-    return InversionResult(cfg, var_d.cpu(), ws.cpu() if ws is not None else None,
-                           var_d.cpu() if cfg.space == "z" else None, images.cpu(), t.cpu(),
-                           final_loss.cpu(), time.perf_counter() - t0, history)
+        images = sp.images(var).clamp(-1, 1)
+        ws = sp.to_ws(var)
+        final_loss, _ = loss_fn(var)
+    return InversionResult(cfg, var.cpu(), ws.cpu() if ws is not None else None,
+                           var.cpu() if cfg.space == "z" else None, images.cpu(), opt.t.cpu(),
+                           final_loss.cpu(), time.perf_counter() - t0, history, labels,
+                           [STOP_REASONS[r] for r in opt.reason.tolist()])
 
 
 def _apply_constraint(sp: _Space, var: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""Inversion around the optimiser: the per-model encoder (training, resume, use as a start) and
+editing what was inverted (``edit``)."""
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentatlas.cli import main
+from latentatlas.errors import LatentAtlasError
+from latentatlas.imageio import save_png
+from latentatlas.inversion import InversionConfig, invert
+from latentatlas.inversion import encoder as enc_mod
+from latentatlas.inversion.encoder import EncoderConfig, load_encoder, train_encoder
+from latentatlas.models.registry import save_model
+
+CFG = EncoderConfig(steps=12, batch=4, rec_from=0.5, width=8)
+
+
+def _same_state(a, b):
+    sa, sb = torch.load(a, weights_only=True)["net"], torch.load(b, weights_only=True)["net"]
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_encoder_trains_resumes_after_sigterm_and_matches_an_uninterrupted_run(tiny_sg2, tmp_path, monkeypatch):
+    full = train_encoder(tiny_sg2, tmp_path / "full.pt", CFG)
+    assert full["step"] == 12 and full["target"] == "wplus"
+    assert full["log"][-1]["rec"] > 0            # the reconstruction term is on in the second half
+    calls = {"n": 0}
+    real = enc_mod._batch
+
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            signal.raise_signal(signal.SIGTERM)   # a session ending: checkpoint after this step
+        return real(*a, **k)
+    monkeypatch.setattr(enc_mod, "_batch", interrupting)
+    part = train_encoder(tiny_sg2, tmp_path / "part.pt", CFG)
+    assert part["step"] == 5
+    monkeypatch.setattr(enc_mod, "_batch", real)
+    done = train_encoder(tiny_sg2, tmp_path / "part.pt", CFG)
+    assert done["step"] == 12 and _same_state(tmp_path / "full.pt", tmp_path / "part.pt")
+    with pytest.raises(LatentAtlasError, match="another model or configuration"):
+        train_encoder(tiny_sg2, tmp_path / "part.pt", EncoderConfig(steps=13, batch=4, width=8))
+
+
+def test_encoder_starts_an_inversion_in_every_w_space(tiny_sg2, tmp_path):
+    path = tmp_path / "e.pt"
+    train_encoder(tiny_sg2, path, CFG)
+    with torch.no_grad():
+        x = tiny_sg2(tiny_sg2.sample_z(3, seed=4)).clamp(-1, 1)
+    for space in ("w", "wplus", "pnorm+"):
+        res = invert(tiny_sg2, x, InversionConfig(space=space, steps=2, init=f"encoder:{path}"))
+        assert res.init_labels[0].startswith("encoder") and torch.isfinite(res.codes).all()
+    with pytest.raises(LatentAtlasError, match="predicts W\\+"):
+        invert(tiny_sg2, x, InversionConfig(space="z", steps=2, init=f"encoder:{path}"))
+
+
+def test_encoder_file_checks(tiny_sg2, tmp_path):
+    from conftest import tiny_stylegan2
+    path = tmp_path / "e.pt"
+    train_encoder(tiny_sg2, path, CFG)
+    with pytest.raises(LatentAtlasError, match="trained for weights"):
+        load_encoder(path, tiny_stylegan2(seed=1))
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(LatentAtlasError, match="not a latentatlas encoder"):
+        load_encoder(tmp_path / "bad.pt", tiny_sg2)
+    with pytest.raises(LatentAtlasError, match="no encoder at"):
+        load_encoder(tmp_path / "missing.pt", tiny_sg2)
+
+
+def test_edit_inverted_latents_cli(tiny_sg2, tmp_path, capsys):
+    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=tiny_sg2.cfg.to_dict(), G=tiny_sg2.G, D=tiny_sg2.D)
+    src = tmp_path / "in"
+    src.mkdir()
+    with torch.no_grad():
+        imgs = tiny_sg2(tiny_sg2.sample_z(2, seed=1)).clamp(-1, 1)
+    for i in range(2):
+        save_png(imgs[i], src / f"im{i}.png")
+    assert main(["invert", str(src), "--model", str(f), "--steps", "3", "--out", str(tmp_path / "o"),
+                 "--min-psnr", "0", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["directions", "--method", "ganspace", "--model", str(f), "--k", "3", "--n", "500",
+                 "--out", str(tmp_path / "d.npz")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "strip.png"
+    code = main(["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction", f"{tmp_path / 'd.npz'}:1",
+                 "--amounts", "-2,0,2", "--rows", "0:3", "--json", "--scale", "1", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    info = json.loads(cap.out)
+    assert code == 0 and info["rows"] == [0, 3] and info["amounts"] == [-2.0, 0.0, 2.0]
+    strip = np.asarray(Image.open(out))
+    assert strip.shape[1] == 3 * 16 + 4 * 2                     # three columns of 16 px with padding
+    cols = [strip[2:18, 2 + i * 18:18 + i * 18].astype(float) for i in range(3)]
+    assert np.abs(cols[0] - cols[2]).mean() > 0                  # the edit changes the image
+    # amount 0 re-renders the inverted code: the reconstruction written by invert
+    rec = np.asarray(Image.open(tmp_path / "o" / "im0.png").convert("L")).astype(float)
+    assert np.abs(cols[1] - rec).max() <= 1
+    for bad, msg in ((["--amounts", "a,b"], "--amounts"), (["--rows", "5:2"], "--rows"),
+                     (["--direction", f"{tmp_path / 'd.npz'}:7"], "out of range")):
+        argv = ["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction", f"{tmp_path / 'd.npz'}:1",
+                "--out", str(tmp_path / "x.png")]
+        i = argv.index(bad[0]) if bad[0] in argv else None
+        if i is not None:
+            argv[i + 1] = bad[1]
+        else:
+            argv += bad
+        assert main(argv) == 2 and msg in capsys.readouterr().err
