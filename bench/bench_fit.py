@@ -8,7 +8,6 @@ import resource
 import sys
 import time
 
-import torch
 
 from latentatlas.models.registry import load_generator
 from latentatlas.spaces import PNormSpace, mapped_moments

@@ -319,15 +319,28 @@ def cmd_evaluate_sampling(args):
     from .validate import check_fits
     model = _load(args)
     check_fits(args.n, model.img_channels, model.img_resolution, "evaluate-sampling", copies=6)
-    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    args.strategies_given = args.strategies is not None
+    names = [s.strip() for s in (args.strategies or "truncation,pca-log,cluster,diamond").split(",") if s.strip()]
     from .sampling import Context
     atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
-    res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json,
-                            ctx=Context(model, atlas=atlas))
+    if args.protocol:
+        from .sample import parse_params
+        from .sampling.evaluate import diamond_table1, format_table1
+        if args.strategies_given:
+            raise LatentAtlasError("--protocol diamond-table1 fixes the strategies; leave out --strategies")
+        res = diamond_table1(model, n=args.n, seed=args.seed, progress=not args.json, ctx=Context(model, atlas=atlas),
+                             diamond=parse_params(args.param))
+        fmt = format_table1
+    else:
+        if args.param:
+            raise LatentAtlasError("--param applies to --protocol diamond-table1 (diamond settings such as lam=0.2)")
+        res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json,
+                                ctx=Context(model, atlas=atlas))
+        fmt = format_table
     if args.out_dir:
         plot_sampling(res, args.out_dir)
         save_json(res, Path(args.out_dir) / "sampling.json")
-    _emit(args, res, format_table)
+    _emit(args, res, fmt)
     return 0
 
 
@@ -703,7 +716,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "feature distance to the original sample, class preservation). --out-dir "
                                    "also writes sampling.json and the precision-recall and FID-faithfulness plots.")
     s.add_argument("--model", required=True)
-    s.add_argument("--strategies", default="truncation,pca-log,cluster,diamond")
+    s.add_argument("--strategies", default=None,
+                   help="comma-separated strategies, each over its sweep (default truncation,pca-log,cluster,diamond)")
+    s.add_argument("--protocol", default=None, choices=["diamond-table1"],
+                   help="diamond-table1: Diamond in the rough's Table 1 (baseline, best truncation, best sigma on "
+                        "0.01..0.7, sigma=auto, with faithfulness)")
+    s.add_argument("--param", action="append", default=None,
+                   help="diamond setting for --protocol, NAME=VALUE (preset=wgan-gp|pgan-celeba|lsun|celeba-hq|biggan, "
+                        "lam, gamma, delta, alpha, beta, n_proto, recovery_steps, proto_iter); repeatable")
     s.add_argument("--n", type=_positive_int, default=10000)
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out-dir", default=None)

@@ -29,6 +29,47 @@ import torch.nn.functional as F
 from .errors import LatentAtlasError
 
 
+# Diamond in the rough's settings per recipe (§4 and appendix C): recovery α (D-feature weight),
+# β (norm term), protoimage λ (cosine weight), and the WGAN-GP variant's γ·std(D) + δ·std(cos).
+PRESETS = {
+    "pgan-celeba": {"alpha": 2.0, "beta": 1.0, "lam": 3.0, "gamma": 0.0, "delta": 0.0},
+    "lsun": {"alpha": 2.0, "beta": 1.0, "lam": 5.0, "gamma": 0.0, "delta": 0.0},
+    "celeba-hq": {"alpha": 10.0, "beta": 1.0, "lam": 100.0, "gamma": 0.0, "delta": 0.0},
+    "biggan": {"alpha": 15.0, "beta": 1.0, "lam": 100.0, "gamma": 0.0, "delta": 0.0},
+    "wgan-gp": {"alpha": 2.0, "beta": 1.0, "lam": 0.2, "gamma": 1.0, "delta": 3.0},
+}
+
+
+def preset_for(model) -> str:
+    """The recipe whose settings fit the model: a WGAN-GP critic (our fashion-wgangp, or a PGAN
+    trained with the WGANGP criterion is *not* it: the paper ran PGAN with λ = 3) gets the WGAN-GP
+    variant; BigGAN its own; PGAN at ≥ 512 px the CelebA-HQ setting; every other model the
+    PGAN-CelebA setting the paper starts from."""
+    extra = model.info.extra or {}
+    if extra.get("arch") == "wgangp" or extra.get("loss") == "wgan-gp":
+        return "wgan-gp"
+    if model.info.arch == "biggan":
+        return "biggan"
+    if model.info.arch == "pgan" and model.img_resolution >= 512:
+        return "celeba-hq"
+    return "pgan-celeba"
+
+
+def resolve_settings(model, preset: str = "auto", **over) -> dict:
+    """The preset's values with the non-None overrides applied; records which preset it was."""
+    name = preset_for(model) if preset == "auto" else preset
+    if name not in PRESETS:
+        raise LatentAtlasError(f"diamond preset {name!r}: choose from auto, {', '.join(PRESETS)}")
+    out = dict(PRESETS[name])
+    for k, v in over.items():
+        if v is None:
+            continue
+        if k not in out:
+            raise LatentAtlasError(f"diamond setting {k!r} is not one of {', '.join(out)}")
+        out[k] = float(v)
+    return {"preset": name, **out}
+
+
 def sphere_proj(z: torch.Tensor) -> torch.Tensor:
     n = z.shape[-1]
     return z * (math.sqrt(n) / z.norm(dim=-1, keepdim=True).clamp_min(1e-12))

@@ -196,8 +196,10 @@ def train_encoder(model, out=None, cfg: EncoderConfig = EncoderConfig(), *, prog
             log.info("encoder %s is already trained (%d steps)", out, meta["step"])
             return meta
         log.info("resuming encoder training at step %d of %d", meta["step"], cfg.steps)
-    def save():
-        st = {"net": net.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(), "meta_json": json.dumps(meta)}
+    def save(final: bool = False):
+        st = {"net": net.state_dict(), "meta_json": json.dumps(meta)}
+        if not final:            # the optimiser and data stream are kept only while training can resume
+            st.update(opt=opt.state_dict(), rng=g.get_state())
         if plus is not None:
             st["plus"] = plus.state()
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +247,7 @@ def train_encoder(model, out=None, cfg: EncoderConfig = EncoderConfig(), *, prog
                     return meta
         meta["seconds"] += time.perf_counter() - t0
         net.eval()
-        save()
+        save(final=True)
         return meta
     finally:
         bar.close()

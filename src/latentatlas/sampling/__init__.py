@@ -109,11 +109,14 @@ class Context:
     atlas: object = None
     diamond: dict = field(default_factory=dict)
 
-    def mean_proto(self, n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, seed=0, n_init=1000) -> torch.Tensor:
-        """The mean protoimage latent (Diamond in the rough appendix D), searched once per setting."""
-        key = ("proto", int(n_proto), int(recovery_steps), float(lam), int(proto_iter), int(seed), int(n_init))
+    def mean_proto(self, n_proto=1000, recovery_steps=200, settings=None, proto_iter=100, seed=0, n_init=1000) -> torch.Tensor:
+        """The mean protoimage latent (Diamond in the rough appendix D: from ~1000 samples), searched
+        once per setting and cached on disk per model weights."""
+        from .. import diamond as dm
+        st = settings or dm.resolve_settings(self.model)
+        key = ("proto", int(n_proto), int(recovery_steps), tuple(sorted(st.items())), int(proto_iter), int(seed), int(n_init))
         if key not in self.diamond:
-            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, lam, proto_iter, seed, n_init)
+            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init)
         return self.diamond[key]
 
     def get_atlas(self, need: str = "mixture"):
@@ -250,22 +253,26 @@ def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="l
 # -- Diamond in the rough ------------------------------------------------------------------------
 
 def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
-             n_proto=64, recovery_steps=200, lam=3.0, proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000):
+             n_proto=1000, recovery_steps=200, preset="auto", alpha=None, beta=None, lam=None, gamma=None, delta=None,
+             proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000):
     from .. import diamond as dm
     z0 = lat.z
+    st = dm.resolve_settings(model, preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma, delta=delta)
+    rec_cfg = dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init), alpha=st["alpha"], beta=st["beta"])
+    proto_cfg = dm.ProtoConfig(lam=st["lam"], gamma=st["gamma"], delta=st["delta"], max_iter=int(proto_iter))
     if variant == "mean":
-        z_p = ctx.mean_proto(n_proto, recovery_steps, lam, proto_iter, seed, n_init).expand_as(z0)
+        z_p = ctx.mean_proto(n_proto, recovery_steps, st, proto_iter, seed, n_init).expand_as(z0)
     elif variant == "per-sample":
         with torch.enable_grad():
             x = model(z0).detach()
-            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init)))
-            z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(proto_iter)))
+            z1 = dm.recover_z(model, x, rec_cfg)
+            z_p = dm.find_protoimages(model, z0, z1, proto_cfg)
     elif variant == "walk":
         # user-controlled walk (no minibatch-std critic needed): recover z1, head along the
         # great circle z0 -> z1; sigma says how far toward the point 90 degrees away
         with torch.enable_grad():
             x = model(z0).detach()
-            z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init)))
+            z1 = dm.recover_z(model, x, rec_cfg)
         z_p = dm.great_circle_point(z0, z1, 90.0)
     else:
         raise LatentAtlasError(f"diamond: variant must be 'mean', 'per-sample' or 'walk', got {variant!r}")
@@ -285,7 +292,7 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
             raise LatentAtlasError(f"diamond: sigma must be in [0, 1], got {sigma}")
     z_hat = dm.realism_step(z0, z_p, s)
     ws = model.broadcast(model.mapping(z_hat)) if model.has_mapping else None
-    return Latents(z_hat, ws, {**lat.info, "sigma": s.detach().cpu()})
+    return Latents(z_hat, ws, {**lat.info, "sigma": s.detach().cpu(), "diamond": st})
 
 
 def _reals_for(model):
@@ -297,14 +304,35 @@ def _reals_for(model):
     raise LatentAtlasError(f"diamond: automatic m needs real images for model '{model.name}'; pass m=VALUE")
 
 
-def _mean_proto(model, n, steps, lam, iters, seed, n_init=1000):
+def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
+    """Mean protoimage of n samples: recovery and Algorithm 1 in batches of ``batch`` (the
+    critic's minibatch-std sees a batch, as in the paper), then the projected mean."""
     from .. import diamond as dm
+    from ..atlas import cache_dir
+    key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
+        f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
+    path = cache_dir() / f"{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True).to(model.device)
+        except Exception:   # noqa: BLE001 - a damaged cache entry is recomputed
+            path.unlink()
     z0 = model.sample_z(int(n), seed=987_000 + seed)
+    rec_cfg = dm.RecoveryConfig(steps=int(steps), seed=seed, n_init=int(n_init), alpha=settings["alpha"], beta=settings["beta"])
+    proto_cfg = dm.ProtoConfig(lam=settings["lam"], gamma=settings["gamma"], delta=settings["delta"], max_iter=int(iters))
+    zps = []
     with torch.enable_grad():
-        x = model(z0).detach()
-        z1 = dm.recover_z(model, x, dm.RecoveryConfig(steps=int(steps), seed=seed, n_init=int(n_init)))
-        z_p = dm.find_protoimages(model, z0, z1, dm.ProtoConfig(lam=float(lam), max_iter=int(iters)))
-    return dm.mean_protoimage(z_p)
+        for i in range(0, int(n), batch):
+            a = z0[i:i + batch]
+            x = model(a).detach()
+            z1 = dm.recover_z(model, x, rec_cfg)
+            zps.append(dm.find_protoimages(model, a, z1, proto_cfg))
+    zp = dm.mean_protoimage(torch.cat(zps))
+    from ..imageio import atomic_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(zp.cpu(), tmp)
+    return zp
 
 
 INF = float("inf")
@@ -312,6 +340,8 @@ INF = float("inf")
 PSI_GRID = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)
 # Z-only models: BigGAN-style resampling thresholds (Diamond in the rough's truncation baseline)
 T_GRID = (INF, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+# Diamond's σ grid: fine near 0, where our models gain (if at all), then coarse to 0.7
+SIGMA_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
 def default_sweep(model, name: str) -> list[dict]:
@@ -336,9 +366,10 @@ register(Strategy("multilevel", _multilevel, {"coarse": None, "medium": None, "f
                   [], needs=("mapping",),
                   doc="multi-level sampling (Katzir et al., Fig. 1): chosen cluster per fixed level, the others free"))
 register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m": "auto", "sigma_min": 0.0,
-                                        "sigma_max": 1.0, "n_proto": 64, "recovery_steps": 200, "lam": 3.0,
+                                        "sigma_max": 1.0, "n_proto": 1000, "recovery_steps": 200, "preset": "auto",
+                                        "alpha": None, "beta": None, "lam": None, "gamma": None, "delta": None,
                                         "proto_iter": 100, "sigma_steps": 100, "sigma_solver": "bracket",
                                         "seed": 0, "n_init": 1000},
-                  [{"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)] + [{"sigma": "auto"}],
+                  [{"sigma": s} for s in SIGMA_GRID] + [{"sigma": "auto"}],
                   needs=("minibatch-std",),
                   doc="realism path toward protoimages (Diamond in the rough) on the sqrt(n)-sphere in Z"))

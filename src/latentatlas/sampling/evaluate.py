@@ -64,11 +64,15 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
         points = (sweeps or {}).get(name, default_sweep(model, name))
         for params in points:
             t0 = time.perf_counter()
-            feats, pix, fdist, same = [], [], [], []
+            feats, pix, fdist, same, sig = [], [], [], [], []
+            settings = None
             try:
                 for lat, imgs0, f0, c0 in tqdm(list(zip(base_lat, base_imgs, base_img_feats, base_cls)),
                                                disable=not progress, desc=f"{name} {_fmt_params(params)}", leave=False):
                     new = apply_strategy(model, name, lat, ctx, **params)
+                    settings = new.info.get("diamond", settings)
+                    if "sigma" in new.info:
+                        sig.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
                     if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
                         imgs, f = imgs0, f0
                     else:
@@ -90,6 +94,12 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                    **prdc(real, fk, seed=seed),
                    "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
                    "class_preserved": float(torch.cat(same).mean()), "seconds": round(time.perf_counter() - t0, 2)}
+            if settings:
+                row["settings"] = settings
+            if sig:
+                s_all = torch.cat(sig)
+                row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
+                                                                         float(s_all.max()))
             rows.append(row)
     ok = [r for r in rows if "fid" in r]
     best = {}
@@ -98,6 +108,66 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             best[r["strategy"]] = r
     baseline = next((r for r in ok if r["params"] in ("-", "psi=1.0", "tau=inf", "sigma=0.0")), None)
     return {"model": model.name, "n": n, "seed": seed, "rows": rows, "best": best, "baseline": baseline}
+
+
+PROTOCOLS = ("diamond-table1",)
+
+
+def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None = None, progress: bool = True,
+                   diamond: dict | None = None) -> dict:
+    """Diamond in the rough's Table 1 protocol on a model: FID of n images for the unmodified
+    baseline, the best truncation over the model's sweep (BigGAN-style resampling t ∈ [0.1, 1] in Z
+    for Z-only models, ψ for StyleGAN), the best σ of the realism step on a fine grid (0.01 … 0.7)
+    and σ = auto (per-sample σ by the critic midpoint), each with its faithfulness (mean pixel
+    distance to the unmodified image). Models without a minibatch-std critic use the fixed-σ
+    walk and have no σ = auto. ``diamond`` overrides strategy parameters (preset, lam, n_proto, ...)."""
+    from . import SIGMA_GRID
+    from .. import diamond as dm
+    d = dict(diamond or {})
+    if not model.has_minibatch_std:
+        d.setdefault("variant", "walk")
+    sigmas = [{"sigma": s, **d} for s in SIGMA_GRID]
+    if model.has_minibatch_std:
+        sigmas.append({"sigma": "auto", **d})
+    res = evaluate_sampling(model, ["truncation", "diamond"], n=n, seed=seed, ctx=ctx, progress=progress,
+                            sweeps={"diamond": sigmas})
+    ok = [r for r in res["rows"] if "fid" in r]
+    base = next(r for r in ok if r["strategy"] == "truncation" and r["params"] in ("t=inf", "psi=1.0"))
+    trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=lambda r: r["fid"], default=None)
+    grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
+    best_sigma = min((r for r in grid if not r["params"].startswith("sigma=0.0")), key=lambda r: r["fid"], default=None)
+    auto = next((r for r in ok if "sigma=auto" in r["params"]), None)
+
+    def pick(r):
+        return None if r is None else {k: r.get(k) for k in ("params", "fid", "kid", "precision", "recall",
+                                                              "pixel_dist", "class_preserved", "sigma_mean")}
+    t1 = {"baseline": pick(base), "best_truncation": pick(trunc), "best_sigma": pick(best_sigma), "sigma_auto": pick(auto),
+          "sigma_curve": [(r["params"].split(",")[0].split("=")[1], r["fid"], r["pixel_dist"]) for r in grid],
+          "settings": next((r["settings"] for r in ok if r.get("settings")), dm.resolve_settings(model, d.get("preset", "auto")))}
+    best_d = min((x for x in (best_sigma, auto) if x), key=lambda r: r["fid"], default=None)
+    t1["diamond_beats_baseline"] = bool(best_d and best_d["fid"] < base["fid"])
+    t1["diamond_beats_truncation"] = bool(best_d and trunc and best_d["fid"] < trunc["fid"])
+    return {**res, "protocol": "diamond-table1", "table1": t1}
+
+
+def format_table1(result: dict) -> str:
+    t = result["table1"]
+    lines = [f"Diamond in the rough, Table 1 protocol on {result['model']} (N = {result['n']}, seed {result['seed']}; "
+             f"settings: {', '.join(f'{k} {v}' for k, v in t['settings'].items())})",
+             f"{'':<28}{'params':>22}{'FID':>9}{'precision':>11}{'recall':>8}{'pixel dist':>12}"]
+    for label, key in (("baseline (no truncation)", "baseline"), ("best truncation", "best_truncation"),
+                       ("Diamond, best sigma", "best_sigma"), ("Diamond, sigma = auto", "sigma_auto")):
+        r = t[key]
+        if r is None:
+            lines.append(f"{label:<28}{'not applicable':>22}")
+            continue
+        extra = f"  (mean sigma {r['sigma_mean']:.3f})" if r.get("sigma_mean") is not None and "auto" in r["params"] else ""
+        lines.append(f"{label:<28}{r['params'][:22]:>22}{r['fid']:>9.3f}{r['precision']:>11.3f}{r['recall']:>8.3f}"
+                     f"{r['pixel_dist']:>12.3f}{extra}")
+    lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" for s, f, _ in t["sigma_curve"]))
+    lines.append(f"Diamond beats the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
+                 f"beats the best truncation: {'yes' if t['diamond_beats_truncation'] else 'no'}")
+    return "\n".join(lines)
 
 
 COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",

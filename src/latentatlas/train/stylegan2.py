@@ -4,7 +4,6 @@ design notes record that D without it, or R1 with gamma >= 0.1, diverged at 32x3
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F

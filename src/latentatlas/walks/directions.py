@@ -226,7 +226,8 @@ def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, se
 def diamond_direction(model, *, n_proto: int = 64, seed: int = 0) -> Directions:
     """The realism direction in Z: from the mean of the samples toward the mean protoimage."""
     from ..sampling import _mean_proto
-    zp = _mean_proto(model, n_proto, 200, 3.0, 100, seed)
+    from ..diamond import resolve_settings
+    zp = _mean_proto(model, n_proto, 200, resolve_settings(model), 100, seed)
     z = model.sample_z(5000, seed)
     return _finish(model, zp[None].cpu(), "z", "diamond", z, n_proto=n_proto)
 

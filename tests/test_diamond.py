@@ -1,0 +1,130 @@
+"""Tests that pin Diamond in the rough's method (seed 002, METHODS.md §3): the sign of each term of
+the protoimage loss, α's meaning in the recovery, σ bounds for both solvers, the sphere, and the
+per-recipe settings."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from latentatlas import diamond as dm
+from latentatlas.errors import LatentAtlasError
+from latentatlas.sampling import Context, apply_strategy, initial_latents
+
+
+class _Probe:
+    """A transparent 'GAN': G(z) = z, D(x) = the score function given. Algorithm 1's loss is then
+    a known function of z, so which way each term pushes can be checked exactly."""
+    has_minibatch_std = True
+    name = "probe"
+    device = torch.device("cpu")
+
+    def __init__(self, score):
+        self._score = score
+
+    def require_discriminator(self, what):
+        pass
+
+    def __call__(self, z):
+        return z
+
+    def score(self, x):
+        return self._score(x)
+
+
+def _start(n=16, dim=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z0 = dm.sphere_proj(torch.randn(n, dim, generator=g))
+    z1 = dm.sphere_proj(z0 + 0.3 * torch.randn(n, dim, generator=g))
+    return z0, z1
+
+
+def test_protoimage_search_lowers_the_critic_score():
+    """L_p = D(G(z)) + λ cos: with λ = 0 the search must move toward lower critic scores (a sign
+    flip of the D term would raise them)."""
+    z0, z1 = _start()
+    probe = _Probe(lambda x: x[:, 0])
+    zp = dm.find_protoimages(probe, z0, z1, dm.ProtoConfig(lam=0.0, max_iter=40))
+    assert zp[:, 0].mean() < z1[:, 0].mean() - 0.05
+
+
+def test_protoimage_search_moves_away_from_the_original_with_lambda():
+    """The +λ·cos(z, z0) term is minimised: with a flat critic the path leaves z0 (cosine falls)."""
+    z0, z1 = _start()
+    probe = _Probe(lambda x: torch.zeros(x.shape[0]))
+    zp = dm.find_protoimages(probe, z0, z1, dm.ProtoConfig(lam=3.0, max_iter=40))
+    cos = lambda a: torch.nn.functional.cosine_similarity(a, z0, dim=1).mean()
+    assert cos(zp) < cos(z1) - 0.05
+    assert torch.allclose(zp.norm(dim=1), torch.full((16,), math.sqrt(6)), atol=1e-4)   # on the sphere
+
+
+def test_wgan_gp_terms_reduce_the_spread():
+    """γ·std(D): with a critic that differs per sample, γ > 0 must leave a smaller spread of scores
+    than γ = 0 (a sign flip would widen it)."""
+    z0, z1 = _start(seed=3)
+    probe = _Probe(lambda x: x[:, 0])
+    a = dm.find_protoimages(probe, z0, z1, dm.ProtoConfig(lam=0.0, max_iter=30))
+    b = dm.find_protoimages(probe, z0, z1, dm.ProtoConfig(lam=0.0, gamma=50.0, max_iter=30))
+    assert b[:, 0].std() < a[:, 0].std()
+
+
+def test_alpha_weights_the_discriminator_feature_term(tiny_sg2):
+    m = tiny_sg2
+    x = m(m.sample_z(6, 11)).detach()
+    feat = lambda z: m.features(m(z), independent=True)
+    fx = m.features(x, independent=True)
+    res = {}
+    for alpha in (0.0, 20.0):
+        z = dm.recover_z(m, x, dm.RecoveryConfig(steps=60, n_init=32, alpha=alpha))
+        with torch.no_grad():
+            res[alpha] = ((feat(z) - fx).abs().sum(1).mean().item(), (m(z) - x).abs().flatten(1).sum(1).mean().item())
+    assert res[20.0][0] < res[0.0][0]                 # the feature term is what α weights
+    assert res[0.0][1] <= res[20.0][1] * 1.05         # and pixels are what it trades
+
+
+@pytest.mark.parametrize("solver", ["adam", "bracket"])
+def test_sigma_stays_in_bounds(tiny_sg2, solver):
+    z0 = tiny_sg2.sample_z(10, 0)
+    zp = dm.sphere_proj(torch.randn(8))
+    s = dm.optimise_sigma(tiny_sg2, z0, zp, dm.SigmaConfig(steps=15, sigma_min=0.25, sigma_max=0.55, init=0.9,
+                                                           solver=solver))
+    assert (s >= 0.25 - 1e-6).all() and (s <= 0.55 + 1e-6).all()
+
+
+def test_great_circle_walk_stays_on_the_sphere():
+    z0, z1 = _start(n=5, dim=32)
+    path = dm.great_circle_walk(z0, z1, 40)
+    assert torch.allclose(path[1:].norm(dim=-1), torch.full((41, 5), math.sqrt(32)), atol=1e-4)
+    # a great circle: every point stays in the plane of z0 and z1, and keeps moving the same way
+    for i in range(5):
+        q, _ = torch.linalg.qr(torch.stack([z0[i], z1[i]], 1))
+        pts = path[:, i]
+        assert (pts - (pts @ q) @ q.t()).norm(dim=1).max() < 1e-3
+    ang = torch.acos(torch.nn.functional.cosine_similarity(path[1:], z0[None], dim=-1).clamp(-1, 1))
+    assert (ang[1:6] > ang[:5]).all()
+
+
+def _model(arch="dcgan", extra=None, res=32):
+    return SimpleNamespace(info=SimpleNamespace(arch=arch, extra=extra or {}), img_resolution=res)
+
+
+def test_presets_follow_the_model_and_can_be_overridden():
+    assert dm.preset_for(_model(extra={"arch": "wgangp"})) == "wgan-gp"
+    assert dm.preset_for(_model("biggan")) == "biggan"
+    assert dm.preset_for(_model("pgan", res=1024)) == "celeba-hq"
+    assert dm.preset_for(_model("pgan", res=128)) == "pgan-celeba"
+    s = dm.resolve_settings(_model(extra={"arch": "wgangp"}))
+    assert s == {"preset": "wgan-gp", "alpha": 2.0, "beta": 1.0, "lam": 0.2, "gamma": 1.0, "delta": 3.0}
+    s = dm.resolve_settings(_model(), "biggan", lam=7)
+    assert s["alpha"] == 15.0 and s["lam"] == 7.0
+    with pytest.raises(LatentAtlasError, match="preset"):
+        dm.resolve_settings(_model(), "celeba-lsun")
+    with pytest.raises(LatentAtlasError, match="setting"):
+        dm.resolve_settings(_model(), "auto", eta=1)
+
+
+def test_strategy_records_the_settings_it_used(tiny_sg2):
+    lat = initial_latents(tiny_sg2, tiny_sg2.sample_z(6))
+    out = apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.2, n_proto=4, recovery_steps=3,
+                         proto_iter=3, lam=0.5)
+    assert out.info["diamond"]["lam"] == 0.5 and out.info["diamond"]["preset"] == "pgan-celeba"
