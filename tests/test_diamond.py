@@ -128,3 +128,44 @@ def test_strategy_records_the_settings_it_used(tiny_sg2):
     out = apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.2, n_proto=4, recovery_steps=3,
                          proto_iter=3, lam=0.5)
     assert out.info["diamond"]["lam"] == 0.5 and out.info["diamond"]["preset"] == "pgan-celeba"
+
+
+def test_protoimage_walk_passes_through_the_protoimage(tiny_sg2, monkeypatch):
+    z0 = tiny_sg2.sample_z(3, 2)
+    seen = {}
+    real = dm.find_protoimages
+
+    def spy(*a, **k):
+        seen["zp"] = real(*a, **k)
+        return seen["zp"]
+    monkeypatch.setattr(dm, "find_protoimages", spy)
+    path, mid = dm.protoimage_walk(tiny_sg2, z0, frames=7, recovery_steps=5, proto_iter=5, n_init=16)
+    assert path.shape == (7, 3, 8) and mid == 3
+    assert torch.allclose(path.norm(dim=-1), torch.full((7, 3), math.sqrt(8)), atol=1e-4)
+    assert torch.allclose(path[0], dm.sphere_proj(z0), atol=1e-4)
+    assert torch.allclose(path[mid], seen["zp"], atol=1e-3)           # the framed step is the protoimage
+
+
+def test_walk_cli_great_circle_without_direction_and_misuse(tmp_path, capsys):
+    from latentatlas.cli import main
+    assert main(["walk", "--model", "fashion-wgangp", "--kind", "linear", "--out", str(tmp_path / "a.png")]) == 2
+    assert "give --direction" in capsys.readouterr().err
+    assert main(["walk", "--model", "fashion-wgangp", "--kind", "great-circle", "--extent", "3",
+                 "--out", str(tmp_path / "a.png")]) == 2
+    assert "--extent applies" in capsys.readouterr().err
+
+
+def test_attribute_control_moves_first_then_realism(tiny_sg2, tmp_path):
+    from latentatlas.walks.directions import Directions
+    g = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+    Directions(g, "z", "test", torch.tensor([0.5, 1.0]), {"weights_hash": tiny_sg2.weights_hash()}).save(tmp_path / "z.npz")
+    Directions(g, "w", "test", torch.tensor([0.5, 1.0]), {}).save(tmp_path / "w.npz")
+    lat = initial_latents(tiny_sg2, tiny_sg2.sample_z(4, 1))
+    kw = dict(n_proto=4, recovery_steps=3, proto_iter=3)
+    out = apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.0, attribute=f"{tmp_path / 'z.npz'}:1",
+                         amount=-2, **kw)
+    assert torch.allclose(out.z, dm.sphere_proj(lat.z - 2.0 * g[1]), atol=1e-5)
+    with pytest.raises(LatentAtlasError, match="holds w directions"):
+        apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.0, attribute=f"{tmp_path / 'w.npz'}:0", **kw)
+    with pytest.raises(LatentAtlasError, match="amount applies"):
+        apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.0, amount=1, **kw)

@@ -492,6 +492,15 @@ def cmd_walk(args):
     from .walks.directions import Directions, parse_direction_ref
     from .walks.edit import render_walk, save_strip, walk_latents
     model = _load(args)
+    if args.direction is None:
+        if args.kind != "great-circle":
+            raise LatentAtlasError(f"--kind {args.kind} walks along a direction: give --direction FILE.npz:INDEX "
+                                   f"(only --kind great-circle runs without one: Diamond in the rough's walk)")
+        if args.extent is not None:
+            raise LatentAtlasError("--extent applies to walks along a direction; the great-circle walk without "
+                                   "one runs to the protoimage and as far beyond")
+        return _protoimage_walk(args, model)
+    args.extent = 2.0 if args.extent is None else args.extent
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
@@ -500,6 +509,25 @@ def cmd_walk(args):
     lat = walk_latents(model, dirs, idx, base, kind=args.kind, steps=args.steps, extent=args.extent)
     out = save_strip(render_walk(model, dirs, lat), args.out)
     _emit(args, {"out": str(out)}, lambda d: f"wrote {d['out']}")
+    return 0
+
+
+def _protoimage_walk(args, model):
+    """``walk --kind great-circle`` without a direction: Diamond in the rough's great-circle walk
+    from each sample through its protoimage (framed in red) and beyond."""
+    import torch
+
+    from . import diamond as dm
+    from .walks.edit import save_strip
+    model.require_discriminator("the Diamond great-circle walk (its recovery uses the critic's features)")
+    z0 = model.sample_z(args.n, args.seed)
+    path, mid = dm.protoimage_walk(model, z0, frames=args.steps)
+    with torch.no_grad():
+        imgs = torch.stack([model(p).clamp(-1, 1).cpu() for p in path])
+    out = save_strip(imgs, args.out, mark=[mid] * args.n if mid is not None else None)
+    info = {"out": str(out), "protoimage_frame": mid, "settings": dm.resolve_settings(model)}
+    _emit(args, info, lambda d: f"wrote {d['out']}" + (f" (protoimage at frame {mid}, framed in red)" if mid is not None
+                                                      else " (no minibatch-std critic: no protoimage; frames run to 90 degrees)"))
     return 0
 
 
@@ -836,12 +864,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip or GIF)",
                        description="Walk N samples along one direction from -extent to +extent sigma. linear: "
                                    "straight line; dp: density-preserving (norm-preserving in Z, the learned "
-                                   "DP-LaSE walk in W); great-circle: on the sqrt(n)-sphere (Z directions).")
+                                   "DP-LaSE walk in W); great-circle: on the sqrt(n)-sphere (Z directions), or "
+                                   "without --direction Diamond in the rough's walk: recover z1, run Algorithm 1 to "
+                                   "the protoimage, lay the frames along that great circle through it (framed "
+                                   "in red, centre) to the same angle beyond.")
     s.add_argument("--model", required=True)
-    s.add_argument("--direction", required=True, help="FILE.npz:INDEX")
+    s.add_argument("--direction", default=None,
+                   help="FILE.npz:INDEX (required except for --kind great-circle, which without it walks "
+                        "Diamond in the rough's great circle from each sample through its protoimage)")
     s.add_argument("--kind", default="linear", choices=["linear", "dp", "great-circle"])
     s.add_argument("--steps", type=_positive_int, default=9, help="frames along the walk, endpoints included (default %(default)s)")
-    s.add_argument("--extent", type=_finite_float, default=2.0, help="walk to +-extent sigma")
+    s.add_argument("--extent", type=_finite_float, default=None, help="walk to +-extent sigma (default 2)")
     s.add_argument("--n", type=_positive_int, default=4, help="samples (rows)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="strip .png or animation .gif")
@@ -864,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RMSE, perceptual), editing strength along GANSpace directions, class-flip rate "
                                    "of a supervised direction, PPL of the embeddings, style-mixing FID, "
                                    "interpolation FID (W+ and P-norm+) and P-norm+ outlier share. On a Z-only "
-                                   "model (fashion-wgangp) it runs Z inversion with the Diamond loss.")
+                                   "model (fashion-wgangp) it runs Z inversion with Diamond in the rough's recovery (§3.1).")
     s.add_argument("--model", required=True)
     s.add_argument("--n", type=_positive_int, default=100)
     s.add_argument("--steps", type=_positive_int, default=300)

@@ -181,6 +181,36 @@ def find_protoimages(model, z0: torch.Tensor, z1: torch.Tensor, cfg: ProtoConfig
     return (z, torch.stack(path)) if return_path else z
 
 
+def protoimage_walk(model, z0: torch.Tensor, *, frames: int = 9, settings: dict | None = None,
+                    recovery_steps: int = 200, proto_iter: int = 100, n_init: int = 1000, seed: int = 0):
+    """Diamond in the rough's core observation as a strip (§3.2): recover z1 from G(z0), run Algorithm 1
+    (every step stays on the great circle through z0 and z1) to the protoimage z_p, then lay
+    ``frames`` points along that great circle from z0 through z_p to the same angle beyond it.
+    Returns latents [frames, N, n] and the frame index of the protoimage (the centre frame) —
+    images should improve up to it and a new identity appear after it. Models without a
+    minibatch-std critic have no detectable protoimage: the frames then run to 90° and the index
+    is None."""
+    st = settings or resolve_settings(model)
+    z0 = sphere_proj(z0.to(model.device))
+    with torch.enable_grad():
+        z1 = recover_z(model, model(z0).detach(), RecoveryConfig(steps=recovery_steps, seed=seed, n_init=n_init,
+                                                                 alpha=st["alpha"], beta=st["beta"]))
+        if model.has_minibatch_std:
+            zp = find_protoimages(model, z0, z1, ProtoConfig(lam=st["lam"], gamma=st["gamma"], delta=st["delta"],
+                                                             max_iter=proto_iter))
+        else:
+            zp = None
+    a = z0 / z0.norm(dim=1, keepdim=True)
+    far = zp if zp is not None else great_circle_point(z0, z1, 90.0)
+    b = far - (far * a).sum(1, keepdim=True) * a
+    b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    theta = torch.acos(F.cosine_similarity(far, z0, dim=1).clamp(-1, 1))           # [N]
+    mid = max(1, (frames - 1) // 2) if zp is not None else frames - 1      # the frame that lands on z_p
+    t = torch.arange(frames, device=z0.device, dtype=z0.dtype)[:, None] / mid * theta[None]    # [frames, N]
+    path = math.sqrt(z0.shape[1]) * (torch.cos(t)[..., None] * a[None] + torch.sin(t)[..., None] * b[None])
+    return path.detach(), (mid if zp is not None else None)
+
+
 def great_circle_point(z0: torch.Tensor, z1: torch.Tensor, angle_deg: float = 90.0) -> torch.Tensor:
     """The point at ``angle_deg`` from z0 on the great circle through z0 and z1 (on the
     √n-sphere): the stand-in protoimage direction of the user-controlled walk for models without

@@ -38,16 +38,24 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:
-    """Tile [N, C, H, W] images in [-1, 1] into one PIL image (``nrow`` images per row)."""
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1,
+              mark=()) -> Image.Image:
+    """Tile [N, C, H, W] images in [-1, 1] into one PIL image (``nrow`` images per row); the cells
+    whose indices are in ``mark`` get a red frame (the grid is then RGB)."""
     arr = to_uint8(images)
     n, h, w, c = arr.shape
+    mark = set(int(i) for i in mark)
+    if mark and c == 1:
+        arr, c = np.repeat(arr, 3, axis=-1), 3
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
     rows = int(math.ceil(n / nrow))
     canvas = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
     for i in range(n):
         r, col = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
+        y0, x0 = pad + r * (h + pad), pad + col * (w + pad)
+        if i in mark:
+            canvas[max(0, y0 - pad):y0 + h + pad, max(0, x0 - pad):x0 + w + pad] = (220, 30, 30)
+        canvas[y0:y0 + h, x0:x0 + w] = arr[i]
     img = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
     if scale != 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)

@@ -254,9 +254,24 @@ def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="l
 
 def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
              n_proto=1000, recovery_steps=200, preset="auto", alpha=None, beta=None, lam=None, gamma=None, delta=None,
-             proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000):
+             proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000, attribute=None, amount=None):
     from .. import diamond as dm
     z0 = lat.z
+    if attribute is not None:
+        # appendix E: move along the attribute vector first, then take the realism step from there
+        from ..walks.directions import Directions, parse_direction_ref
+        path, k = parse_direction_ref(str(attribute))
+        dirs = Directions.load(path)
+        dirs.check_model(model)
+        if dirs.space != "z":
+            raise LatentAtlasError(f"diamond attribute control moves z: {path} holds {dirs.space} directions "
+                                   f"(use Z directions, e.g. mean-diff on a model without a mapping network)")
+        if not 0 <= k < len(dirs):
+            raise LatentAtlasError(f"diamond: attribute index {k} out of range ({path} has {len(dirs)})")
+        a = 1.0 if amount is None else float(amount)
+        z0 = dm.sphere_proj(z0 + a * float(dirs.sigmas[k]) * dirs.vectors[k].to(z0.device))
+    elif amount is not None:
+        raise LatentAtlasError("diamond: amount applies together with attribute=DIRS.npz:K")
     st = dm.resolve_settings(model, preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma, delta=delta)
     rec_cfg = dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init), alpha=st["alpha"], beta=st["beta"])
     proto_cfg = dm.ProtoConfig(lam=st["lam"], gamma=st["gamma"], delta=st["delta"], max_iter=int(proto_iter))
@@ -369,7 +384,7 @@ register(Strategy("diamond", _diamond, {"sigma": "auto", "variant": "mean", "m":
                                         "sigma_max": 1.0, "n_proto": 1000, "recovery_steps": 200, "preset": "auto",
                                         "alpha": None, "beta": None, "lam": None, "gamma": None, "delta": None,
                                         "proto_iter": 100, "sigma_steps": 100, "sigma_solver": "bracket",
-                                        "seed": 0, "n_init": 1000},
+                                        "seed": 0, "n_init": 1000, "attribute": None, "amount": None},
                   [{"sigma": s} for s in SIGMA_GRID] + [{"sigma": "auto"}],
                   needs=("minibatch-std",),
                   doc="realism path toward protoimages (Diamond in the rough) on the sqrt(n)-sphere in Z"))

@@ -50,12 +50,14 @@ def render_walk(model, dirs: Directions, path: torch.Tensor) -> torch.Tensor:
     return imgs.clamp(-1, 1).reshape(S, N, *imgs.shape[1:]).cpu()
 
 
-def save_strip(images: torch.Tensor, out, scale: int = 2):
-    """Rows = samples, columns = steps; ``.png`` strip or ``.gif`` animation over steps."""
+def save_strip(images: torch.Tensor, out, scale: int = 2, mark=None):
+    """Rows = samples, columns = steps; ``.png`` strip or ``.gif`` animation over steps. ``mark``:
+    one step index per sample framed in red (e.g. the protoimage of a great-circle walk)."""
     out = Path(out)
     S, N = images.shape[:2]
     if out.suffix.lower() == ".png":
-        grid = make_grid(images.transpose(0, 1).reshape(S * N, *images.shape[2:]), nrow=S, scale=scale)
+        cells = [i * S + int(k) for i, k in enumerate(mark)] if mark is not None else ()
+        grid = make_grid(images.transpose(0, 1).reshape(S * N, *images.shape[2:]), nrow=S, scale=scale, mark=cells)
         with atomic_path(out) as tmp:
             grid.save(tmp, format="PNG")
     elif out.suffix.lower() == ".gif":
