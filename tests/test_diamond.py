@@ -169,3 +169,12 @@ def test_attribute_control_moves_first_then_realism(tiny_sg2, tmp_path):
         apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.0, attribute=f"{tmp_path / 'w.npz'}:0", **kw)
     with pytest.raises(LatentAtlasError, match="amount applies"):
         apply_strategy(tiny_sg2, "diamond", lat, Context(tiny_sg2), sigma=0.0, amount=1, **kw)
+
+
+def test_table1_protocol_option_misuse(capsys):
+    from latentatlas.cli import main
+    assert main(["evaluate-sampling", "--model", "fashion-wgangp", "--protocol", "diamond-table1",
+                 "--strategies", "truncation"]) == 2
+    assert "fixes the strategies" in capsys.readouterr().err
+    assert main(["evaluate-sampling", "--model", "fashion-wgangp", "--param", "lam=1"]) == 2
+    assert "--param applies to --protocol" in capsys.readouterr().err

@@ -144,7 +144,7 @@ def test_every_method_on_every_family(family, tmp_path, capsys, monkeypatch):
     expect("diamond", _cli(["sample", "--model", path, "--n", "4", "--out", str(tmp_path / "d.png")] + dia, cls))
     expect("diamond walk", _cli(["sample", "--model", path, "--n", "2", "--out", str(tmp_path / "dw.png")] + dia +
                                 ["--param", "variant=walk"], cls))
-    inv = ["invert", str(tmp_path / "s"), "--model", path, "--steps", "3", "--batch-size", "4"]
+    inv = ["invert", str(tmp_path / "s"), "--model", path, "--steps", "3", "--batch-size", "4", "--min-psnr", "0"]
     expect("invert z", _cli(inv + ["--space", "z", "--out", str(tmp_path / "iz")], cls))
     expect("invert w/w+", _cli(inv + ["--space", "wplus", "--out", str(tmp_path / "iw")], cls))
     expect("invert p-norm+", _api_invert_pnorm(m, tmp_path) if caps["invert p-norm+"] is None else

@@ -39,7 +39,7 @@ class EncoderConfig:
     batch: int = 32
     lr: float = 1e-3
     rec_weight: float = 1.0           # weight of the image reconstruction term
-    rec_from: float = 0.5             # share of the steps after which the reconstruction term is on
+    rec_from: float = 0.4             # share of the steps after which the reconstruction term is on
     mix_prob: float = 0.5             # share of training codes that are style-mixed W+ codes
     width: int = 32
     seed: int = 0

@@ -64,7 +64,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
         points = (sweeps or {}).get(name, default_sweep(model, name))
         for params in points:
             t0 = time.perf_counter()
-            feats, pix, fdist, same, sig = [], [], [], [], []
+            feats, pix, fdist, same, sigmas_seen = [], [], [], [], []
             settings = None
             try:
                 for lat, imgs0, f0, c0 in tqdm(list(zip(base_lat, base_imgs, base_img_feats, base_cls)),
@@ -72,7 +72,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                     new = apply_strategy(model, name, lat, ctx, **params)
                     settings = new.info.get("diamond", settings)
                     if "sigma" in new.info:
-                        sig.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
+                        sigmas_seen.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
                     if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
                         imgs, f = imgs0, f0
                     else:
@@ -96,8 +96,8 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                    "class_preserved": float(torch.cat(same).mean()), "seconds": round(time.perf_counter() - t0, 2)}
             if settings:
                 row["settings"] = settings
-            if sig:
-                s_all = torch.cat(sig)
+            if sigmas_seen:
+                s_all = torch.cat(sigmas_seen)
                 row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
                                                                          float(s_all.max()))
             rows.append(row)
@@ -122,7 +122,6 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     distance to the unmodified image). Models without a minibatch-std critic use the fixed-σ
     walk and have no σ = auto. ``diamond`` overrides strategy parameters (preset, lam, n_proto, ...)."""
     from . import SIGMA_GRID
-    from .. import diamond as dm
     d = dict(diamond or {})
     if not model.has_minibatch_std:
         d.setdefault("variant", "walk")
@@ -131,6 +130,14 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
         sigmas.append({"sigma": "auto", **d})
     res = evaluate_sampling(model, ["truncation", "diamond"], n=n, seed=seed, ctx=ctx, progress=progress,
                             sweeps={"diamond": sigmas})
+    return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d)}
+
+
+def table1_summary(res: dict, model, d: dict | None = None) -> dict:
+    """Table 1's rows from an evaluation that swept truncation and Diamond's σ (the protocol's
+    own run, or the report's sweep)."""
+    from .. import diamond as dm
+    d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
     base = next(r for r in ok if r["strategy"] == "truncation" and r["params"] in ("t=inf", "psi=1.0"))
     trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=lambda r: r["fid"], default=None)
@@ -147,7 +154,11 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     best_d = min((x for x in (best_sigma, auto) if x), key=lambda r: r["fid"], default=None)
     t1["diamond_beats_baseline"] = bool(best_d and best_d["fid"] < base["fid"])
     t1["diamond_beats_truncation"] = bool(best_d and trunc and best_d["fid"] < trunc["fid"])
-    return {**res, "protocol": "diamond-table1", "table1": t1}
+    return t1
+
+
+TABLE1_ROWS = (("baseline (no truncation)", "baseline"), ("best truncation", "best_truncation"),
+               ("Diamond, best sigma", "best_sigma"), ("Diamond, sigma = auto", "sigma_auto"))
 
 
 def format_table1(result: dict) -> str:
@@ -155,14 +166,13 @@ def format_table1(result: dict) -> str:
     lines = [f"Diamond in the rough, Table 1 protocol on {result['model']} (N = {result['n']}, seed {result['seed']}; "
              f"settings: {', '.join(f'{k} {v}' for k, v in t['settings'].items())})",
              f"{'':<28}{'params':>22}{'FID':>9}{'precision':>11}{'recall':>8}{'pixel dist':>12}"]
-    for label, key in (("baseline (no truncation)", "baseline"), ("best truncation", "best_truncation"),
-                       ("Diamond, best sigma", "best_sigma"), ("Diamond, sigma = auto", "sigma_auto")):
+    for label, key in TABLE1_ROWS:
         r = t[key]
         if r is None:
             lines.append(f"{label:<28}{'not applicable':>22}")
             continue
         extra = f"  (mean sigma {r['sigma_mean']:.3f})" if r.get("sigma_mean") is not None and "auto" in r["params"] else ""
-        lines.append(f"{label:<28}{r['params'][:22]:>22}{r['fid']:>9.3f}{r['precision']:>11.3f}{r['recall']:>8.3f}"
+        lines.append(f"{label:<28}{r['params'].split(',')[0]:>22}{r['fid']:>9.3f}{r['precision']:>11.3f}{r['recall']:>8.3f}"
                      f"{r['pixel_dist']:>12.3f}{extra}")
     lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" for s, f, _ in t["sigma_curve"]))
     lines.append(f"Diamond beats the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
