@@ -178,3 +178,14 @@ def test_table1_protocol_option_misuse(capsys):
     assert "fixes the strategies" in capsys.readouterr().err
     assert main(["evaluate-sampling", "--model", "fashion-wgangp", "--param", "lam=1"]) == 2
     assert "--param applies to --protocol" in capsys.readouterr().err
+
+
+def test_table1_summary_picks_the_best_nonzero_sigma():
+    from latentatlas.sampling.evaluate import table1_summary
+    row = lambda strat, params, fid: {"strategy": strat, "params": params, "fid": fid, "pixel_dist": 1.0}
+    res = {"rows": [row("truncation", "t=inf", 7.0), row("truncation", "t=0.5", 9.0),
+                    row("diamond", "sigma=0.0", 6.9), row("diamond", "sigma=0.01", 6.95),
+                    row("diamond", "sigma=0.1", 8.0), row("diamond", "sigma=auto", 12.0)]}
+    t = table1_summary(res, _model(extra={"arch": "wgangp"}))
+    assert t["best_sigma"]["params"] == "sigma=0.01" and t["best_truncation"]["params"] == "t=0.5"
+    assert t["diamond_beats_baseline"] is True and t["diamond_beats_truncation"] is True

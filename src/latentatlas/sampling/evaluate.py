@@ -133,6 +133,12 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d)}
 
 
+def _sigma_of(row: dict) -> float | str:
+    """The σ of a Diamond row from its params ('sigma=0.05,n_proto=256' -> 0.05)."""
+    v = next(p.split("=", 1)[1] for p in row["params"].split(",") if p.startswith("sigma="))
+    return v if v == "auto" else float(v)
+
+
 def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     """Table 1's rows from an evaluation that swept truncation and Diamond's σ (the protocol's
     own run, or the report's sweep)."""
@@ -142,7 +148,7 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     base = next(r for r in ok if r["strategy"] == "truncation" and r["params"] in ("t=inf", "psi=1.0"))
     trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=lambda r: r["fid"], default=None)
     grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
-    best_sigma = min((r for r in grid if not r["params"].startswith("sigma=0.0")), key=lambda r: r["fid"], default=None)
+    best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=lambda r: r["fid"], default=None)
     auto = next((r for r in ok if "sigma=auto" in r["params"]), None)
 
     def pick(r):
