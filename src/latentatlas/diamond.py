@@ -70,6 +70,16 @@ def resolve_settings(model, preset: str = "auto", **over) -> dict:
     return {"preset": name, **out}
 
 
+def recovery_config(settings: dict, steps: int = 300, seed: int = 0, n_init: int = 1000) -> "RecoveryConfig":
+    """The §3.1 recovery with a recipe's α and β (``resolve_settings``)."""
+    return RecoveryConfig(steps=int(steps), seed=seed, n_init=int(n_init), alpha=settings["alpha"], beta=settings["beta"])
+
+
+def proto_config(settings: dict, max_iter: int = 200) -> "ProtoConfig":
+    """Algorithm 1 with a recipe's λ, γ, δ."""
+    return ProtoConfig(lam=settings["lam"], gamma=settings["gamma"], delta=settings["delta"], max_iter=int(max_iter))
+
+
 def sphere_proj(z: torch.Tensor) -> torch.Tensor:
     n = z.shape[-1]
     return z * (math.sqrt(n) / z.norm(dim=-1, keepdim=True).clamp_min(1e-12))
@@ -193,11 +203,9 @@ def protoimage_walk(model, z0: torch.Tensor, *, frames: int = 9, settings: dict 
     st = settings or resolve_settings(model)
     z0 = sphere_proj(z0.to(model.device))
     with torch.enable_grad():
-        z1 = recover_z(model, model(z0).detach(), RecoveryConfig(steps=recovery_steps, seed=seed, n_init=n_init,
-                                                                 alpha=st["alpha"], beta=st["beta"]))
+        z1 = recover_z(model, model(z0).detach(), recovery_config(st, recovery_steps, seed, n_init))
         if model.has_minibatch_std:
-            zp = find_protoimages(model, z0, z1, ProtoConfig(lam=st["lam"], gamma=st["gamma"], delta=st["delta"],
-                                                             max_iter=proto_iter))
+            zp = find_protoimages(model, z0, z1, proto_config(st, proto_iter))
         else:
             zp = None
     a = z0 / z0.norm(dim=1, keepdim=True)

@@ -332,6 +332,7 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
     """Embed ``targets`` [N, C, H, W] in [-1, 1] (the model's channels and resolution)."""
     from tqdm import tqdm
 
+    from ..metrics.reconstruction import psnr
     from .inits import make_starts, parse_init
     if targets.ndim != 4 or targets.shape[1] != model.img_channels or targets.shape[-1] != model.img_resolution:
         raise LatentAtlasError(f"targets must be [N, {model.img_channels}, {model.img_resolution}, "
@@ -374,7 +375,6 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
             loss = opt.final.clone().index_copy_(0, idx, loss_a.detach())
             reached = None
             if cfg.stop_psnr is not None:
-                from ..metrics.reconstruction import psnr
                 reached = torch.zeros_like(opt.active).index_copy_(
                     0, idx, psnr(y.detach().clamp(-1, 1), xs[idx]) >= cfg.stop_psnr)
             var = var.detach()

@@ -131,10 +131,10 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
 def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int = 0) -> dict:
     """Z inversion with Diamond in the rough's recovery loss exactly as its §3.1 (L1 + α·L1 of D features
     + β·|‖z‖ − √n|, Adam lr 0.01, best-of-1000 start) with α, β from the model's preset."""
-    from ..diamond import RecoveryConfig, recover_z, resolve_settings
+    from ..diamond import recover_z, recovery_config, resolve_settings
     ext = FashionFeatures(model.device) if model.img_channels == 1 and model.img_resolution == 32 else None
     st = resolve_settings(model)
-    z = recover_z(model, x, RecoveryConfig(steps=steps, seed=seed, alpha=st["alpha"], beta=st["beta"]))
+    z = recover_z(model, x, recovery_config(st, steps, seed))
     with torch.no_grad():
         y = model(z).clamp(-1, 1).cpu()
     rec = reconstruction_metrics(x, y, FeatureDistance(ext) if ext else None)

@@ -220,7 +220,7 @@ def _diamond_recovery(m, targets, steps):
     from .. import diamond as dm
     st = dm.resolve_settings(m)
     t0 = time.perf_counter()
-    z = dm.recover_z(m, targets.to(m.device), dm.RecoveryConfig(steps=steps, alpha=st["alpha"], beta=st["beta"]))
+    z = dm.recover_z(m, targets.to(m.device), dm.recovery_config(st, steps))
     with torch.no_grad():
         images = m(z).clamp(-1, 1).cpu()
         ws = m.broadcast(m.mapping(z)).cpu() if m.has_mapping else None

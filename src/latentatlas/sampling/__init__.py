@@ -273,8 +273,8 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
     elif amount is not None:
         raise LatentAtlasError("diamond: amount applies together with attribute=DIRS.npz:K")
     st = dm.resolve_settings(model, preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma, delta=delta)
-    rec_cfg = dm.RecoveryConfig(steps=int(recovery_steps), seed=seed, n_init=int(n_init), alpha=st["alpha"], beta=st["beta"])
-    proto_cfg = dm.ProtoConfig(lam=st["lam"], gamma=st["gamma"], delta=st["delta"], max_iter=int(proto_iter))
+    rec_cfg = dm.recovery_config(st, recovery_steps, seed, n_init)
+    proto_cfg = dm.proto_config(st, proto_iter)
     if variant == "mean":
         z_p = ctx.mean_proto(n_proto, recovery_steps, st, proto_iter, seed, n_init).expand_as(z0)
     elif variant == "per-sample":
@@ -333,8 +333,8 @@ def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
         except Exception:   # noqa: BLE001 - a damaged cache entry is recomputed
             path.unlink()
     z0 = model.sample_z(int(n), seed=987_000 + seed)
-    rec_cfg = dm.RecoveryConfig(steps=int(steps), seed=seed, n_init=int(n_init), alpha=settings["alpha"], beta=settings["beta"])
-    proto_cfg = dm.ProtoConfig(lam=settings["lam"], gamma=settings["gamma"], delta=settings["delta"], max_iter=int(iters))
+    rec_cfg = dm.recovery_config(settings, steps, seed, n_init)
+    proto_cfg = dm.proto_config(settings, iters)
     zps = []
     with torch.enable_grad():
         for i in range(0, int(n), batch):
