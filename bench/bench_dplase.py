@@ -1,15 +1,68 @@
-"""DP-LaSE training on fashion-stylegan2: the loss curve (every 100 steps) and the time,
-for direction discovery at split layer b8 (k = 5)."""
+"""DP-LaSE training on fashion-stylegan2: the loss curve (every 100 steps) and the time, for
+direction discovery at split layer b8 (k = 5).
+
+``compare``: the current training loop against the one of an earlier commit (default: b95e9c7,
+before the batched loop), same seed and steps, in one run: seconds per step, the final l_var,
+and the measurements of ``evaluate_directions`` (G1 variation, density drift of linear vs DP
+walks, classes moved) on the directions each one found. The earlier loop is read from git.
+
+usage: python bench/bench_dplase.py [MODEL] [STEPS]
+       python bench/bench_dplase.py compare [STEPS] [COMMIT]"""
 from __future__ import annotations
 
+import subprocess
 import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
 
 from _common import print_dp_curve
 from latentatlas.models.registry import load_generator
 from latentatlas.walks.density import DPConfig, train_dp_lase
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module_at(commit: str, rel: str, name: str):
+    src = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    mod = types.ModuleType(name)
+    exec(compile(src, f"{commit}:{rel}", "exec"), mod.__dict__)
+    return mod
+
+
+def compare(steps: int = 600, commit: str = "b95e9c7"):
+    from latentatlas.walks.directions import Directions, _finish, _samples
+    from latentatlas.walks.edit import evaluate_directions
+    m = load_generator("fashion-stylegan2")
+    old = _module_at(commit, "src/latentatlas/walks/density.py", "density_ref")
+    print(f"DP-LaSE discovery on {m.name}, k = 5, split b8, {steps} steps, seed 0: {commit} loop vs now")
+    print(f"{'loop':<10}{'s/step':>8}{'steps/s':>9}{'l_var':>9}{'l_den':>9}{'g1 var.':>9}{'drift lin':>10}"
+          f"{'drift dp':>9}{'classes':>8}")
+    with torch.no_grad():
+        x = _samples(m, 5000, 0, "w")
+    times = {}
+    for label, mod in ((commit, old), ("now", sys.modules["latentatlas.walks.density"])):
+        torch.manual_seed(0)
+        dp, log = mod.train_dp_lase(m, mod.DPConfig(steps=steps, n_directions=5, layer="b8"), space="w")
+        d: Directions = _finish(m, dp.Gamma.detach().t(), "w", "dplase", x)
+        ev = evaluate_directions(m, d, n=64, dp_model=dp)
+        rows = ev["rows"]
+        mean = lambda k: float(np.mean([r[k] for r in rows]))
+        last = log.losses[-10:]
+        times[label] = log.seconds / steps
+        print(f"{label:<10}{log.seconds / steps:>8.3f}{steps / log.seconds:>9.2f}{np.mean([l[4] for l in last]):>9.3f}"
+              f"{np.mean([l[3] for l in last]):>9.3f}{mean('g1_variation'):>9.4f}{mean('density_drift_linear'):>10.3f}"
+              f"{mean('density_drift_dp'):>9.3f}{mean('classes_moved'):>8.2f}", flush=True)
+    print(f"speed-up: {times[commit] / times['now']:.2f}x (the mean of the last 100 steps' losses; l_var is "
+          "negative: more G1 variation is lower)")
+
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        compare(int(sys.argv[2]) if len(sys.argv) > 2 else 600, sys.argv[3] if len(sys.argv) > 3 else "b95e9c7")
+        return
     m = load_generator(sys.argv[1] if len(sys.argv) > 1 else "fashion-stylegan2")
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
     dp, log = train_dp_lase(m, DPConfig(steps=steps, n_directions=5, layer="b8"), space="w")

@@ -50,6 +50,17 @@ def run_init(m, x, init, steps, target, reg=("none", 0.0)):
             "ok": ok, "recon": torch.cat(recs)}
 
 
+def encoder_alone(m, x):
+    """PSNR of the encoder's prediction itself (no optimisation step)."""
+    from latentatlas.inversion.encoder import load_encoder
+    t0 = time.perf_counter()
+    enc = load_encoder(None, m)
+    with torch.no_grad():
+        y = m.synthesis(enc.predict(x, space="wplus")).clamp(-1, 1)
+    p = psnr(y, x)
+    return {"mean": p.mean().item(), "min": p.min().item(), "seconds": time.perf_counter() - t0}
+
+
 def inits_table(n: int = 256, steps: int = 400, inits=None, grid=None):
     from latentatlas.data.fashion import load_fashion_mnist
     from latentatlas.imageio import save_grid
@@ -75,6 +86,10 @@ def inits_table(n: int = 256, steps: int = 400, inits=None, grid=None):
                 continue
             if label.startswith("Fashion") and init.startswith("multi-start"):
                 continue
+            if init == "encoder" and reg[0] == "none":
+                e = encoder_alone(m, x)
+                print(f"{label:<24}{'encoder alone':<22}{'mean ' + format(e['mean'], '.2f') + ' dB':>16}"
+                      f"{'min ' + format(e['min'], '.1f'):>14}{e['seconds']:>10.1f}", flush=True)
             r = run_init(m, x, init, steps, target, reg)
             print(f"{label:<24}{init:<22}{r['share']:>16.1%}{r['median_steps']:>14.0f}{r['seconds']:>10.0f}", flush=True)
             if label.startswith("generated (") and init == "mean":

@@ -199,6 +199,27 @@ def test_every_option_of_every_command_has_help():
         sp.format_help()   # every %(default)s expands
 
 
+def test_help_tables_come_from_the_registries():
+    import argparse
+
+    from latentatlas.cli import build_parser
+    from latentatlas.inversion import REGULARIZER_TABLE
+    from latentatlas.inversion.inits import INIT_TABLE
+    from latentatlas.sampling import strategy_names
+    from latentatlas.walks.directions import METHODS
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {k: sub.choices[k].format_help() for k in ("sample", "invert", "directions")}
+    for name in strategy_names():
+        assert f"  {name}:" in helps["sample"], name
+    for name, (v, what, _) in REGULARIZER_TABLE.items():
+        assert f"  {name}" in helps["invert"] and (what == "-" or f"default {what}={v:g}" in helps["invert"]), name
+    for spec in INIT_TABLE:
+        assert f"  {spec}:" in helps["invert"], spec
+    for name in METHODS:
+        assert f"  {name}:" in helps["directions"], name
+    assert "k=10, n=20000" in helps["directions"]          # ganspace's own defaults, read from its signature
+
+
 def test_global_options_before_or_after_the_subcommand(capsys):
     """--json/--device/--debug mean the same before and after the subcommand, on every one."""
     import json as _json
@@ -223,6 +244,22 @@ def test_top_level_api():
     import latentatlas
     from latentatlas import Atlas, invert, load_generator, save_grid  # noqa: F401
     assert callable(load_generator) and "load_generator" in latentatlas.__all__
+    # every top-level name and every public method of its classes says what it takes and returns
+    import inspect
+
+    from latentatlas.models.interface import GANModel, StyleGANModel
+    missing = []
+    for name in latentatlas.__all__:
+        obj = getattr(latentatlas, name)
+        members = [(name, obj)] + ([(f"{name}.{k}", v) for k, v in vars(obj).items() if not k.startswith("_")]
+                                   if inspect.isclass(obj) else [])
+        members += [(f"{c.__name__}.{k}", v) for c in (GANModel, StyleGANModel) if name == "load_generator"
+                    for k, v in vars(c).items() if not k.startswith("_")]
+        for label, v in members:
+            f = v.fget if isinstance(v, property) else getattr(v, "__func__", v)
+            if callable(f) and not (f.__doc__ or "").strip():
+                missing.append(label)
+    assert not missing, missing
 
 
 def test_readme_python_section_runs(tmp_path, monkeypatch):

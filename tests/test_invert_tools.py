@@ -109,3 +109,43 @@ def test_edit_inverted_latents_cli(tiny_sg2, tmp_path, capsys):
         else:
             argv += bad
         assert main(argv) == 2 and msg in capsys.readouterr().err
+
+
+def test_videos_of_an_inversion_and_of_an_edit(tiny_sg2, tmp_path, capsys):
+    """invert --save-video: target beside the reconstruction over the optimisation; edit --video:
+    the strip as an animation (GIF always; MP4 where ffmpeg is found)."""
+    from latentatlas.imageio import ffmpeg_exe
+    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=tiny_sg2.cfg.to_dict(), G=tiny_sg2.G, D=tiny_sg2.D)
+    src = tmp_path / "in"
+    src.mkdir()
+    with torch.no_grad():
+        imgs = tiny_sg2(tiny_sg2.sample_z(2, seed=3)).clamp(-1, 1)
+    for i in range(2):
+        save_png(imgs[i], src / f"im{i}.png")
+    assert main(["invert", str(src), "--model", str(f), "--steps", "30", "--init", "multi-start:2:8",
+                 "--warmup-steps", "5", "--out", str(tmp_path / "o"), "--min-psnr", "0", "--save-video", "gif"]) == 0
+    capsys.readouterr()
+    with Image.open(tmp_path / "o" / "im1.gif") as g:
+        assert g.n_frames >= 10 and g.size[0] > 2 * g.size[1] * 0.9       # target | reconstruction
+        g.seek(0)
+        first = np.asarray(g.convert("L")).astype(float)
+        g.seek(g.n_frames - 1)
+        last = np.asarray(g.convert("L")).astype(float)
+    s = 128 // 16                                                            # grid scale, 2 px padding
+    rec = np.asarray(Image.open(tmp_path / "o" / "im1.png").convert("L").resize((16 * s,) * 2, Image.NEAREST))
+    cell = last[2 * s:18 * s, 20 * s:36 * s]                                # right cell: the reconstruction
+    assert np.abs(first - last).mean() > 0                                  # the reconstruction moves
+    assert np.abs(cell - rec.astype(float)).mean() < 3                      # and ends at the saved result
+    assert main(["directions", "--method", "ganspace", "--model", str(f), "--k", "2", "--n", "300",
+                 "--out", str(tmp_path / "d.npz")]) == 0
+    for suffix in ([".gif", ".mp4"] if ffmpeg_exe() else [".gif"]):
+        video = tmp_path / f"edit{suffix}"
+        assert main(["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction",
+                     f"{tmp_path / 'd.npz'}:0", "--amounts", "-2,-1,0,1,2", "--out", str(tmp_path / "s.png"),
+                     "--video", str(video)]) == 0
+        assert video.stat().st_size > 0 and (tmp_path / "s.png").is_file()
+        if suffix == ".mp4":
+            assert video.read_bytes()[4:8] == b"ftyp"
+    assert main(["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction", f"{tmp_path / 'd.npz'}:0",
+                 "--amounts", "0", "--out", str(tmp_path / "s.png"), "--video", str(tmp_path / "v.avi")]) == 2
+    assert "use .gif or .mp4" in capsys.readouterr().err

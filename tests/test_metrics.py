@@ -108,3 +108,64 @@ def test_prdc_equalizes_sample_sizes():
     r, u = prdc(real, fake), prdc(real, fake, equalize=False)
     assert abs(r["precision"] - r["recall"]) < abs(u["precision"] - u["recall"])
     assert abs(r["precision"] - r["recall"]) < 0.1
+
+
+def _png_folder(path, n, size=16, channels=1, seed=0):
+    import numpy as np
+    from PIL import Image
+    path.mkdir()
+    rng = np.random.RandomState(seed)
+    for i in range(n):
+        a = (rng.rand(size, size) * 255).astype("uint8") if channels == 1 else (rng.rand(size, size, 3) * 255).astype("uint8")
+        Image.fromarray(a).save(path / f"{i:03d}.png")
+    return path
+
+
+def test_reference_rule_refuses_without_a_fitting_set(tiny_sg2):
+    from latentatlas.errors import LatentAtlasError
+    from latentatlas.metrics.suite import evaluate_model
+    with pytest.raises(LatentAtlasError, match="--reference DIR"):
+        evaluate_model(tiny_sg2, n=60, progress=False)
+
+
+def test_reference_folder_is_scored_and_cached_by_content(tiny_sg2, tmp_path, monkeypatch):
+    from latentatlas.data import folder as folder_mod
+    from latentatlas.errors import LatentAtlasError
+    from latentatlas.metrics import reference as refmod
+    from latentatlas.metrics.suite import evaluate_model
+    monkeypatch.delenv("LATENTATLAS_INCEPTION", raising=False)
+    d = _png_folder(tmp_path / "real", 60)
+    res = evaluate_model(tiny_sg2, n=60, progress=False, reference=str(d))
+    assert res["features"] == "discriminator" and res["reference"] == str(d)
+    assert res["kid"] == res["kid"] and 0 <= res["precision"] <= 1 and 0 <= res["recall"] <= 1
+    assert "class_histogram" not in res
+    # the D features have more dimensions than 60 samples: no singular-covariance FID
+    feats_dim = refmod.folder_reference(tiny_sg2, d).feats.shape[1]
+    assert (res["fid"] is None) == (feats_dim >= 60)
+    # second time: features come from the cache, the images are not read again
+    monkeypatch.setattr(folder_mod, "load_folder", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-read")))
+    again = evaluate_model(tiny_sg2, n=60, progress=False, reference=str(d))
+    assert again["kid"] == res["kid"]
+    # a changed file is a different reference: read again (and here refused because load_folder fails)
+    (d / "000.png").write_bytes((d / "001.png").read_bytes())
+    with pytest.raises(AssertionError, match="re-read"):
+        evaluate_model(tiny_sg2, n=60, progress=False, reference=str(d))
+    small = _png_folder(tmp_path / "small", 10)
+    with pytest.raises(LatentAtlasError, match="at least 50"):
+        evaluate_model(tiny_sg2, n=60, progress=False, reference=str(small))
+
+
+def test_cli_reference_for_rgb_models(tmp_path, capsys):
+    from latentatlas.cli import main
+    assert main(["evaluate", "--model", "faces-dcgan", "--n", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--reference DIR" in err and "\n" not in err
+    d = _png_folder(tmp_path / "faces", 60, size=64, channels=3)
+    env_inception = __import__("os").environ.pop("LATENTATLAS_INCEPTION", None)
+    try:
+        assert main(["evaluate", "--model", "faces-dcgan", "--n", "64", "--reference", str(d)]) == 2
+    finally:
+        if env_inception:
+            __import__("os").environ["LATENTATLAS_INCEPTION"] = env_inception
+    err = capsys.readouterr().err.strip()
+    assert "no feature network fits" in err and "\n" not in err

@@ -17,6 +17,12 @@ _EXPORTS = {
     "fit_atlas": ("latentatlas.atlas", "fit_atlas"),
     "invert": ("latentatlas.inversion", "invert"),
     "InversionConfig": ("latentatlas.inversion", "InversionConfig"),
+    "get_atlas": ("latentatlas.atlas", "get_atlas"),
+    "sample_images": ("latentatlas.sample", "sample_images"),
+    "compute_directions": ("latentatlas.walks.directions", "compute_directions"),
+    "Directions": ("latentatlas.walks.directions", "Directions"),
+    "evaluate_model": ("latentatlas.metrics.suite", "evaluate_model"),
+    "build_report": ("latentatlas.report.html", "build_report"),
     "save_grid": ("latentatlas.imageio", "save_grid"),
     "LatentAtlasError": ("latentatlas.errors", "LatentAtlasError"),
 }

@@ -38,6 +38,8 @@ class Atlas:
     learned_state: dict | None = None       # raw state when loaded without a model
 
     def mixture(self, kind: str):
+        """The per-level mixture of W: 'em' (the EM baseline) or 'learned' (Katzir et al.'s
+        multi-level mixture); LatentAtlasError when this atlas was fitted without it."""
         if kind == "em":
             mix = self.em
         elif kind == "learned":
@@ -51,23 +53,28 @@ class Atlas:
 
     @property
     def pnorm_plus(self) -> PNormPlusSpace:
+        """The P-norm+ space (II2S): W+ rows through the P-norm whitening, [N, num_ws, k]."""
         return PNormPlusSpace.from_state(self.pnorm.state())
 
     @property
     def prior(self) -> GaussianPrior:
+        """The Gaussian of P space (Wulff & Torralba) as a sampling/density prior."""
         return GaussianPrior(self.pnorm)
 
     def to(self, device):
+        """Move the fitted statistics to ``device`` (in place); returns the atlas."""
         self.pnorm.to(device)
         return self
 
     def check_model(self, model):
+        """Raise LatentAtlasError unless the atlas was fitted on this model's weights."""
         if self.meta.get("weights_hash") != model.weights_hash():
             raise LatentAtlasError(f"atlas was fitted for weights {self.meta.get('weights_hash')} "
                                    f"({self.meta.get('model')}), not for model '{model.name}' "
                                    f"({model.weights_hash()})")
 
     def save(self, path) -> Path:
+        """Write the atlas as one .npz (arrays + JSON metadata; no pickle), atomically."""
         arrays = {f"pnorm.{k}": (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
                   for k, v in self.pnorm.state().items()}
         if self.em is not None:
@@ -92,6 +99,7 @@ class Atlas:
 
     @classmethod
     def load(cls, path, model=None) -> "Atlas":
+        """Read an atlas .npz (validated; no pickle); with ``model``, check it was fitted on it."""
         from .validate import read_npz
         path = Path(path)
         arrays = read_npz(path, "atlas", {"meta_json": ("U", 0)})
@@ -162,6 +170,10 @@ def parse_level_ranges(spec: str | None, num_ws: int) -> dict:
 def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
               level_ranges: dict | None = None, em_samples: int = 20000, learned_steps: int = 0,
               progress: bool = False) -> Atlas:
+    """Fit the atlas of a model with a LeakyReLU mapping: map ``n`` latents (seeds ``seed..``),
+    fit P's Gaussian and the P-norm PCA whitening, the EM mixture per level (``clusters``, e.g.
+    {'coarse': 8, 'medium': 8, 'fine': 8}, on ``em_samples`` codes) and, with ``learned_steps`` > 0,
+    the learned multi-level mixture. ``level_ranges`` overrides the W+ rows of each level."""
     check_p_space(model)
     t0 = time.perf_counter()
     timings: dict = {}

@@ -226,7 +226,7 @@ def cmd_report(args):
     from .report.html import build_report
     secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
     path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed,
-                        sections=secs, profile=args.profile, atlas=args.atlas)
+                        sections=secs, profile=args.profile, atlas=args.atlas, **_reference_kw(args))
     _emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
     return 0
 
@@ -234,8 +234,11 @@ def cmd_report(args):
 def cmd_convert(args):
     from .models.registry import export_model
     model = _load(args, args.input)
-    path = export_model(model, args.output)
-    _emit(args, {"input": args.input, "output": str(path), "weights_hash": model.weights_hash()},
+    path, warnings = export_model(model, args.output, to=args.to)
+    for w in warnings:
+        log.warning("%s", w)
+    _emit(args, {"input": args.input, "output": str(path), "to": args.to, "weights_hash": model.weights_hash(),
+                 "warnings": warnings},
           lambda d: f"wrote {d['output']} (weights hash {d['weights_hash']})")
     return 0
 
@@ -295,13 +298,44 @@ def cmd_train(args):
     return 0
 
 
+def _reference_kw(args) -> dict:
+    """--reference / --features / --inception as keyword arguments of the metric functions."""
+    return {"reference": getattr(args, "reference", None), "features": getattr(args, "features", None),
+            "inception": getattr(args, "inception", None)}
+
+
+def _add_reference(s):
+    s.add_argument("--reference", default=None, metavar="DIR",
+                   help="folder of real images to compare with (PNG/JPEG, >= 50, converted to the model's format; "
+                        "features cached by content hash). Default: the Fashion-MNIST test split, which only "
+                        "Fashion-MNIST models accept")
+    s.add_argument("--features", default=None, choices=_extractor_names(),
+                   help="feature network for the metrics (default: fashion-features for Fashion-MNIST models; with "
+                        "--reference: inception if $LATENTATLAS_INCEPTION is set, else the model's discriminator)")
+    s.add_argument("--inception", default=None, metavar="PATH",
+                   help="local Inception TorchScript file for --features inception (never downloaded)")
+
+
+def cmd_serve(args):
+    from .serve import serve
+    model = _load(args)
+    atlas = _atlas(args, model, model.has_mapping, "the model has no W space")   # None: the cached one, when needed
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: anyone who can reach this address can use the explorer (no authentication)",
+                    args.host)
+    serve(model, host=args.host, port=args.port, atlas=atlas, directions=args.directions, report_dir=args.report,
+          max_jobs=args.max_jobs, on_ready=lambda url: print(f"latentatlas explorer on {url} (Ctrl-C stops)",
+                                                              flush=True))
+    return 0
+
+
 def cmd_evaluate(args):
     from .metrics.suite import evaluate_model
     from .validate import check_fits
     model = _load(args)
     check_fits(args.n, model.img_channels, model.img_resolution, "evaluate")
-    res = evaluate_model(model, n=args.n, features=args.features, seed=args.seed, device=model.device,
-                         progress=not args.json)
+    res = evaluate_model(model, n=args.n, seed=args.seed, device=model.device, progress=not args.json,
+                         **_reference_kw(args))
 
     def fmt(d):
         lines = [f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}" for k, v in d.items()
@@ -329,13 +363,13 @@ def cmd_evaluate_sampling(args):
         if args.strategies_given:
             raise LatentAtlasError("--protocol diamond-table1 fixes the strategies; leave out --strategies")
         res = diamond_table1(model, n=args.n, seed=args.seed, progress=not args.json, ctx=Context(model, atlas=atlas),
-                             diamond=parse_params(args.param))
+                             diamond=parse_params(args.param), **_reference_kw(args))
         fmt = format_table1
     else:
         if args.param:
             raise LatentAtlasError("--param applies to --protocol diamond-table1 (diamond settings such as lam=0.2)")
         res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json,
-                                ctx=Context(model, atlas=atlas))
+                                ctx=Context(model, atlas=atlas), **_reference_kw(args))
         fmt = format_table
     if args.out_dir:
         plot_sampling(res, args.out_dir)
@@ -363,7 +397,8 @@ def cmd_invert(args):
     atlas = _atlas(args, model, uses, "only the pnorm+ space, the pnorm/mahalanobis regularisers and "
                                       "multi-start (cluster centres) read an atlas")
     summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
-                           resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr)
+                           resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
+                           video=_video_format(args.save_video))
 
     def fmt(d):
         v = d["verdict"]
@@ -411,12 +446,49 @@ def _latents(model, spec: str):
     return z.to(model.device), [f"{Path(spec).stem}[{i}]" for i in range(z.shape[0])]
 
 
+def _video_format(choice: str | None) -> str | None:
+    """--save-video: 'gif', 'mp4', or 'auto' (MP4 when ffmpeg is found, else GIF with a note)."""
+    if choice != "auto":
+        return choice
+    from .imageio import animation_format
+    fmt = animation_format("x.mp4", fallback=True)
+    if fmt == "gif":
+        log.info("no ffmpeg found (apt install ffmpeg, or pip install imageio-ffmpeg): videos are GIFs")
+    return fmt
+
+
+def _check_walk_outputs(args):
+    """--out (strip .png or animation) and --video (animation) suffixes, before any work."""
+    from .imageio import ANIMATION_SUFFIXES, animation_format
+    if Path(args.out).suffix.lower() not in (".png", *ANIMATION_SUFFIXES):
+        raise LatentAtlasError(f"--out {args.out}: use .png (strip), .gif or .mp4 (animation)")
+    if getattr(args, "video", None):
+        animation_format(args.video)     # .gif/.mp4 only; .mp4 without ffmpeg is refused here, not after the work
+    if Path(args.out).suffix.lower() in ANIMATION_SUFFIXES:
+        animation_format(args.out)
+
+
+def _save_walk(args, images, mark=None, scale: int = 2) -> list[str]:
+    """Write the walk frames [steps, N, C, H, W] to --out and, when given, --video."""
+    from .walks.edit import save_strip
+    outs = [save_strip(images, args.out, mark=mark, scale=scale)]
+    if getattr(args, "video", None):
+        outs.append(save_strip(images, args.video, mark=mark, scale=scale))
+    return [str(o) for o in outs]
+
+
+def _add_video(s):
+    s.add_argument("--video", default=None, metavar="PATH",
+                   help="also write the walk as an animation: .gif (Pillow) or .mp4 (ffmpeg from PATH or the "
+                        "imageio-ffmpeg package)")
+
+
 def cmd_edit(args):
     """Edit saved latents along one direction: rows = latents, columns = amounts."""
     import torch
 
     from .walks.directions import Directions, parse_direction_ref
-    from .walks.edit import save_strip
+    _check_walk_outputs(args)
     model = _load(args)
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
@@ -455,10 +527,10 @@ def cmd_edit(args):
                 frames.append(model.synthesis(codes + a * mask * g).clamp(-1, 1).cpu())
             else:
                 frames.append(model(codes + a * g).clamp(-1, 1).cpu())
-    out = save_strip(torch.stack(frames), args.out, scale=args.scale)
-    info = {"out": str(out), "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
+    outs = _save_walk(args, torch.stack(frames), scale=args.scale)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
             "rows": list(rows) if rows else None}
-    _emit(args, info, lambda d: f"wrote {d['out']}: {d['latents']} latents x {len(amounts)} amounts")
+    _emit(args, info, lambda d: f"wrote {', '.join(outs)}: {d['latents']} latents x {len(amounts)} amounts")
     return 0
 
 
@@ -490,7 +562,8 @@ def cmd_directions(args):
 
 def cmd_walk(args):
     from .walks.directions import Directions, parse_direction_ref
-    from .walks.edit import render_walk, save_strip, walk_latents
+    from .walks.edit import render_walk, walk_latents
+    _check_walk_outputs(args)
     model = _load(args)
     if args.direction is None:
         if args.kind != "great-circle":
@@ -507,8 +580,8 @@ def cmd_walk(args):
     z = model.sample_z(args.n, args.seed)
     base = model.mapping(z).detach() if dirs.space == "w" else z
     lat = walk_latents(model, dirs, idx, base, kind=args.kind, steps=args.steps, extent=args.extent)
-    out = save_strip(render_walk(model, dirs, lat), args.out)
-    _emit(args, {"out": str(out)}, lambda d: f"wrote {d['out']}")
+    outs = _save_walk(args, render_walk(model, dirs, lat))
+    _emit(args, {"out": outs[0], "video": outs[1] if len(outs) > 1 else None}, lambda d: f"wrote {', '.join(outs)}")
     return 0
 
 
@@ -518,15 +591,14 @@ def _protoimage_walk(args, model):
     import torch
 
     from . import diamond as dm
-    from .walks.edit import save_strip
     model.require_discriminator("the Diamond great-circle walk (its recovery uses the critic's features)")
     z0 = model.sample_z(args.n, args.seed)
     path, mid = dm.protoimage_walk(model, z0, frames=args.steps)
     with torch.no_grad():
         imgs = torch.stack([model(p).clamp(-1, 1).cpu() for p in path])
-    out = save_strip(imgs, args.out, mark=[mid] * args.n if mid is not None else None)
-    info = {"out": str(out), "protoimage_frame": mid, "settings": dm.resolve_settings(model)}
-    _emit(args, info, lambda d: f"wrote {d['out']}" + (f" (protoimage at frame {mid}, framed in red)" if mid is not None
+    outs = _save_walk(args, imgs, mark=[mid] * args.n if mid is not None else None)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "protoimage_frame": mid, "settings": dm.resolve_settings(model)}
+    _emit(args, info, lambda d: f"wrote {', '.join(outs)}" + (f" (protoimage at frame {mid}, framed in red)" if mid is not None
                                                       else " (no minibatch-std critic: no protoimage; frames run to 90 degrees)"))
     return 0
 
@@ -599,6 +671,41 @@ def _strategy_help() -> str:
         if st.defaults:
             lines.append("      " + ", ".join(f"{k}={v}" for k, v in st.defaults.items()))
     return "\n".join(lines)
+
+
+def _table(title: str, rows) -> str:
+    """A help epilog: a title line, then '  name: meaning' per row (two-column rows)."""
+    return "\n".join([title] + [f"  {a}: {b}" for a, b in rows])
+
+
+def _invert_help() -> str:
+    """The --regularizer and --init tables for 'invert --help', from the registries."""
+    from .inversion import REGULARIZER_TABLE
+    from .inversion.inits import INIT_TABLE
+    regs = [(name + (f":{what}" if what != "-" else ""), f"{doc}" + (f" (default {what}={v:g})" if what != "-" else ""))
+            for name, (v, what, doc) in REGULARIZER_TABLE.items()]
+    return (_table("regularizers (--regularizer NAME[:VALUE]):", regs) + "\n\n"
+            + _table("inits (--init SPEC):", INIT_TABLE.items()))
+
+
+def _directions_help() -> str:
+    """The --method table for 'directions --help': each method's first docstring line and its
+    keyword defaults, from the registry."""
+    import inspect
+
+    from .walks.directions import METHODS
+    rows = []
+    for name, fn in METHODS.items():
+        doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
+        kw = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and k not in ("progress", "seed")}
+        rows.append((name, doc + (" [" + ", ".join(f"{k}={v}" for k, v in kw.items()) + "]" if kw else "")))
+    return _table("methods (--method NAME; options that a method takes, with its defaults, in brackets):", rows)
+
+
+def _direction_methods():
+    from .walks.directions import METHODS
+    return list(METHODS)
 
 
 def _extractor_names():
@@ -726,15 +833,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset: model, samples, quality, latent-space, sampling, inversion, walks")
     s.add_argument("--profile", default="full", choices=["full", "quick"],
                    help="full: report-sized evaluations (minutes on CPU); quick: small n for a fast look")
+    _add_reference(s)
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("evaluate", parents=[common], help="FID, KID, precision/recall, density/coverage of a model",
-                       description="Generate N samples and compare them with the Fashion-MNIST test split "
-                                   "in the chosen feature space: FID, KID, precision, recall (k=3), density, "
-                                   "coverage and the predicted class histogram.")
+                       description="Generate N samples and compare them with a real image set in a feature space: "
+                                   "FID, KID, precision, recall (k=3), density, coverage, and the predicted class "
+                                   "histogram with the Fashion-MNIST classifier. The real set is the Fashion-MNIST "
+                                   "test split for models trained on it, else --reference DIR.")
     s.add_argument("--model", required=True)
     s.add_argument("--n", type=_positive_int, default=10000)
-    s.add_argument("--features", default="fashion-features", choices=_extractor_names())
+    _add_reference(s)
     s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(fn=cmd_evaluate)
 
@@ -755,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, default=10000)
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out-dir", default=None)
+    _add_reference(s)
     s.set_defaults(fn=cmd_evaluate_sampling)
 
     s = sub.add_parser("invert", parents=[common], help="embed images into a latent space (batched)",
@@ -764,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config, weights hash), NAME.png (reconstruction) and NAME.json (PSNR, "
                                    "SSIM, RMSE, perceptual distance). Rerunning skips finished images. Images "
                                    "of another size or channel count are converted (noted); unreadable files "
-                                   "are reported and skipped.")
+                                   "are reported and skipped.",
+                       epilog=_invert_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("inputs", nargs="+", help="image files or directories")
     s.add_argument("--model", required=True)
     s.add_argument("--space", default=None, choices=["z", "w", "wplus", "pnorm+"],
@@ -790,6 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-psnr", type=_finite_float, default=None,
                    help="an image below this PSNR is reported as not found (default: 25 dB up to 64 px, "
                         "22 dB up to 256 px, 20 dB above); exit code 3 when any is below")
+    s.add_argument("--save-video", nargs="?", const="auto", default=None, choices=["auto", "gif", "mp4"],
+                   help="also write NAME.mp4 / NAME.gif: the target beside the reconstruction over the optimisation "
+                        "(~60 frames; bare --save-video: MP4 when ffmpeg is found, else GIF)")
     s.add_argument("--working-resolution", type=_positive_int, default=None)
     s.add_argument("--resample", default="lanczos", help="filter for resizing inputs: lanczos, bicubic, bilinear, box, nearest")
     s.add_argument("--batch-size", type=_positive_int, default=32)
@@ -803,12 +917,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reconstruction through the frozen generator. Resumable (rerun the same command), "
                                    "checkpoints on SIGTERM. Stored next to the cached atlas unless --out is given; "
                                    "use it with 'invert --init encoder' (or encoder:PATH).")
+    from .inversion.encoder import EncoderConfig
     s.add_argument("--model", required=True)
-    s.add_argument("--steps", type=_positive_int, default=2400, help="training steps (default %(default)s)")
-    s.add_argument("--batch", type=_positive_int, default=32)
-    s.add_argument("--lr", type=_finite_float, default=1e-3)
-    s.add_argument("--rec-weight", type=_finite_float, default=1.0,
-                   help="weight of the image reconstruction term in the second part of training")
+    s.add_argument("--steps", type=_positive_int, default=EncoderConfig.steps, help="training steps (default %(default)s)")
+    s.add_argument("--batch", type=_positive_int, default=EncoderConfig.batch, help="batch size (default %(default)s)")
+    s.add_argument("--lr", type=_finite_float, default=EncoderConfig.lr, help="Adam learning rate (default %(default)s)")
+    s.add_argument("--rec-weight", type=_finite_float, default=EncoderConfig.rec_weight,
+                   help=f"weight of the image reconstruction term, on after {EncoderConfig.rec_from * 100:.0f}%% of the steps "
+                        "(default %(default)s)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", default=None, help="encoder file .pt (default: next to the model's cached atlas)")
     s.set_defaults(fn=cmd_train_encoder)
@@ -825,7 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--amounts", default="-2,-1,0,1,2", help="comma-separated amounts in sigma (default %(default)s)")
     s.add_argument("--rows", default=None, help="W+ rows edited: A:B (rows A..B-1) or one index (default: all)")
     s.add_argument("--scale", type=_positive_int, default=2, help="pixel scale of the strip (default %(default)s)")
-    s.add_argument("--out", required=True, help="strip .png or animation .gif")
+    s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
+    _add_video(s)
     s.set_defaults(fn=cmd_edit)
 
     s = sub.add_parser("directions", parents=[common], help="compute latent directions (GANSpace, SeFa, DP-LaSE, ...)",
@@ -834,8 +951,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "activations); sefa: closed form from style affine weights (--layer: "
                                    "comma-separated style layers); dplase: learned with the density model at "
                                    "split --layer; mean-diff / linear-classifier: per Fashion-MNIST class from "
-                                   "the feature network's predictions; diamond: toward the mean protoimage (Z).")
-    s.add_argument("--method", required=True, choices=["ganspace", "sefa", "dplase", "mean-diff", "linear-classifier", "diamond"])
+                                   "the feature network's predictions; diamond: toward the mean protoimage (Z).",
+                       epilog=_directions_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--method", required=True, choices=_direction_methods())
     s.add_argument("--model", required=True)
     s.add_argument("--k", type=_positive_int, default=10, help="number of directions (ganspace, sefa, dplase)")
     s.add_argument("--n", type=_positive_int, default=None,
@@ -861,7 +979,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=_positive_int, default=None, help="grid pixel scale (default: about 512 px wide)")
     s.set_defaults(fn=cmd_mix)
 
-    s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip or GIF)",
+    s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip, GIF or MP4)",
                        description="Walk N samples along one direction from -extent to +extent sigma. linear: "
                                    "straight line; dp: density-preserving (norm-preserving in Z, the learned "
                                    "DP-LaSE walk in W); great-circle: on the sqrt(n)-sphere (Z directions), or "
@@ -877,7 +995,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extent", type=_finite_float, default=None, help="walk to +-extent sigma (default 2)")
     s.add_argument("--n", type=_positive_int, default=4, help="samples (rows)")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--out", required=True, help="strip .png or animation .gif")
+    s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
+    _add_video(s)
     s.set_defaults(fn=cmd_walk)
 
     s = sub.add_parser("evaluate-directions", parents=[common], help="measure a direction set",
@@ -906,12 +1025,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(fn=cmd_evaluate_inversion)
 
-    s = sub.add_parser("convert", parents=[common], help="convert a checkpoint to latentatlas format",
-                       description="Read any supported checkpoint (NVIDIA stylegan2-ada pickle, rosinality "
-                                   ".pt, latentatlas .pt) and write latentatlas format: a dict of tensors and "
-                                   "plain config that torch.load(weights_only=True) reads.")
+    s = sub.add_parser("serve", parents=[common], help="explore the latent space in the browser",
+                       description="Serve the explorer page on http://127.0.0.1:PORT/: sample grids, sliders along "
+                                   "direction sets (GANSpace, SeFa, and any --directions file such as DP-LaSE), "
+                                   "sampling strategies side by side, walks with playback, and upload-and-edit "
+                                   "(inversion as a background job, latent download and re-upload). Nothing is "
+                                   "fetched from outside the machine; uploads are size- and pixel-limited and kept "
+                                   "in a temporary directory removed at exit.")
+    s.add_argument("--model", required=True, help="bundled model name or checkpoint path")
+    s.add_argument("--atlas", default=None, help="atlas .npz for the strategies that need one (default: the cached one)")
+    s.add_argument("--directions", action="append", default=None, metavar="FILE.npz",
+                   help="extra direction set for the sliders and walks (repeatable)")
+    s.add_argument("--report", default=None, metavar="DIR", help="a report directory to link (its files are served)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 = any free port)")
+    s.add_argument("--max-jobs", type=_positive_int, default=8,
+                   help="inversions queued or running at once; more are answered 429 (default %(default)s)")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("convert", parents=[common], help="convert a checkpoint (latentatlas, safetensors, rosinality)",
+                       description="Read any supported checkpoint (NVIDIA pickles, rosinality .pt, PGAN, BigGAN, "
+                                   "latentatlas .pt/.safetensors) and write it as --to: latentatlas (.pt, tensors "
+                                   "and plain config that torch.load(weights_only=True) reads), safetensors (no "
+                                   "pickle at all), or rosinality (a stylegan2-pytorch .pt with g_ema, d, "
+                                   "latent_avg, args, for e4e/pSp/GANSpace-style tools; StyleGAN2 only).")
     s.add_argument("input", help="checkpoint to read")
-    s.add_argument("output", help="file to write (.pt)")
+    s.add_argument("output", help="file to write (.pt, or .safetensors for --to safetensors)")
+    s.add_argument("--to", default=None, choices=["latentatlas", "safetensors", "rosinality"],
+                   help="output layout (default: from the suffix: .safetensors -> safetensors, .pt -> latentatlas)")
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("fit", parents=[common], help="fit the latent-space atlas (P-norm PCA, mixtures)",

@@ -63,6 +63,8 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale
 
 
 def save_grid(images: torch.Tensor, path, nrow: int | None = None, scale: int = 1) -> Path:
+    """Save images [N, C, H, W] (values clamped to [-1, 1]) as one PNG grid, ``nrow`` per row
+    (default about square), each pixel ``scale`` x ``scale``; written atomically."""
     img = make_grid(images, nrow=nrow, scale=scale)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
@@ -76,3 +78,72 @@ def save_png(image: torch.Tensor, path) -> Path:
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return Path(path)
+
+
+ANIMATION_SUFFIXES = (".gif", ".mp4")
+
+
+def ffmpeg_exe() -> str | None:
+    """An ffmpeg binary: the one on PATH, else the one the optional imageio-ffmpeg package ships."""
+    import shutil
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:   # noqa: BLE001 - not installed, or its binary is missing
+        return None
+
+
+def animation_format(out, fallback: bool = False) -> str:
+    """'gif' or 'mp4' from ``out``'s suffix. MP4 needs ffmpeg; with ``fallback`` a missing ffmpeg
+    gives 'gif' instead of an error."""
+    from .errors import LatentAtlasError
+    suffix = Path(out).suffix.lower()
+    if suffix not in ANIMATION_SUFFIXES:
+        raise LatentAtlasError(f"animation {out}: use .gif or .mp4")
+    if suffix == ".mp4" and ffmpeg_exe() is None:
+        if fallback:
+            return "gif"
+        raise LatentAtlasError(f"{out}: MP4 needs ffmpeg (apt install ffmpeg, or pip install imageio-ffmpeg); "
+                               "write a .gif instead")
+    return suffix[1:]
+
+
+def save_animation(frames: list, out, *, fps: float = 8.0, bounce: bool = False) -> Path:
+    """Write PIL frames (one size) as a looping GIF (Pillow) or an H.264 MP4 (ffmpeg, frames padded
+    to even sizes), atomically. ``bounce`` plays the frames forward then back."""
+    import subprocess
+
+    from .errors import LatentAtlasError
+    out = Path(out)
+    fmt = animation_format(out)
+    if not frames:
+        raise LatentAtlasError(f"{out}: no frames to write")
+    if bounce and len(frames) > 2:
+        frames = list(frames) + list(frames[-2:0:-1])
+    if fmt == "gif":
+        pal = [f.convert("P") if f.mode != "P" else f for f in frames]
+        with atomic_path(out) as tmp:
+            pal[0].save(tmp, format="GIF", save_all=True, append_images=pal[1:], duration=int(1000 / fps), loop=0)
+        return out
+    w, h = frames[0].size
+    W, H = w + (w & 1), h + (h & 1)
+    with atomic_path(out) as tmp:
+        cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}",
+               "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
+               "-f", "mp4", str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for f in frames:
+                canvas = Image.new("RGB", (W, H), (255, 255, 255))
+                canvas.paste(f.convert("RGB"), (0, 0))
+                proc.stdin.write(canvas.tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise LatentAtlasError(f"{out}: ffmpeg failed ({err.splitlines()[-1] if err else 'exit ' + str(proc.returncode)})")
+    return out

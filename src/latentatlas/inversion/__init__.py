@@ -29,7 +29,18 @@ import torch.nn.functional as F
 from ..errors import LatentAtlasError
 
 SPACES = ("z", "w", "wplus", "pnorm+")
-REGULARIZERS = ("none", "pnorm-clip", "pnorm-project", "pnorm-l2", "mahalanobis", "sphere")
+# name -> (default value, what the value means, what the regulariser does): the one table the
+# parser, the CLI help and the docs read
+REGULARIZER_TABLE = {
+    "none": (0.0, "-", "no regulariser"),
+    "pnorm-clip": (2.0, "c", "II2S: clip every P-norm+ coordinate to [-c, c] after each step"),
+    "pnorm-project": (5.0, "r", "II2S: after each step, project each P-norm dimension's vector over the W+ "
+                                "rows onto the sphere of radius r"),
+    "pnorm-l2": (1e-5, "weight", "II2S: add weight x squared norm of the P-norm+ coordinates to the loss"),
+    "mahalanobis": (1e-5, "weight", "add weight x squared Mahalanobis distance in P (the same penalty as pnorm-l2)"),
+    "sphere": (1.0, "weight", "Diamond in the rough (z only): add weight x | |z| - sqrt(dim z) |"),
+}
+REGULARIZERS = tuple(REGULARIZER_TABLE)
 PERCEPTUAL = ("discriminator", "fashion-features", "lpips", "none")
 
 
@@ -81,13 +92,14 @@ class InversionConfig:
             raise LatentAtlasError("the sphere regulariser applies to the z space only")
 
     def to_dict(self) -> dict:
+        """Every setting as a plain dict (recorded with each result and in the resume key)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def parse_regularizer(cls, spec: str) -> tuple[str, float]:
         """'pnorm-clip:2' -> ('pnorm-clip', 2.0); 'none' -> ('none', 0.0)."""
         name, _, val = spec.partition(":")
-        defaults = {"pnorm-clip": 2.0, "pnorm-project": 5.0, "pnorm-l2": 1e-5, "mahalanobis": 1e-5, "sphere": 1.0, "none": 0.0}
+        defaults = {k: v[0] for k, v in REGULARIZER_TABLE.items()}
         if name not in defaults:
             raise LatentAtlasError(f"unknown regularizer {name!r}; choose from {', '.join(defaults)}")
         try:
@@ -109,6 +121,7 @@ class InversionResult:
     history: list = field(default_factory=list)   # mean loss every 10 steps
     init_labels: list = field(default_factory=list)   # [N] the start each result came from
     stop_reasons: list = field(default_factory=list)  # [N] budget | plateau | target
+    frames: list = field(default_factory=list)        # [(step, images [N, C, H, W])] when asked (frames_every)
 
     @property
     def converged(self) -> list:
@@ -328,8 +341,13 @@ STOP_REASONS = ("budget", "plateau", "target")
 
 
 def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(), *, atlas=None,
-           progress: bool = False, callback=None) -> InversionResult:
-    """Embed ``targets`` [N, C, H, W] in [-1, 1] (the model's channels and resolution)."""
+           progress: bool = False, callback=None, frames_every: int = 0) -> InversionResult:
+    """Embed ``targets`` [N, C, H, W] in [-1, 1] (the model's channels and resolution).
+
+    ``callback(step, loss [N], active [N])`` runs after every step. ``frames_every`` > 0 records the
+    reconstruction of every image every that many steps (an image that stopped keeps its last
+    one; during a multi-start warm-up the start with the lowest loss so far) in
+    ``result.frames``, for a video of the optimisation; it does not change the result."""
     from tqdm import tqdm
 
     from ..metrics.reconstruction import psnr
@@ -348,7 +366,18 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
     starts = make_starts(sp, x, dist)
     K = starts.codes.shape[1]
     history: list = []
+    frames: list = []
+    shown: dict = {}             # the latest rendering per optimised row, for frames
     bar = tqdm(total=cfg.steps, disable=not progress, desc="invert", leave=False)
+
+    def snap(step, y, idx, loss, k):
+        """Record a frame: per image, the latest rendering (of its best start when k > 1)."""
+        if "rows" not in shown:
+            shown["rows"] = torch.zeros(loss.shape[0], *y.shape[1:])
+        shown["rows"][idx.cpu()] = y.detach().clamp(-1, 1).cpu()
+        if step % frames_every == 0:
+            best = loss.reshape(-1, k).argmin(1).cpu() + torch.arange(loss.shape[0] // k) * k
+            frames.append((step, shown["rows"][best].clone()))
 
     def run(var, opt, xs, first, last):
         """Optimise ``var`` against ``xs`` from step ``first`` to ``last`` (exclusive)."""
@@ -384,6 +413,8 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
                 history.append(float(loss.detach().mean()))
             if callback is not None:
                 callback(step, loss.detach(), opt.active)
+            if frames_every:
+                snap(step, y, idx, loss.detach(), loss.shape[0] // N)
             bar.update(1)
         return var.detach(), per_image_loss
 
@@ -400,6 +431,8 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
         idx = torch.arange(N, device=var.device) * K + win
         var = var[idx].clone()
         opt.select(idx)
+        if "rows" in shown:
+            shown["rows"] = shown["rows"][idx.cpu()]
         labels = [starts.labels[i][k] for i, k in enumerate(win.tolist())]
         first = warm
     var, loss_fn = run(var, opt, x, first, cfg.steps)
@@ -408,10 +441,12 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
         images = sp.images(var).clamp(-1, 1)
         ws = sp.to_ws(var)
         final_loss, _ = loss_fn(var)
+    if frames_every:
+        frames.append((int(opt.t.max()), images.cpu()))
     return InversionResult(cfg, var.cpu(), ws.cpu() if ws is not None else None,
                            var.cpu() if cfg.space == "z" else None, images.cpu(), opt.t.cpu(),
                            final_loss.cpu(), time.perf_counter() - t0, history, labels,
-                           [STOP_REASONS[r] for r in opt.reason.tolist()])
+                           [STOP_REASONS[r] for r in opt.reason.tolist()], frames)
 
 
 def _apply_constraint(sp: _Space, var: torch.Tensor) -> torch.Tensor:

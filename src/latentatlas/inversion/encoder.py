@@ -35,11 +35,11 @@ log = logging.getLogger("latentatlas.encoder")
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    steps: int = 3000
+    steps: int = 1500                 # ~13 min on 2 CPU cores for a 32x32 StyleGAN2
     batch: int = 32
     lr: float = 1e-3
     rec_weight: float = 1.0           # weight of the image reconstruction term
-    rec_from: float = 0.4             # share of the steps after which the reconstruction term is on
+    rec_from: float = 0.5             # share of the steps after which the reconstruction term is on
     mix_prob: float = 0.5             # share of training codes that are style-mixed W+ codes
     width: int = 32
     seed: int = 0
@@ -73,11 +73,13 @@ class TrainedEncoder:
 
     def raw(self, images):
         """Differentiable prediction in the encoder's target space: W+ [N, L, D] or z [N, z]."""
-        out = self.net(images)
+        return self.decode(self.net(images))
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """The network's raw output [N, out_dim] as a code: z, or W+ from P-norm+ coordinates."""
         if self.target == "z":
             return out
-        v = out.reshape(images.shape[0], self.model.num_ws, -1)
-        return self.plus.inverse_transform(v)
+        return self.plus.inverse_transform(out.reshape(out.shape[0], self.model.num_ws, -1))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, space: str, plus=None) -> torch.Tensor:
@@ -227,7 +229,7 @@ def train_encoder(model, out=None, cfg: EncoderConfig = EncoderConfig(), *, prog
             loss = loss_lat
             loss_rec = torch.zeros(())
             if cfg.rec_weight > 0 and step >= cfg.rec_from * cfg.steps:
-                rec = model(pred) if target == "z" else model.synthesis(enc.raw(img))
+                rec = model(pred) if target == "z" else model.synthesis(enc.decode(pred))
                 loss_rec = F.mse_loss(rec, img)
                 loss = loss + cfg.rec_weight * loss_rec
             opt.zero_grad(set_to_none=True)

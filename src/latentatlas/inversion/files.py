@@ -75,9 +75,24 @@ def summarize(records: list[dict], min_psnr: float) -> dict:
             "below": [{"file": r["file"], "psnr": round(r["psnr"], 2), "init": r.get("init")} for r in below]}
 
 
+def _save_trajectory(target: torch.Tensor, frames: list, path: Path):
+    """Target | reconstruction at each recorded step, as an animation (the last frame held)."""
+    from ..imageio import make_grid, save_animation
+    scale = max(1, 128 // target.shape[-1])
+    pics = [make_grid(torch.stack([target.cpu(), f]), nrow=2, scale=scale) for _, f in frames]
+    save_animation(pics + [pics[-1]] * 8, path, fps=12)
+
+
 def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: int = 32,
-                 resample: str = "lanczos", atlas=None, progress: bool = True, min_psnr: float | None = None) -> dict:
+                 resample: str = "lanczos", atlas=None, progress: bool = True, min_psnr: float | None = None,
+                 video: str | None = None) -> dict:
+    """Invert the images in ``inputs`` into ``out_dir`` (per image NAME.npz, .png, .json; resumable
+    under one configuration) and return the summary with the verdict. ``video`` ('gif' or 'mp4')
+    also writes NAME.gif / NAME.mp4: target beside the reconstruction over the optimisation."""
     out = Path(out_dir)
+    if video is not None:
+        from ..imageio import animation_format
+        animation_format(f"x.{video}")          # mp4 without ffmpeg is refused before any work
     min_psnr = default_min_psnr(model.img_resolution) if min_psnr is None else min_psnr
     paths = list_images(inputs)
     stems = [p.stem for p in paths]
@@ -110,7 +125,8 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     for i in range(0, len(loaded), batch_size):
         chunk = loaded[i:i + batch_size]
         x = torch.stack([li.tensor for li in chunk])
-        res = invert(model, x, cfg, atlas=atlas, progress=progress)
+        every = max(1, cfg.steps // 60) if video else 0
+        res = invert(model, x, cfg, atlas=atlas, progress=progress, frames_every=every)
         mets = reconstruction_metrics(x, res.images, perc)
         for j, li in enumerate(chunk):
             stem = li.path.stem
@@ -123,6 +139,8 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
                 with open(tmp, "wb") as fh:
                     np.savez(fh, **arrays)
             save_png(res.images[j], out / f"{stem}.png")
+            if video:
+                _save_trajectory(x[j], [(t, f[j]) for t, f in res.frames], out / f"{stem}.{video}")
             rec = {"file": str(li.path), "note": li.note, "steps": int(res.steps_used[j]),
                    "final_loss": float(res.final_loss[j]), "init": res.init_labels[j],
                    "stop_reason": res.stop_reasons[j], "converged": res.converged[j],

@@ -20,6 +20,13 @@ import torch
 
 from ..errors import LatentAtlasError
 
+# spec -> meaning: the CLI help table (parse_init is the grammar)
+INIT_TABLE = {
+    "mean": "the mean w (StyleGAN2 projector's start); a seeded draw in Z",
+    "best-of:N": "best of N seeded draws (+ the atlas's cluster centres) by the inversion's own distance (N=256)",
+    "multi-start:K[:N]": "K best starts of that pool per image run together for --warmup-steps, the best kept (N=256)",
+    "encoder[:PATH]": "a trained encoder's prediction (default: the one cached for the model by 'train-encoder')",
+}
 INITS = ("mean", "best-of", "multi-start", "encoder")
 DEFAULT_POOL = 256
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..errors import LatentAtlasError
 from .distribution import feature_stats, frechet_distance, kid, prdc
-from .features import Extractor, FashionFeatures, get_extractor, reference_stats
+from .features import Extractor, FashionFeatures
 
 
 @torch.no_grad()
@@ -53,36 +53,20 @@ def quality_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, *, real_stat
             **prdc(real_feats, fake_feats, k=k, seed=seed)}
 
 
-def require_fashion_reference(model, what: str):
-    """The shipped reference (the Fashion-MNIST test split) fits a model only if it is a
-    1-channel 32x32 generator trained on Fashion-MNIST, as its metadata records; any other model
-    gets a clear refusal instead of meaningless figures."""
-    data = str((model.info.extra or {}).get("data", ""))
-    if (model.img_channels, model.img_resolution) != (1, 32) or not data.startswith("Fashion-MNIST"):
-        raise LatentAtlasError(
-            f"{what} compares samples with the Fashion-MNIST test split, which fits only 1x32x32 models "
-            f"trained on Fashion-MNIST; model '{model.name}' ({model.img_channels}x{model.img_resolution}x"
-            f"{model.img_resolution}{', data: ' + data if data else ', training data not recorded'}) has no "
-            f"matching reference set here (a --reference image folder is not supported yet)")
-
-
-def evaluate_model(model, *, n: int = 10000, features: str = "fashion-features", seed: int = 0,
-                   device="cpu", progress: bool = True, latents_to_images=None) -> dict:
-    """Quality of ``n`` samples against the Fashion-MNIST test split (shipped reference)."""
-    require_fashion_reference(model, "evaluate")
-    ext = get_extractor(features, model=model, device=device)
+def evaluate_model(model, *, n: int = 10000, features: str | None = None, seed: int = 0, device="cpu",
+                   progress: bool = True, latents_to_images=None, reference=None, inception: str | None = None) -> dict:
+    """Quality of ``n`` samples (seeds ``seed..``) against the reference that fits the model: the
+    Fashion-MNIST test split for Fashion-MNIST models, else the image folder ``reference`` (see
+    ``metrics.reference``). Returns FID (None when too few samples for a full-rank covariance),
+    KID and its std, precision, recall, density, coverage, and the class histogram when the
+    features come from the Fashion-MNIST classifier."""
+    from .reference import resolve
+    ref, ext = resolve(model, folder=reference, features=features, device=device, inception=inception,
+                       what="evaluate")
     fake, classes = features_of_generator(model, ext, n=n, seed=seed, progress=progress, with_classes=True,
                                           latents_to_images=latents_to_images)
-    if features == "fashion-features":
-        ref = reference_stats()
-        real = ref["feats"].astype(np.float64)
-        res = quality_metrics(real, fake, real_stats=(ref["mu"], ref["sigma"]), seed=seed)
-    else:
-        from ..data.fashion import load_fashion_mnist
-        x, _ = load_fashion_mnist("test")
-        real = features_of_images(x, ext)
-        res = quality_metrics(real, fake, seed=seed)
-    res = {"model": model.name, "n": n, "features": features, **res}
+    res = {"model": model.name, "n": n, "features": ref.features, "reference": ref.name,
+           **ref.scores(fake, seed=seed)}
     if classes is not None:
         hist = np.bincount(classes, minlength=10) / len(classes)
         res["class_histogram"] = [round(float(h), 4) for h in hist]

@@ -74,14 +74,17 @@ class GANModel:
     # -- bookkeeping -------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """The model's name (bundled name or the checkpoint's file stem)."""
         return self.info.name
 
     @property
     def has_discriminator(self) -> bool:
+        """Whether the checkpoint carried a discriminator (Diamond, D perceptual loss, realism)."""
         return self.D is not None
 
     @property
     def has_minibatch_std(self) -> bool:
+        """Whether the discriminator has a minibatch-std layer (Diamond's sigma = auto needs it)."""
         return bool(self.D is not None and getattr(self.D, "has_minibatch_std", False))
 
     @property
@@ -92,11 +95,13 @@ class GANModel:
 
     @property
     def spaces(self) -> list[str]:
+        """Latent spaces this model has: ['z'], or z, w, wplus and (LeakyReLU mapping) p, pnorm."""
         if not self.has_mapping:
             return ["z"]
         return ["z", "w", "w+"] + (["p", "p-norm", "p-norm+"] if self.p_space_ok else [])
 
     def require_p_space(self, method: str):
+        """Raise LatentAtlasError naming ``method`` unless the model has the P spaces."""
         self.require_mapping(method)
         if not self.p_space_ok:
             raise LatentAtlasError(f"{method} needs the P space, which exists only when the mapping network "
@@ -106,6 +111,7 @@ class GANModel:
     # -- class labels ------------------------------------------------------------------------
     @property
     def conditional(self) -> bool:
+        """True for class-conditional models (``c_dim`` > 0): every call then needs a label."""
         return self.c_dim > 0
 
     def set_class(self, k: int | str | None) -> "GANModel":
@@ -168,6 +174,7 @@ class GANModel:
         return c
 
     def to(self, device) -> "GANModel":
+        """Move generator and discriminator to ``device`` (in place); returns the model."""
         self.device = torch.device(device)
         self.G.to(self.device)
         if self.D is not None:
@@ -189,10 +196,12 @@ class GANModel:
         return self._hash
 
     def require_discriminator(self, method: str):
+        """Raise LatentAtlasError naming ``method`` when the model has no discriminator."""
         if self.D is None:
             raise LatentAtlasError(f"{method} needs a discriminator, and model '{self.name}' has none")
 
     def require_mapping(self, method: str):
+        """Raise LatentAtlasError naming ``method`` when the model has no mapping network."""
         if not self.has_mapping:
             raise LatentAtlasError(f"{method} needs a mapping network (W space), and model "
                                    f"'{self.name}' has none (it has only Z)")
@@ -207,6 +216,9 @@ class GANModel:
         return seeded_normal(list(seeds), self.z_dim).to(self.device)
 
     def mapping(self, z: torch.Tensor, c=None) -> torch.Tensor:
+        """The mapping network: z [N, z_dim] (and labels ``c`` of a conditional model) -> w
+        [N, w_dim], unbounded. Models without a mapping network (DCGAN, PGAN, BigGAN) raise
+        LatentAtlasError."""
         self.require_mapping("mapping")
         raise NotImplementedError
 
@@ -216,6 +228,7 @@ class GANModel:
 
     @property
     def w_avg(self) -> torch.Tensor:
+        """The tracked mean w [w_dim] (the truncation centre)."""
         self.require_mapping("w_avg")
         raise NotImplementedError
 
@@ -234,6 +247,10 @@ class GANModel:
         return ws
 
     def synthesis(self, ws: torch.Tensor, **kw) -> torch.Tensor:
+        """The synthesis network: w [N, w_dim] or W+ [N, num_ws, w_dim] (z [N, z_dim] for models
+        without a mapping) -> images [N, C, H, W]. The output is the generator's raw output, in
+        [-1, 1] only approximately (trained generators overshoot slightly, e.g. -1.3 .. 1.7):
+        ``.clamp(-1, 1)`` before showing or saving (``save_grid`` does)."""
         raise NotImplementedError
 
     def __call__(self, z: torch.Tensor, c=None, **kw) -> torch.Tensor:
@@ -276,6 +293,7 @@ class GANModel:
     # -- named layers ------------------------------------------------------------------------
     @property
     def layer_names(self) -> list[str]:
+        """Names of the synthesis layers ``forward_to`` / ``--layer`` accept (e.g. 'b8', 'b8.conv0')."""
         return []
 
     def _check_layer(self, layer: str):
@@ -284,8 +302,10 @@ class GANModel:
                                    f"{', '.join(self.layer_names)}")
 
     def forward_to(self, layer: str, latent: torch.Tensor):
-        """G1: run from the latent (w/W+ for mapped models, z otherwise) to the output of
-        ``layer``; returns an opaque state whose ``activation(state)`` is a tensor."""
+        """G1: run from the latent (w [N, w_dim] or W+ for mapped models, z [N, z_dim] otherwise)
+        to the output of ``layer`` (one of ``layer_names``); returns an opaque state whose
+        ``activation(state)`` is the feature map [N, C_l, H_l, W_l] and that ``forward_from``
+        continues from."""
         raise NotImplementedError
 
     def forward_from(self, layer: str, state, latent: torch.Tensor) -> torch.Tensor:
@@ -294,6 +314,7 @@ class GANModel:
 
     @staticmethod
     def activation(state) -> torch.Tensor:
+        """The feature map [N, C, H, W] held in a ``forward_to`` state."""
         return state[0] if isinstance(state, tuple) else state
 
 
@@ -316,10 +337,12 @@ class StyleGANModel(GANModel):
 
     @property
     def cfg(self):
+        """The generator's architecture config (StyleGAN2Config / StyleGAN3Config)."""
         return self.G.cfg
 
     @property
     def w_avg(self) -> torch.Tensor:
+        """The tracked mean w [w_dim] stored with the weights (the truncation centre)."""
         return self.G.mapping.w_avg
 
     def mapping(self, z: torch.Tensor, c=None) -> torch.Tensor:
@@ -350,6 +373,7 @@ class StyleGANModel(GANModel):
 
     @property
     def layer_names(self):
+        """Synthesis blocks and layers, coarse to fine (e.g. 'b4', 'b4.conv1', 'b8', 'b8.conv0')."""
         return list(self.G.synthesis.layer_names)
 
     def style_affines(self, rows: tuple[int, int]) -> list:
@@ -405,6 +429,7 @@ class ZOnlyModel(GANModel):
 
     @property
     def layer_names(self):
+        """The generator's stages, coarse to fine."""
         return list(getattr(self.G, "stage_names", []))
 
     def forward_to(self, layer, latent):

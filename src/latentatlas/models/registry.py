@@ -145,25 +145,39 @@ def save_model(path, *, arch: str, config: dict, G: torch.nn.Module, D: torch.nn
     return Path(path)
 
 
-def export_model(model: GANModel, path) -> Path:
-    """Write any loaded model in our format (the ``convert`` command): ``.safetensors``
-    (recommended: no pickle at all) or ``.pt`` (torch ``weights_only`` loadable)."""
+EXPORT_LAYOUTS = ("latentatlas", "safetensors", "rosinality")
+
+
+def export_model(model: GANModel, path, to: str | None = None) -> tuple[Path, list[str]]:
+    """Write any loaded model (the ``convert`` command) as ``to``: 'latentatlas' (``.pt``, torch
+    ``weights_only`` loadable), 'safetensors' (no pickle at all) or 'rosinality' (a stylegan2-pytorch
+    ``.pt``; StyleGAN2 only). Default from the suffix. Returns the path and warnings for the user."""
     path = Path(path)
-    if path.suffix not in (".pt", ".safetensors"):
-        raise LatentAtlasError(f"output {path}: use a .safetensors or .pt file name")
+    to = to or ("safetensors" if path.suffix == ".safetensors" else "latentatlas")
+    if to not in EXPORT_LAYOUTS:
+        raise LatentAtlasError(f"unknown output layout {to!r}; choose from {', '.join(EXPORT_LAYOUTS)}")
+    want = ".safetensors" if to == "safetensors" else ".pt"
+    if path.suffix != want:
+        raise LatentAtlasError(f"output {path}: a {to} file is written as {want}")
+    if to == "rosinality":
+        from .readers.rosinality import to_rosinality
+        ck, warnings = to_rosinality(model)
+        with atomic_path(path) as tmp:
+            torch.save(ck, tmp)
+        return path, warnings
     arch = family_of(model)
     cfg = getattr(model.G, "cfg", None)
     if arch == "user-module" or cfg is None:
         raise LatentAtlasError(f"model '{model.name}' is a user module without a config; it cannot be exported")
     meta = {"converted_from": model.info.source, "family": arch,
             **{k: v for k, v in (model.info.extra or {}).items() if k not in ("warnings",)}}
-    if path.suffix == ".pt":
-        return save_model(path, arch=arch, config=cfg.to_dict(), G=model.G, D=model.D, meta=meta)
+    if to == "latentatlas":
+        return save_model(path, arch=arch, config=cfg.to_dict(), G=model.G, D=model.D, meta=meta), []
     with atomic_path(path) as tmp:
         native.write_safetensors(tmp, arch=arch, config=cfg.to_dict(), G=model.G.state_dict(),
                                  D=model.D.state_dict() if model.D is not None else None,
                                  meta=json.loads(json.dumps(meta, default=str)), weights_hash=model.weights_hash())
-    return path
+    return path, []
 
 
 def _read_bytes(path: Path) -> bytes:

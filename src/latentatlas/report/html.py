@@ -41,6 +41,7 @@ class ReportContext:
     atlas: object = None             # a given atlas (--atlas); None = the cached one
     learned_steps: int = 400         # learned multi-level mixture steps per level
     diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
+    reference: dict = field(default_factory=dict)  # reference/features/inception for the metrics (metrics.reference)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
 
     def image(self, name: str, alt: str, width: int | None = None) -> str:
@@ -133,8 +134,11 @@ def section_names() -> list[str]:
 
 
 def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int = 0,
-                 sections: list[str] | None = None, profile: str = "full", atlas=None) -> Path:
-    """Write ``out_dir/index.html`` and its figures. The directory is assembled in a
+                 sections: list[str] | None = None, profile: str = "full", atlas=None, reference=None,
+                 features: str | None = None, inception: str | None = None) -> Path:
+    """Write ``out_dir/index.html`` and its figures. Metrics compare with the Fashion-MNIST test
+    split for Fashion-MNIST models, else with the image folder ``reference`` (see
+    ``metrics.reference``); without one their sections say so. The directory is assembled in a
     temporary sibling and moved into place at the end, so a failure leaves nothing half-written."""
     import logging
 
@@ -155,7 +159,8 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
         if isinstance(atlas, (str, Path)):
             from ..atlas import Atlas
             atlas = Atlas.load(atlas, model)
-        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, **PROFILES[profile])
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, **PROFILES[profile],
+                            reference=dict(reference=reference, features=features, inception=inception))
         built = []
         for key, fn in _SECTIONS:
             if sections is not None and key not in sections:

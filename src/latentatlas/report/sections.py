@@ -26,17 +26,22 @@ def _scale(m) -> int:
 @report_section("quality", "Quality")
 def _quality(ctx: ReportContext) -> Section:
     m = ctx.model
-    if not _is_fashion(m):
-        return Section("quality", "Quality", _note("Quality metrics use the Fashion-MNIST feature network and "
-                                                   "reference; this model is not a 32x32 grayscale model."))
     from ..data.fashion import CLASSES
     from ..metrics.suite import evaluate_model
-    res = evaluate_model(m, n=ctx.eval_n, progress=False, device=m.device)
+    from ..metrics.reference import fits_fashion
+    if not fits_fashion(m) and not ctx.reference.get("reference"):
+        return Section("quality", "Quality", _note(
+            "Quality metrics compare samples with real images like the model's training data: the Fashion-MNIST "
+            "test split fits only Fashion-MNIST models; for this one, build the report with --reference DIR "
+            "(a folder of real images)."))
+    res = evaluate_model(m, n=ctx.eval_n, progress=False, device=m.device, **ctx.reference)
     ctx.figures["quality"] = res
-    rows = [{"metric": k, "value": v} for k, v in res.items() if k not in ("class_histogram", "model", "features")]
-    hist = [{"class": c, "share of samples": h} for c, h in zip(CLASSES, res["class_histogram"])]
-    body = (f"<p>{ctx.eval_n} samples vs the Fashion-MNIST test split in the fashion-features space "
-            f"(k = 3 for precision/recall/density/coverage).</p>" + table(rows) + table(hist))
+    rows = [{"metric": k, "value": v} for k, v in res.items()
+            if k not in ("class_histogram", "model", "features", "reference")]
+    hist = ([{"class": c, "share of samples": h} for c, h in zip(CLASSES, res["class_histogram"])]
+            if res.get("class_histogram") else None)
+    body = (f"<p>{ctx.eval_n} samples vs {html.escape(res['reference'])} in the {html.escape(res['features'])} "
+            f"space (k = 3 for precision/recall/density/coverage).</p>" + table(rows) + (table(hist) if hist else ""))
     return Section("quality", "Quality", body)
 
 
@@ -126,7 +131,7 @@ def _sampling(ctx: ReportContext) -> Section:
             parts.append(_diamond_figures(ctx, m, sctx))
         except LatentAtlasError as e:
             parts.append(_note(f"Diamond figures not available: {e}"))
-    if _is_fashion(m):
+    if _is_fashion(m) or ctx.reference.get("reference"):
         try:
             parts.append(_sampling_sweep(ctx, m, sctx))
         except LatentAtlasError as e:
@@ -140,7 +145,8 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     from ..sampling import get_strategy
     from ..sampling.evaluate import TABLE1_ROWS, table1_summary
     sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep]}
-    res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps)
+    res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps,
+                            **ctx.reference)
     ctx.figures["sampling"] = res
     plot_sampling(res, ctx.out)
     cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",

@@ -14,13 +14,20 @@ import torch
 from tqdm import tqdm
 
 from ..errors import LatentAtlasError
-from ..metrics.distribution import feature_stats, frechet_distance, kid, prdc
-from ..metrics.features import get_extractor, reference_stats
 from . import Context, apply_strategy, default_sweep, initial_latents, render
 
 
 def _fmt_params(p: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in p.items()) or "-"
+
+
+def _rank(r: dict) -> float:
+    """Rows are ranked by FID, or by KID where FID was left out (fewer samples than dimensions)."""
+    return r["fid"] if r["fid"] is not None else r["kid"]
+
+
+def _primary(r: dict) -> str:
+    return f"FID {r['fid']:.3f}" if r["fid"] is not None else f"KID {r['kid']:.4f}"
 
 
 def _same_latents(a, b) -> bool:
@@ -32,17 +39,18 @@ def _same_latents(a, b) -> bool:
 
 
 def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int = 0, batch_size: int = 500,
-                      sweeps: dict | None = None, features: str = "fashion-features", ctx: Context | None = None,
-                      progress: bool = True, kid_subsets: int = 20) -> dict:
+                      sweeps: dict | None = None, features: str | None = None, ctx: Context | None = None,
+                      progress: bool = True, kid_subsets: int = 20, reference=None, inception: str | None = None) -> dict:
     """Returns ``{"rows": [...], "best": {strategy: row}, "baseline": row}``; each row holds the
-    strategy, its parameters, the distribution metrics, faithfulness and the seconds it took."""
-    ext = get_extractor(features, model=model, device=model.device)
-    if features != "fashion-features":
-        raise LatentAtlasError("the sampling harness compares against the shipped fashion-features reference")
-    from ..metrics.suite import require_fashion_reference
-    require_fashion_reference(model, "evaluate-sampling")
-    ref = reference_stats()
-    real = ref["feats"].astype(np.float64)
+    strategy, its parameters, the distribution metrics, faithfulness and the seconds it took.
+    The reference follows ``metrics.reference.resolve`` (Fashion-MNIST test split for Fashion-MNIST
+    models, else the image folder ``reference``); class preservation is measured only when the
+    features come from the Fashion-MNIST classifier (None otherwise)."""
+    from ..metrics.reference import classifier, resolve
+    ref, ext = resolve(model, folder=reference, features=features, device=model.device, inception=inception,
+                       what="evaluate-sampling")
+    classify = classifier(ext)
+    head = ext.net.head if classify is not None else None
     ctx = ctx or Context(model)
     for name in strategies:
         if not (sweeps or {}).get(name, default_sweep(model, name)):
@@ -58,7 +66,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             base_lat.append(lat)
             base_imgs.append(imgs)
             base_img_feats.append(f.cpu())
-            base_cls.append(ext.net.head(f).argmax(1).cpu())
+            base_cls.append(head(f).argmax(1).cpu() if head is not None else None)
     rows = []
     for name in strategies:
         points = (sweeps or {}).get(name, default_sweep(model, name))
@@ -82,18 +90,18 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                     feats.append(f)
                     pix.append((imgs - imgs0).flatten(1).norm(dim=1))
                     fdist.append((f - f0).norm(dim=1))
-                    same.append((ext.net.head(f).argmax(1) == c0).float())
+                    if head is not None:
+                        same.append((head(f).argmax(1) == c0).float())
             except LatentAtlasError as e:
                 rows.append({"strategy": name, "params": _fmt_params(params), "error": str(e)})
                 break
             fk = torch.cat(feats).numpy().astype(np.float64)
-            mu, sig = feature_stats(fk)
-            k_mean, _ = kid(real, fk, num_subsets=kid_subsets, seed=seed)
-            row = {"strategy": name, "params": _fmt_params(params),
-                   "fid": frechet_distance(ref["mu"], ref["sigma"], mu, sig), "kid": k_mean,
-                   **prdc(real, fk, seed=seed),
+            sc = ref.scores(fk, kid_subsets=kid_subsets, seed=seed)
+            sc.pop("kid_std")
+            row = {"strategy": name, "params": _fmt_params(params), **sc,
                    "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
-                   "class_preserved": float(torch.cat(same).mean()), "seconds": round(time.perf_counter() - t0, 2)}
+                   "class_preserved": float(torch.cat(same).mean()) if same else None,
+                   "seconds": round(time.perf_counter() - t0, 2)}
             if settings:
                 row["settings"] = settings
             if sigmas_seen:
@@ -104,23 +112,24 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     ok = [r for r in rows if "fid" in r]
     best = {}
     for r in ok:
-        if r["strategy"] not in best or r["fid"] < best[r["strategy"]]["fid"]:
+        if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
             best[r["strategy"]] = r
     baseline = next((r for r in ok if r["params"] in ("-", "psi=1.0", "tau=inf", "sigma=0.0")), None)
-    return {"model": model.name, "n": n, "seed": seed, "rows": rows, "best": best, "baseline": baseline}
+    return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows, "best": best, "baseline": baseline}
 
 
 PROTOCOLS = ("diamond-table1",)
 
 
 def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None = None, progress: bool = True,
-                   diamond: dict | None = None) -> dict:
+                   diamond: dict | None = None, **reference) -> dict:
     """Diamond in the rough's Table 1 protocol on a model: FID of n images for the unmodified
     baseline, the best truncation over the model's sweep (BigGAN-style resampling t ∈ [0.1, 1] in Z
     for Z-only models, ψ for StyleGAN), the best σ of the realism step on a fine grid (0.01 … 0.7)
     and σ = auto (per-sample σ by the critic midpoint), each with its faithfulness (mean pixel
     distance to the unmodified image). Models without a minibatch-std critic use the fixed-σ
-    walk and have no σ = auto. ``diamond`` overrides strategy parameters (preset, lam, n_proto, ...)."""
+    walk and have no σ = auto. ``diamond`` overrides strategy parameters (preset, lam, n_proto, ...);
+    ``reference``/``features``/``inception`` choose the real set as in ``evaluate_sampling``."""
     from . import SIGMA_GRID
     d = dict(diamond or {})
     if not model.has_minibatch_std:
@@ -129,7 +138,7 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     if model.has_minibatch_std:
         sigmas.append({"sigma": "auto", **d})
     res = evaluate_sampling(model, ["truncation", "diamond"], n=n, seed=seed, ctx=ctx, progress=progress,
-                            sweeps={"diamond": sigmas})
+                            sweeps={"diamond": sigmas}, **reference)
     return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d)}
 
 
@@ -146,9 +155,9 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
     base = next(r for r in ok if r["strategy"] == "truncation" and r["params"] in ("t=inf", "psi=1.0"))
-    trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=lambda r: r["fid"], default=None)
+    trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=_rank, default=None)
     grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
-    best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=lambda r: r["fid"], default=None)
+    best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=_rank, default=None)
     auto = next((r for r in ok if "sigma=auto" in r["params"]), None)
 
     def pick(r):
@@ -157,9 +166,9 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     t1 = {"baseline": pick(base), "best_truncation": pick(trunc), "best_sigma": pick(best_sigma), "sigma_auto": pick(auto),
           "sigma_curve": [(r["params"].split(",")[0].split("=")[1], r["fid"], r["pixel_dist"]) for r in grid],
           "settings": next((r["settings"] for r in ok if r.get("settings")), dm.resolve_settings(model, d.get("preset", "auto")))}
-    best_d = min((x for x in (best_sigma, auto) if x), key=lambda r: r["fid"], default=None)
-    t1["diamond_beats_baseline"] = bool(best_d and best_d["fid"] < base["fid"])
-    t1["diamond_beats_truncation"] = bool(best_d and trunc and best_d["fid"] < trunc["fid"])
+    best_d = min((x for x in (best_sigma, auto) if x), key=_rank, default=None)
+    t1["diamond_beats_baseline"] = bool(best_d and _rank(best_d) < _rank(base))
+    t1["diamond_beats_truncation"] = bool(best_d and trunc and _rank(best_d) < _rank(trunc))
     return t1
 
 
@@ -171,16 +180,16 @@ def format_table1(result: dict) -> str:
     t = result["table1"]
     lines = [f"Diamond in the rough, Table 1 protocol on {result['model']} (N = {result['n']}, seed {result['seed']}; "
              f"settings: {', '.join(f'{k} {v}' for k, v in t['settings'].items())})",
-             f"{'':<28}{'params':>22}{'FID':>9}{'precision':>11}{'recall':>8}{'pixel dist':>12}"]
+             f"{'':<28}{'params':>22}{'FID (or KID)':>14}{'precision':>11}{'recall':>8}{'pixel dist':>12}"]
     for label, key in TABLE1_ROWS:
         r = t[key]
         if r is None:
             lines.append(f"{label:<28}{'not applicable':>22}")
             continue
         extra = f"  (mean sigma {r['sigma_mean']:.3f})" if r.get("sigma_mean") is not None and "auto" in r["params"] else ""
-        lines.append(f"{label:<28}{r['params'].split(',')[0]:>22}{r['fid']:>9.3f}{r['precision']:>11.3f}{r['recall']:>8.3f}"
+        lines.append(f"{label:<28}{r['params'].split(',')[0]:>22}{_primary(r):>14}{r['precision']:>11.3f}{r['recall']:>8.3f}"
                      f"{r['pixel_dist']:>12.3f}{extra}")
-    lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" for s, f, _ in t["sigma_curve"]))
+    lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" if f is not None else f"{s}: -" for s, f, _ in t["sigma_curve"]))
     lines.append(f"Diamond beats the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
                  f"beats the best truncation: {'yes' if t['diamond_beats_truncation'] else 'no'}")
     return "\n".join(lines)
@@ -197,7 +206,7 @@ def format_table(result: dict) -> str:
             lines.append(f"{r['strategy']:>12}  {r['params']:>12}  not applicable: {r['error']}")
             continue
         lines.append("  ".join(f"{r[c]:>12.4f}" if isinstance(r[c], float) else f"{str(r[c]):>12}" for c in COLUMNS))
-    lines.append("best FID per strategy: " + ", ".join(f"{k} ({v['params']}): {v['fid']:.3f}" for k, v in result["best"].items()))
+    lines.append("best per strategy: " + ", ".join(f"{k} ({v['params']}): {_primary(v)}" for k, v in result["best"].items()))
     return "\n".join(lines)
 
 
@@ -212,7 +221,7 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
     paths = []
     by = {}
     for r in result["rows"]:
-        if "fid" in r:   # one curve per strategy (per mixture for the cluster strategy)
+        if r.get("fid") is not None:   # one curve per strategy (per mixture for the cluster strategy)
             mix = next((p.split("=")[1] for p in r["params"].split(",") if p.strip().startswith("mixture=")), None)
             by.setdefault(r["strategy"] + (f" ({mix})" if mix else ""), []).append(r)
     for fname, (xk, yk, xl, yl) in {"precision_recall.png": ("recall", "precision", "recall", "precision"),

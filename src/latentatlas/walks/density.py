@@ -64,6 +64,15 @@ def l_lik(dens: torch.Tensor) -> torch.Tensor:
     return -dens.clamp_min(1e-12).log().sum(-1).mean()
 
 
+def _per_row(eps, like: torch.Tensor) -> torch.Tensor:
+    """A stride as a column [N, 1] (a number is repeated for every row)."""
+    if isinstance(eps, torch.Tensor) and eps.numel() > 1:
+        return eps.reshape(-1, 1).to(like)
+    if isinstance(eps, torch.Tensor):
+        eps = eps.item()
+    return torch.full_like(like[:, :1], float(eps))
+
+
 class Correction(nn.Module):
     """C(z0, ε, γ) -> correction [N, D], orthogonal to γ."""
 
@@ -74,9 +83,10 @@ class Correction(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, z0, eps: float, gamma):
-        e = torch.full_like(z0[:, :1], float(eps))
-        c = self.net(torch.cat([z0, e * gamma, e], 1)) * abs(float(eps))
+    def forward(self, z0, eps, gamma):
+        """``eps``: one stride for all rows, or one per row ([N] or [N, 1])."""
+        e = _per_row(eps, z0)
+        c = self.net(torch.cat([z0, e * gamma, e], 1)) * e.abs()
         u = gamma / gamma.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return c - (c * u).sum(1, keepdim=True) * u
 
@@ -88,9 +98,9 @@ class DPWalkModel(nn.Module):
         self.C = Correction(dim, hidden)
         self.Gamma = nn.Parameter(torch.linalg.qr(torch.randn(dim, max(n_directions, 1)))[0]) if n_directions else None
 
-    def walk(self, z0, gamma, eps: float):
-        """z_dp = z0 + ε γ + C(z0, ε, γ) (DP-LaSE eq. 6)."""
-        return z0 + eps * gamma + self.C(z0, eps, gamma)
+    def walk(self, z0, gamma, eps):
+        """z_dp = z0 + ε γ + C(z0, ε, γ) (DP-LaSE eq. 6); ``eps`` a number or one per row."""
+        return z0 + _per_row(eps, z0) * gamma + self.C(z0, eps, gamma)
 
     def l_den(self, z0, gamma, eps: float):
         """DP-LaSE eq. 7 per sample. F is frozen here: minimising l_den through F has the
@@ -157,60 +167,68 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         fixed = directions.to(dev)
         fixed = fixed / fixed.norm(dim=1, keepdim=True)
         sig = sigmas.to(dev) if sigmas is not None else None
-    for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
-        x = draw(cfg.batch)
-        dens = dp.F.density(x)
-        lm, ll = l_mon(dens), l_lik(dens)
-        unit = float(torch.empty(()).uniform_(*cfg.eps_range)) * (1 if torch.rand(()) < 0.5 else -1)
-        eps = unit * std
-        if dp.Gamma is not None:
-            G = dp.Gamma / dp.Gamma.norm(dim=0, keepdim=True)
-            gammas = G.t()                                           # [K, D]
-        elif fixed is not None:
-            gammas = fixed
-        else:
-            gammas = F.normalize(torch.randn(4, dim, device=dev), dim=1)
-        lden = torch.zeros((), device=dev)
-        lvar = torch.zeros((), device=dev)
-        deltas = []
-        xv = x[:cfg.var_batch]
-        h0 = g1(xv).flatten(1) if g1 is not None else None
-        if h0 is not None:
-            # Δ in units of the G1 features' spread: ‖Δ‖² is the share of the total variance of
-            # G1 that one walk moves, O(1) whatever the layer's activation scale, so l_var
-            # competes with the density terms instead of vanishing next to them.
-            h_scale = h0.detach().var(0).sum().clamp_min(1e-12).sqrt()
-        for j, gk in enumerate(gammas):
-            gb = gk.expand_as(x)
-            if fixed is not None and sig is not None:
-                eps = unit * float(sig[j])
-            elif dp.Gamma is not None:
-                # strides in units of the direction's own σ on this batch, as the ±kσ walks
-                # of the evaluation and the report take them (C then learns those strides)
-                eps = unit * float((x @ gk.detach()).std())
-            # The terms are split by what they train: l_den trains C (Γ enters detached —
-            # through l_den, Γ would turn toward whatever directions C corrects most easily,
-            # and at 1e2-1e3 it drowns l_var), l_var steers Γ (C's output enters detached — with
-            # C trainable there, l_var is maximised by large corrections, not by the directions).
-            lden = lden + dp.l_den(x, gb.detach(), eps).mean()
+    flags = [p.requires_grad for p in model.G.parameters()]
+    model.G.requires_grad_(False)            # gradients reach Γ through G1's input, never G's weights
+    try:
+        for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
+            with torch.no_grad():
+                x = draw(cfg.batch)
+            dens = dp.F.density(x)
+            lm, ll = l_mon(dens), l_lik(dens)
+            unit = float(torch.empty(()).uniform_(*cfg.eps_range)) * (1 if torch.rand(()) < 0.5 else -1)
+            if dp.Gamma is not None:
+                gammas = (dp.Gamma / dp.Gamma.norm(dim=0, keepdim=True)).t()      # [K, D]
+                # strides in units of each direction's own σ on this batch, as the ±kσ walks of the
+                # evaluation and the report take them (C then learns those strides)
+                eps = unit * (x @ gammas.detach().t()).std(0)                    # [K]
+            elif fixed is not None:
+                gammas = fixed
+                eps = unit * (sig if sig is not None else torch.full((len(fixed),), std, device=dev))
+            else:
+                gammas = F.normalize(torch.randn(4, dim, device=dev), dim=1)
+                eps = torch.full((4,), unit * std, device=dev)
+            K, B = gammas.shape[0], x.shape[0]
+            # all K directions in one batch: rows k*B .. (k+1)*B-1 walk along direction k
+            # The terms are split by what they train: l_den trains C (Γ enters detached — through
+            # l_den, Γ would turn toward whatever directions C corrects most easily, and at 1e2-1e3
+            # it drowns l_var), l_var steers Γ (C's output enters detached — with C trainable there,
+            # l_var is maximised by large corrections, not by the directions).
+            x_all = x.repeat(K, 1)
+            g_all = gammas.detach().repeat_interleave(B, 0)
+            e_all = eps.detach().repeat_interleave(B)
+            lden = dp.l_den(x_all, g_all, e_all).mean()                  # = mean over k of each one's mean
+            lvar = torch.zeros((), device=dev)
+            lreg = torch.zeros((), device=dev)
             if g1 is not None:
-                gv = gb[:xv.shape[0]]
-                zw = xv + eps * gv + dp.C(xv, eps, gv).detach()
-                deltas.append((h0 - g1(zw).flatten(1)) / h_scale)
-        lreg = torch.zeros((), device=dev)
-        if deltas:
-            grams = [d @ d.t() for d in deltas]
-            nv = xv.shape[0]
-            lvar = -sum(d.square().sum() for d in deltas) / nv
-            cross = sum((grams[j] * grams[h]).sum() for j in range(len(grams)) for h in range(len(grams)) if j != h)
-            lvar = cfg.var_weight * (lvar + cfg.lam * cross / nv ** 2)
-            lreg = (dp.Gamma.t() @ dp.Gamma - torch.eye(dp.Gamma.shape[1], device=dev)).square().sum()
-        cpen = dp.C(x, eps, gammas[0].detach().expand_as(x)).square().sum(1).mean() / (std ** 2)
-        loss = lm + ll + lden / len(gammas) + lvar + cfg.zeta * lreg + cfg.c_weight * cpen
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            log.losses.append((step, lm.item(), ll.item(), (lden / len(gammas)).item(), lvar.item(), lreg.item()))
+                xv = x[:cfg.var_batch]
+                nv = xv.shape[0]
+                with torch.no_grad():
+                    h0 = g1(xv).flatten(1)
+                    # Δ in units of the G1 features' spread: ‖Δ‖² is the share of the total variance
+                    # of G1 that one walk moves, O(1) whatever the layer's activation scale, so l_var
+                    # competes with the density terms instead of vanishing next to them.
+                    h_scale = h0.var(0).sum().clamp_min(1e-12).sqrt()
+                    xv_all = xv.repeat(K, 1)
+                    e_v = eps.detach().repeat_interleave(nv)
+                    corr = dp.C(xv_all, e_v, gammas.detach().repeat_interleave(nv, 0))
+                gv = gammas.repeat_interleave(nv, 0)                     # with grad: Γ learns from l_var
+                zw = xv_all + e_v[:, None] * gv + corr
+                deltas = ((h0.repeat(K, 1) - g1(zw).flatten(1)) / h_scale).reshape(K, nv, -1)
+                grams = deltas @ deltas.transpose(1, 2)                  # [K, nv, nv]
+                own = -deltas.square().sum() / nv
+                tot = grams.sum(0)
+                cross = (tot.square().sum() - grams.square().sum()) if K > 1 else torch.zeros((), device=dev)
+                lvar = cfg.var_weight * (own + cfg.lam * cross / nv ** 2)
+                lreg = (dp.Gamma.t() @ dp.Gamma - torch.eye(dp.Gamma.shape[1], device=dev)).square().sum()
+            cpen = dp.C(x, eps[0].detach(), gammas[0].detach().expand_as(x)).square().sum(1).mean() / (std ** 2)
+            loss = lm + ll + lden + lvar + cfg.zeta * lreg + cfg.c_weight * cpen
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 10 == 0 or step == cfg.steps - 1:
+                log.losses.append((step, lm.item(), ll.item(), lden.item(), lvar.item(), lreg.item()))
+    finally:
+        for p, f in zip(model.G.parameters(), flags):
+            p.requires_grad_(f)
     log.seconds = time.perf_counter() - t0
     return dp.eval(), log

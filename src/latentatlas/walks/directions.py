@@ -34,23 +34,46 @@ class Directions:
     method: str
     sigmas: torch.Tensor             # [K]
     meta: dict = field(default_factory=dict)
+    dp_state: dict | None = None     # DP-LaSE's trained density F and correction C (tensors), saved along
+
+    def dp_walk_model(self):
+        """The DP-LaSE model (F, C) trained with these directions, rebuilt from the file; None
+        when the set carries none (then ``walk --kind dp`` trains a correction for it)."""
+        if not self.dp_state:
+            return None
+        from .density import DPWalkModel
+        st = self.dp_state
+        try:
+            dim, hidden = int(st["F.loc"].shape[0]), int(st["C.net.0.weight"].shape[0])
+            dp = DPWalkModel(dim, 0, loc=st["F.loc"], scale=st["F.scale"], hidden=hidden)
+            dp.load_state_dict(st)
+        except (KeyError, RuntimeError) as e:
+            raise LatentAtlasError(f"the directions file's DP-LaSE model does not fit ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0]})") from None
+        if dim != self.vectors.shape[1]:
+            raise LatentAtlasError(f"the directions file's DP-LaSE model is {dim}-d, its directions "
+                                   f"{self.vectors.shape[1]}-d")
+        return dp.eval()
 
     def __len__(self):
         return self.vectors.shape[0]
 
     def save(self, path) -> Path:
+        """Write the set as .npz: unit ``vectors`` [K, D], ``sigmas`` [K], space, method, metadata."""
         path = Path(path)
         if path.suffix != ".npz":
             raise LatentAtlasError(f"directions file {path}: use a .npz name")
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
+                dp = {f"dp.{k}": v.detach().cpu().numpy() for k, v in (self.dp_state or {}).items()}
                 np.savez(fh, vectors=self.vectors.cpu().numpy(), sigmas=self.sigmas.cpu().numpy(),
                          space=np.asarray(self.space), method=np.asarray(self.method),
-                         meta_json=np.asarray(json.dumps(self.meta, default=str)))
+                         meta_json=np.asarray(json.dumps(self.meta, default=str)), **dp)
         return path
 
     @classmethod
     def load(cls, path) -> "Directions":
+        """Read a directions .npz (validated: shapes, finite values, no pickle)."""
         from ..validate import read_npz
         z = read_npz(path, "directions", {"vectors": ("f", 2), "space": ("U", 0), "method": ("U", 0),
                                           "sigmas": ("f", 1), "meta_json": ("U", 0)})
@@ -62,10 +85,13 @@ class Directions:
             raise LatentAtlasError(f"{path}: {z['vectors'].shape[0]} directions but {z['sigmas'].shape[0]} sigmas")
         if not isinstance(meta, dict):
             raise LatentAtlasError(f"{path}: directions metadata is not a JSON object")
+        dp = {k[3:]: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in z.items()
+              if k.startswith("dp.") and v.dtype.kind == "f"}
         return cls(torch.from_numpy(z["vectors"]).float(), str(z["space"]), str(z["method"]),
-                   torch.from_numpy(z["sigmas"]).float(), meta)
+                   torch.from_numpy(z["sigmas"]).float(), meta, dp or None)
 
     def check_model(self, model):
+        """Raise LatentAtlasError unless the set was computed for this model (weights, latent size)."""
         h = self.meta.get("weights_hash")
         if h and h != model.weights_hash():
             raise LatentAtlasError(f"directions were computed for weights {h}, not for model '{model.name}'")
@@ -99,6 +125,8 @@ def _finish(model, vectors, space, method, x, **meta) -> Directions:
 
 
 def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | None = None) -> Directions:
+    """GANSpace: the k principal components of n mapped codes w (or of the named layer's
+    activations for models without a mapping network), sigma = each component's standard deviation."""
     if layer is None:
         model.require_mapping("GANSpace in W (use --layer for Z-only models)")
         w = _samples(model, n, seed)
@@ -207,18 +235,22 @@ def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300)
 
 
 def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, seed: int = 0, progress=False):
+    """DP-LaSE: k directions learned with a density model F and a correction C, the generator split
+    at ``layer`` (default the second named layer) for the variation term, so walks stay where the
+    generator's samples are. F and C are saved with the directions (``walk --kind dp`` uses them)."""
     from .density import DPConfig, train_dp_lase
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     if layer is None:
         raise LatentAtlasError(f"DP-LaSE needs a named split layer; model '{model.name}' has none")
     space = "w" if model.has_mapping else "z"
-    dp, log = train_dp_lase(model, DPConfig(steps=steps, n_directions=k, layer=layer, seed=seed), space=space,
-                            progress=progress)
+    cfg = DPConfig(steps=steps, n_directions=k, layer=layer, seed=seed)
+    dp, log = train_dp_lase(model, cfg, space=space, progress=progress)
     G = dp.Gamma.detach().t()
     x = _samples(model, 5000, seed, space)
-    d = _finish(model, G, space, "dplase", x, layer=layer, steps=steps,
+    d = _finish(model, G, space, "dplase", x, layer=layer, steps=steps, lam=cfg.lam, zeta=cfg.zeta,
                 orthogonality_error=float((dp.Gamma.t() @ dp.Gamma - torch.eye(k)).norm().detach()),
                 train_seconds=round(log.seconds, 1), final_losses=log.losses[-1])
+    d.dp_state = {k_: v.detach().cpu() for k_, v in dp.state_dict().items() if not k_.startswith("Gamma")}
     d.dp_model, d.log = dp, log
     return d
 
@@ -237,6 +269,8 @@ METHODS = {"ganspace": ganspace, "sefa": sefa, "dplase": dplase, "mean-diff": me
 
 
 def compute_directions(model, method: str, **kw) -> Directions:
+    """Directions by a registered ``method`` (see ``METHODS``: ganspace, sefa, dplase, mean-diff,
+    linear-classifier, diamond) with that method's keyword options."""
     if method not in METHODS:
         raise LatentAtlasError(f"unknown direction method {method!r}; choose from {', '.join(METHODS)}")
     return METHODS[method](model, **kw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LatentAtlasError
-from ..imageio import atomic_path, make_grid
+from ..imageio import ANIMATION_SUFFIXES, atomic_path, make_grid, save_animation
 from . import great_circle, learned_dp_walk, linear_walk, norm_preserving_walk
 from .directions import Directions
 
@@ -34,6 +34,8 @@ def walk_latents(model, dirs: Directions, index: int, base: torch.Tensor, *, kin
     if dirs.space == "z":
         return norm_preserving_walk(base, g, eps)
     if dp_model is None:
+        dp_model = dirs.dp_walk_model()          # DP-LaSE sets carry their trained F and C
+    if dp_model is None:
         from .density import DPConfig, train_dp_lase
         dp_model, _ = train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors,
                                     sigmas=dirs.sigmas)
@@ -51,8 +53,9 @@ def render_walk(model, dirs: Directions, path: torch.Tensor) -> torch.Tensor:
 
 
 def save_strip(images: torch.Tensor, out, scale: int = 2, mark=None):
-    """Rows = samples, columns = steps; ``.png`` strip or ``.gif`` animation over steps. ``mark``:
-    one step index per sample framed in red (e.g. the protoimage of a great-circle walk)."""
+    """Rows = samples, columns = steps; ``.png`` strip, or a ``.gif`` / ``.mp4`` animation over the
+    steps (forward and back). ``mark``: one step index per sample framed in red (e.g. the
+    protoimage of a great-circle walk)."""
     out = Path(out)
     S, N = images.shape[:2]
     if out.suffix.lower() == ".png":
@@ -60,12 +63,12 @@ def save_strip(images: torch.Tensor, out, scale: int = 2, mark=None):
         grid = make_grid(images.transpose(0, 1).reshape(S * N, *images.shape[2:]), nrow=S, scale=scale, mark=cells)
         with atomic_path(out) as tmp:
             grid.save(tmp, format="PNG")
-    elif out.suffix.lower() == ".gif":
-        frames = [make_grid(images[s], nrow=N, scale=scale).convert("P") for s in list(range(S)) + list(range(S - 2, 0, -1))]
-        with atomic_path(out) as tmp:
-            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    elif out.suffix.lower() in ANIMATION_SUFFIXES:
+        frames = [make_grid(images[s], nrow=N, scale=scale, mark=[i for i, k in enumerate(mark) if int(k) == s]
+                            if mark is not None else ()) for s in range(S)]
+        save_animation(frames, out, fps=8, bounce=True)
     else:
-        raise LatentAtlasError(f"output {out}: use .png (strip) or .gif (animation)")
+        raise LatentAtlasError(f"output {out}: use .png (strip), .gif or .mp4 (animation)")
     return out
 
 
@@ -95,6 +98,8 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
         # Z ~ N(0, I): the exact log-density (up to a constant); the dp walk keeps ‖z‖
         logp = lambda x: -0.5 * x.square().sum(-1)
     else:
+        if dp is None:
+            dp = dirs.dp_walk_model()
         if dp is None:
             with torch.enable_grad():
                 dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,

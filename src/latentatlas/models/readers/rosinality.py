@@ -37,6 +37,47 @@ from ..stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Genera
 FAMILY = "rosinality stylegan2-pytorch .pt"
 
 
+ROS_LR_MUL = 0.01          # rosinality's mapping learning-rate multiplier (weights are stored / lr_mul)
+
+
+def g_layout(n_blocks: int):
+    """The synthesis layers, rosinality prefix -> our prefix, with their kind ('styled', 'styled-up',
+    'torgb', 'torgb-up') and noise buffer: the one list the reader and the writer both follow."""
+    yield "conv1", "synthesis.b4.conv1", "styled", "noises.noise_0"
+    yield "to_rgb1", "synthesis.b4.torgb", "torgb", None
+    for j in range(n_blocks):
+        r = 8 * 2 ** j
+        yield f"convs.{2 * j}", f"synthesis.b{r}.conv0", "styled-up", f"noises.noise_{2 * j + 1}"
+        yield f"convs.{2 * j + 1}", f"synthesis.b{r}.conv1", "styled", f"noises.noise_{2 * j + 2}"
+        yield f"to_rgbs.{j}", f"synthesis.b{r}.torgb", "torgb-up", None
+
+
+def d_layout(resolutions: list[int]):
+    """Discriminator parameters, rosinality key -> our key ('' for rosinality's blur kernels)."""
+    res = resolutions[-1]
+    yield "convs.0.0.weight", f"b{res}.fromrgb.weight"
+    yield "convs.0.1.bias", f"b{res}.fromrgb.bias"
+    for i, r in enumerate(reversed(resolutions[1:]), start=1):
+        p = f"convs.{i}"
+        yield f"{p}.conv1.0.weight", f"b{r}.conv0.weight"
+        yield f"{p}.conv1.1.bias", f"b{r}.conv0.bias"
+        yield f"{p}.conv2.0.kernel", ""
+        yield f"{p}.conv2.1.weight", f"b{r}.conv1.weight"
+        yield f"{p}.conv2.2.bias", f"b{r}.conv1.bias"
+        yield f"{p}.skip.0.kernel", ""
+        yield f"{p}.skip.1.weight", f"b{r}.skip.weight"
+    for a, b in (("final_conv.0.weight", "b4.conv.weight"), ("final_conv.1.bias", "b4.conv.bias"),
+                 ("final_linear.0.weight", "b4.fc.weight"), ("final_linear.0.bias", "b4.fc.bias"),
+                 ("final_linear.1.weight", "b4.out.weight"), ("final_linear.1.bias", "b4.out.bias")):
+        yield a, b
+
+
+def _fir_kernel(taps=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[None, :] * k[:, None]
+    return k / k.sum() * gain
+
+
 def detect(ckpt) -> bool:
     return isinstance(ckpt, dict) and any(k in ckpt for k in ("g_ema", "g")) and \
         isinstance(ckpt.get("g_ema", ckpt.get("g")), dict) and \
@@ -73,7 +114,7 @@ def rosinality_generator_state(g: dict, source: str, lr_mul: float = 0.01):
         out[f"mapping.fc{i - 1}.bias"] = g[f"style.{i}.bias"]
     out["synthesis.b4.const"] = const[0]
 
-    def styled(src, dst, noise_key):
+    def styled(src, dst, kind, noise_key):
         w = _need(g, f"{src}.conv.weight", source)[0]                    # [O, I, k, k]
         out[f"{dst}.weight"] = w / math.sqrt(w.shape[1] * w.shape[2] * w.shape[3])
         out[f"{dst}.affine.weight"] = g[f"{src}.conv.modulation.weight"]
@@ -82,19 +123,14 @@ def rosinality_generator_state(g: dict, source: str, lr_mul: float = 0.01):
         out[f"{dst}.bias"] = _need(g, f"{src}.activate.bias", source)
         out[f"{dst}.noise_const"] = _need(g, noise_key, source).reshape(g[noise_key].shape[-2:])
 
-    def torgb(src, dst):
+    def torgb(src, dst, kind, noise_key):
         out[f"{dst}.weight"] = _need(g, f"{src}.conv.weight", source)[0]
         out[f"{dst}.affine.weight"] = g[f"{src}.conv.modulation.weight"]
         out[f"{dst}.affine.bias"] = g[f"{src}.conv.modulation.bias"]
         out[f"{dst}.bias"] = _need(g, f"{src}.bias", source).reshape(-1)
 
-    styled("conv1", "synthesis.b4.conv1", "noises.noise_0")
-    torgb("to_rgb1", "synthesis.b4.torgb")
-    for j in range(n_convs // 2):
-        r = 8 * 2 ** j
-        styled(f"convs.{2 * j}", f"synthesis.b{r}.conv0", f"noises.noise_{2 * j + 1}")
-        styled(f"convs.{2 * j + 1}", f"synthesis.b{r}.conv1", f"noises.noise_{2 * j + 2}")
-        torgb(f"to_rgbs.{j}", f"synthesis.b{r}.torgb")
+    for src, dst, kind, noise_key in g_layout(n_convs // 2):
+        (styled if kind.startswith("styled") else torgb)(src, dst, kind, noise_key)
     channels = {4: int(const.shape[1])}
     for j in range(n_convs // 2):
         channels[8 * 2 ** j] = int(g[f"convs.{2 * j + 1}.conv.weight"].shape[1])
@@ -104,24 +140,8 @@ def rosinality_generator_state(g: dict, source: str, lr_mul: float = 0.01):
 
 
 def rosinality_discriminator_state(d: dict, resolutions: list[int], source: str):
-    res = resolutions[-1]
-    out = {"b%d.fromrgb.weight" % res: _need(d, "convs.0.0.weight", source),
-           "b%d.fromrgb.bias" % res: _need(d, "convs.0.1.bias", source)}
-    d_channels = {}
-    for i, r in enumerate(reversed(resolutions[1:]), start=1):
-        p = f"convs.{i}"
-        out[f"b{r}.conv0.weight"] = _need(d, f"{p}.conv1.0.weight", source)
-        out[f"b{r}.conv0.bias"] = _need(d, f"{p}.conv1.1.bias", source)
-        out[f"b{r}.conv1.weight"] = _need(d, f"{p}.conv2.1.weight", source)
-        out[f"b{r}.conv1.bias"] = _need(d, f"{p}.conv2.2.bias", source)
-        out[f"b{r}.skip.weight"] = _need(d, f"{p}.skip.1.weight", source)
-        d_channels[r] = int(d[f"{p}.conv1.0.weight"].shape[0])
-    out["b4.conv.weight"] = _need(d, "final_conv.0.weight", source)
-    out["b4.conv.bias"] = _need(d, "final_conv.1.bias", source)
-    out["b4.fc.weight"] = _need(d, "final_linear.0.weight", source)
-    out["b4.fc.bias"] = _need(d, "final_linear.0.bias", source)
-    out["b4.out.weight"] = _need(d, "final_linear.1.weight", source)
-    out["b4.out.bias"] = _need(d, "final_linear.1.bias", source)
+    out = {ours: _need(d, ros, source) for ros, ours in d_layout(resolutions) if ours}
+    d_channels = {r: int(out[f"b{r}.conv0.weight"].shape[0]) for r in resolutions[1:]}
     d_channels[4] = int(out["b4.conv.weight"].shape[0])
     mbstd = int(out["b4.conv.weight"].shape[1]) - d_channels[4]
     return out, d_channels, mbstd
@@ -159,3 +179,89 @@ def load(path, ckpt, *, which: str = "g_ema", lr_mul: float = 0.01) -> StyleGANM
                      source=f"{source} (rosinality stylegan2-pytorch, {which})",
                      extra={"format": "rosinality-pt", "family": "stylegan2", "w_avg": note})
     return StyleGANModel(info, G, D)
+
+
+ROS_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+def _ros_args(cfg):
+    """rosinality's training arguments for this config, and what keeps its ``Generator`` class from
+    being built for it (empty when ``Generator(size, style_dim, n_mlp, channel_multiplier)`` fits)."""
+    from argparse import Namespace
+    problems = []
+    cm = None
+    for mult in (1, 2, 4):
+        if all(cfg.channels[r] == (ROS_CHANNELS[r] * mult if r >= 64 else ROS_CHANNELS[r])
+               for r in cfg.resolutions if r in ROS_CHANNELS):
+            cm = mult
+            break
+    if cm is None:
+        problems.append(f"widths {dict(cfg.channels)} are not rosinality's table for any channel_multiplier")
+    if cfg.img_channels != 3:
+        problems.append(f"{cfg.img_channels} image channel(s) (rosinality's Generator writes RGB)")
+    return Namespace(size=cfg.img_resolution, latent=cfg.w_dim, n_mlp=cfg.mapping_layers,
+                     channel_multiplier=cm or 2), problems
+
+
+def to_rosinality(model) -> tuple[dict, list[str]]:
+    """A rosinality stylegan2-pytorch checkpoint dict (``g_ema``, ``d`` when the discriminator
+    fits, ``latent_avg``, ``args``) for a StyleGAN2 model, and the warnings for the user. Models
+    rosinality's layout cannot express (another synthesis architecture, z_dim != w_dim, class
+    labels, other filter taps, a non-LeakyReLU mapping) are refused."""
+    import logging
+    G, cfg = model.G, getattr(model.G, "cfg", None)
+    if not isinstance(cfg, StyleGAN2Config) or not isinstance(G, StyleGAN2Generator):
+        raise LatentAtlasError(f"model '{model.name}' is not a StyleGAN2 generator; rosinality's layout holds only "
+                               "StyleGAN2")
+    bad = [why for cond, why in (
+        (cfg.architecture != "skip", f"synthesis architecture '{cfg.architecture}' (rosinality: skip)"),
+        (cfg.z_dim != cfg.w_dim, f"z_dim {cfg.z_dim} != w_dim {cfg.w_dim}"),
+        (cfg.layer_features not in (None, cfg.w_dim), f"mapping width {cfg.layer_features} != w_dim"),
+        (cfg.c_dim, "class labels"), (tuple(cfg.fir) != (1, 3, 3, 1), f"filter taps {cfg.fir}"),
+        (cfg.mapping_activation != "lrelu", f"mapping activation {cfg.mapping_activation}")) if cond]
+    if bad:
+        raise LatentAtlasError(f"model '{model.name}' cannot be written in rosinality's layout: {'; '.join(bad)}")
+    sd = {k: v.detach().cpu().float() for k, v in G.state_dict().items()}
+    g: dict = {}
+    scale = cfg.mapping_lr_mul / ROS_LR_MUL              # same effective weights under rosinality's lr_mul
+    for i in range(cfg.mapping_layers):
+        g[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"] * scale
+        g[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"] * scale
+    g["input.input"] = sd["synthesis.b4.const"][None].clone()
+    up = _fir_kernel(cfg.fir, 4.0)
+    n_blocks = len(cfg.resolutions) - 1
+    for src, dst, kind, noise_key in g_layout(n_blocks):
+        w = sd[f"{dst}.weight"]
+        if kind.startswith("styled"):
+            w = w * math.sqrt(w.shape[1] * w.shape[2] * w.shape[3])
+            g[f"{src}.noise.weight"] = sd[f"{dst}.noise_strength"].reshape(1)
+            g[f"{src}.activate.bias"] = sd[f"{dst}.bias"]
+            g[noise_key] = sd[f"{dst}.noise_const"][None, None].clone()
+            if kind == "styled-up":
+                g[f"{src}.conv.blur.kernel"] = up.clone()
+        else:
+            g[f"{src}.bias"] = sd[f"{dst}.bias"].reshape(1, -1, 1, 1)
+            if kind == "torgb-up":
+                g[f"{src}.upsample.kernel"] = up.clone()
+        g[f"{src}.conv.weight"] = w[None].clone()
+        g[f"{src}.conv.modulation.weight"] = sd[f"{dst}.affine.weight"]
+        g[f"{src}.conv.modulation.bias"] = sd[f"{dst}.affine.bias"]
+    args, problems = _ros_args(cfg)
+    warnings = [f"rosinality's Generator class cannot be built for this model ({'; '.join(problems)}); readers "
+                "that take widths from tensor shapes (latentatlas among them) can load it"] if problems else []
+    if cfg.conv_clamp is not None:
+        warnings.append(f"conv_clamp {cfg.conv_clamp} is dropped (rosinality has none; outputs may differ where "
+                        "activations exceeded it)")
+    ck = {"g_ema": g, "latent_avg": sd["mapping.w_avg"].clone(), "args": args}
+    D, dcfg_ok = model.D, (cfg.d_architecture == "resnet" and cfg.mbstd_channels == 1 and cfg.mbstd_group == 4
+                           and cfg.d_cmap_dim == 0)
+    if D is not None and dcfg_ok:
+        dsd = {k: v.detach().cpu().float() for k, v in D.state_dict().items()}
+        down = _fir_kernel(cfg.fir)
+        ck["d"] = {ros: (dsd[ours] if ours else down.clone()) for ros, ours in d_layout(cfg.resolutions)}
+    elif D is not None:
+        warnings.append("the discriminator is left out (rosinality's is a resnet with minibatch-std group 4, 1 "
+                        f"channel; this one: {cfg.d_architecture}, group {cfg.mbstd_group}, {cfg.mbstd_channels} "
+                        "channel(s))")
+    logging.getLogger("latentatlas").debug("rosinality export: %d G tensors", len(g))
+    return ck, warnings

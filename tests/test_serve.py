@@ -1,0 +1,197 @@
+"""The explorer server over real HTTP on loopback: page, API, uploads and their limits, jobs,
+and (slow, needs Debian's chromium) the page driven in a headless browser."""
+import io
+import json
+import re
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_stylegan2
+
+
+@pytest.fixture(scope="module")
+def server():
+    from latentatlas.serve import Explorer, start
+    m = tiny_stylegan2()
+    ex = Explorer(m, max_jobs=2, invert_steps=20)
+    srv = start(ex, "127.0.0.1", 0)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", ex, m
+    srv.shutdown()
+    srv.server_close()
+    ex.close()
+    assert not ex.tmp.exists()
+
+
+def call(url, data=None, ctype="application/json", method=None):
+    if isinstance(data, (dict, list)):
+        data = json.dumps(data).encode()
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers={"Content-Type": ctype} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def png_bytes(img: torch.Tensor) -> bytes:
+    a = ((img.clamp(-1, 1) + 1) * 127.5).round().byte()[0].numpy()
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_page_is_self_contained(server):
+    base, _, _ = server
+    code, headers, body = call(base + "/")
+    assert code == 200 and b"latentatlas explorer" in body
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    # no script, style, font or image from anywhere else
+    assert not re.search(rb"(src|href)\s*=\s*[\"']?(https?:)?//", body)
+    assert b"@import" not in body and b"url(http" not in body
+
+
+def test_info_sample_render_and_sliders(server):
+    base, ex, m = server
+    code, _, body = call(base + "/api/info")
+    info = json.loads(body)
+    assert code == 200 and info["mapping"] and "ganspace" in info["sets"] and info["spaces"][0] == "wplus"
+    assert {s["name"] for s in info["strategies"]} >= {"truncation", "pca-log", "cluster"}
+    code, headers, grid = call(base + "/api/sample?seed=3&n=4")
+    assert code == 200 and headers["Content-Type"] == "image/png" and grid[:4] == b"\x89PNG"
+    req = {"latent": {"seed": 3}, "set": "ganspace", "amounts": [0, 0, 0]}
+    _, _, a = call(base + "/api/render", req)
+    t0 = time.perf_counter()
+    _, _, b = call(base + "/api/render", {**req, "amounts": [2.0, 0, 0]})
+    dt = time.perf_counter() - t0
+    ia, ib = (np.asarray(Image.open(io.BytesIO(x))).astype(float) for x in (a, b))
+    assert ia.shape == ib.shape and np.abs(ia - ib).mean() > 0.5          # the slider changes the image
+    # amount 0 is the seed's own sample
+    with torch.no_grad():
+        own = m(m.sample_z(1, 3)).clamp(-1, 1)
+    small = np.asarray(Image.open(io.BytesIO(a)).resize((16, 16), Image.NEAREST)).astype(float)
+    assert np.abs(small - ((own[0, 0].numpy() + 1) * 127.5)).max() <= 1.5
+    assert dt < 5                                                         # generous: a loaded CI machine
+    for bad in ({"latent": {"seed": -1}}, {"latent": {"seed": 0}, "set": "ganspace", "amounts": ["x"]},
+                {"latent": {"seed": 0}, "set": "ganspace", "amounts": [float("nan")]},
+                {"latent": {"job": "nope"}}):
+        code, _, body = call(base + "/api/render", json.dumps(bad).encode())
+        assert code in (400, 404) and "error" in json.loads(body)
+    assert call(base + "/api/render", b"{not json")[0] == 400
+    assert call(base + "/../../etc/passwd")[0] == 404
+    assert call(base + "/report/index.html")[0] == 404                   # no report given: nothing served
+
+
+def test_strategies_and_walks(server):
+    base, _, _ = server
+    code, _, body = call(base + "/api/strategies", {"seed": 1, "strategies": {"none": {}, "truncation": {"psi": 0.5},
+                                                                              "nonsense": {}}})
+    out = json.loads(body)
+    assert code == 200 and out[0]["image"].startswith("data:image/png;base64,")
+    assert out[1]["label"] == "truncation psi=0.5" and "image" in out[1]
+    assert "unknown sampling strategy" in out[2]["error"]
+    code, _, body = call(base + "/api/walk?seed=1&set=ganspace&index=1&kind=linear&steps=5")
+    w = json.loads(body)
+    assert code == 200 and len(w["frames"]) == 5 and w["strip"].startswith("data:image/png")
+    assert call(base + "/api/walk?seed=1&set=ganspace&index=1&kind=teleport")[0] == 400
+
+
+def test_upload_invert_download_and_reupload(server):
+    base, ex, m = server
+    with torch.no_grad():
+        target = m(m.sample_z(1, 11)).clamp(-1, 1)
+    code, _, body = call(base + "/api/invert?space=wplus&steps=20", png_bytes(target[0]), "image/png")
+    job = json.loads(body)
+    assert code == 202 and job["status"] in ("queued", "running")
+    for _ in range(600):
+        job = json.loads(call(base + f"/api/job/{job['id']}")[2])
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "done" and job["psnr"] is not None and job["result"].startswith("data:image/png")
+    # its latent drives the sliders, downloads, and comes back in
+    code, _, img = call(base + "/api/render", {"latent": {"job": job["id"]}, "set": "ganspace", "amounts": [1.0]})
+    assert code == 200 and img[:4] == b"\x89PNG"
+    code, _, npz = call(base + f"/api/job/{job['id']}/latent.npz")
+    with np.load(io.BytesIO(npz), allow_pickle=False) as z:
+        assert z["ws"].shape == (m.num_ws, m.w_dim) and str(z["weights_hash"]) == m.weights_hash()
+    code, _, body = call(base + "/api/latent", npz, "application/octet-stream")
+    again = json.loads(body)
+    assert code == 200 and again["status"] == "done"
+    _, _, img2 = call(base + "/api/render", {"latent": {"job": again["id"]}, "set": "ganspace", "amounts": [1.0]})
+    assert img2 == img
+    # hostile uploads: not an image, a decompression bomb, too large, a pickled npz
+    assert call(base + "/api/invert", b"GIF89a not really", "image/png")[0] == 400
+    bomb = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")
+    code, _, body = call(base + "/api/invert", bomb.getvalue(), "image/png")
+    assert code == 400 and "pixels" in json.loads(body)["error"]
+    from latentatlas.serve import MAX_UPLOAD
+    assert call(base + "/api/invert", b"\0" * (MAX_UPLOAD + 1), "image/png")[0] == 413
+    evil = io.BytesIO()
+    np.save(evil, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert call(base + "/api/latent", evil.getvalue(), "application/octet-stream")[0] == 400
+    assert list(ex.tmp.iterdir()) == []                                  # uploads never stay on disk
+
+
+def test_a_burst_of_uploads_is_bounded(server):
+    """Far more concurrent uploads than the queue holds: the rest get 429, the server stays up."""
+    base, ex, m = server
+    with torch.no_grad():
+        data = png_bytes(m(m.sample_z(1, 5)).clamp(-1, 1)[0])
+    codes = []
+
+    def one():
+        codes.append(call(base + "/api/invert?steps=20", data, "image/png")[0])
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {202, 429} and codes.count(202) >= 1 and codes.count(429) >= 1
+    assert call(base + "/api/info")[0] == 200
+    ex.queue.join()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt install chromium)")
+def test_page_in_a_real_browser(server, tmp_path):
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    base, ex, m = server
+    requests = []
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(bypass_csp=True)    # the harness evaluates JS; the CSP header is tested above
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(base + "/")
+        page.wait_for_function("document.getElementById('e-img').src.startsWith('blob:')")
+        before = page.eval_on_selector("#e-img", "e => e.src")
+        page.eval_on_selector("#e-sliders input", "e => { e.value = 2.5; e.dispatchEvent(new Event('input')); }")
+        page.wait_for_function(f"document.getElementById('e-img').src !== {json.dumps(before)}")
+        page.screenshot(path=str(tmp_path / "sliders.png"), full_page=True)
+        with torch.no_grad():
+            (tmp_path / "up.png").write_bytes(png_bytes(m(m.sample_z(1, 21)).clamp(-1, 1)[0]))
+        page.set_input_files("#u-file", str(tmp_path / "up.png"))
+        page.click("#u-go")
+        page.wait_for_function("document.getElementById('u-status').textContent.startsWith('done')", timeout=120_000)
+        page.click("#t-go")
+        page.wait_for_selector("#t-out .cell img")
+        page.click("#w-go")
+        page.wait_for_function("document.getElementById('w-play').src.startsWith('data:')")
+        page.screenshot(path=str(tmp_path / "all.png"), full_page=True)
+        browser.close()
+    outside = [u for u in requests if not (u.startswith(base) or u.startswith("data:") or u.startswith("blob:"))]
+    assert not outside, outside
