@@ -147,7 +147,7 @@ def test_bad_init_specs(spec):
         InversionConfig(init=spec)
 
 
-def test_embedding_metrics_tiny(tiny_sg2, atlas):
+def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
     pytest.importorskip("latentatlas.metrics.features")
     from latentatlas.inversion.evaluate import embedding_metrics
     from latentatlas.metrics.features import FashionFeatures
@@ -158,6 +158,12 @@ def test_embedding_metrics_tiny(tiny_sg2, atlas):
         pytest.skip("feature network weights not built")
     ws = tiny_sg2.broadcast(tiny_sg2.mapping(tiny_sg2.sample_z(20)))
     out = embedding_metrics(tiny_sg2, ws, atlas, ext, directions=ganspace(tiny_sg2, k=3, n=1000))
-    for k in ("edit_strength", "ppl", "style_mixing_fid", "interp_fid_wplus", "interp_fid_pnorm+", "share_pnorm+_beyond_3"):
+    # 20 embeddings: KID with its std instead of a FID (that would come from a singular covariance)
+    for k in ("edit_prob_range", "ppl", "style_mixing_kid", "style_mixing_kid_std", "interp_wplus_kid",
+              "interp_pnorm+_kid", "share_pnorm+_beyond_2", "share_pnorm+_beyond_3", "share_beyond_3_first10"):
         assert k in out and math.isfinite(out[k])
-    assert out["edit_strength"] > 0
+    assert not any(k.endswith("_fid") for k in out) and out["style_mixing_split"] >= 1
+    assert 0 <= out["edit_prob_range"] <= 1 and len(out["edit_classes"]) == 3
+    from latentatlas.inversion.evaluate import plot_pnorm
+    rows = [{"targets": "generated", "method": "W+", **out}]
+    assert [p.name for p in plot_pnorm(rows, tmp_path)] == ["pnorm-hist-generated.png"]

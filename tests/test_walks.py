@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -62,6 +64,28 @@ def test_dplase_directions_orthonormal(tiny_sg2):
     G = d.dp_model.Gamma.detach()
     assert (G.t() @ G - torch.eye(3)).norm() < 0.1
     assert d.vectors.shape == (3, 8) and d.meta["layer"] == "b8"
+
+
+def test_dplase_file_carries_its_density_and_correction(tiny_sg2, tmp_path, monkeypatch):
+    """The saved set holds F and C; a walk from the file uses them (no retraining) and matches
+    the walk with the in-memory model exactly."""
+    from latentatlas.walks import density
+    d = compute_directions(tiny_sg2, "dplase", k=2, layer="b8", steps=40)
+    d.save(tmp_path / "dp.npz")
+    back = Directions.load(tmp_path / "dp.npz")
+    assert back.meta["lam"] == 0.1 and back.meta["zeta"] == 100.0 and back.meta["steps"] == 40
+    assert back.dp_state and set(back.dp_state) == set(d.dp_state)
+    monkeypatch.setattr(density, "train_dp_lase", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    base = tiny_sg2.mapping(tiny_sg2.sample_z(3)).detach()
+    a = walk_latents(tiny_sg2, back, 1, base, kind="dp", steps=5)
+    b = walk_latents(tiny_sg2, d, 1, base, kind="dp", steps=5, dp_model=d.dp_model)
+    assert torch.allclose(a, b, atol=1e-6)
+    # a tampered model part is refused in one line
+    bad = dict(np.load(tmp_path / "dp.npz"))
+    bad["dp.C.net.0.weight"] = bad["dp.C.net.0.weight"][:, :3]
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(LatentAtlasError, match="DP-LaSE model does not fit"):
+        walk_latents(tiny_sg2, Directions.load(tmp_path / "bad.npz"), 1, base, kind="dp", steps=5)
 
 
 def _g1_move(model, dirs, w):

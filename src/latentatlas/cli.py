@@ -630,6 +630,11 @@ def cmd_evaluate_inversion(args):
     with torch.no_grad():
         gen = model(model.sample_z(args.n, 900_000 + args.seed)).clamp(-1, 1).cpu()
     if not model.has_mapping:
+        if args.plots:
+            raise LatentAtlasError("--plots shows P-norm+ coordinates, which a Z-only model does not have")
+        if args.lr != 0.01:
+            raise LatentAtlasError("--lr applies to W/W+/P-norm+ inversion; Diamond in the rough's Z recovery "
+                                   "runs at its own lr 0.01")
         rows = [{"targets": name, **diamond_z_inversion(model, t, steps=args.steps, seed=args.seed)}
                 for name, t in (("test images", real), ("generated", gen))]
     else:
@@ -641,8 +646,13 @@ def cmd_evaluate_inversion(args):
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
         rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
-                                  atlas=atlas,
-                                  steps=args.steps, progress=sys.stderr.isatty() and not args.json, seed=args.seed)
+                                  atlas=atlas, steps=args.steps, lr=args.lr,
+                                  progress=sys.stderr.isatty() and not args.json, seed=args.seed)
+        if args.plots:
+            from .inversion.evaluate import plot_pnorm
+            for p in plot_pnorm(rows, args.plots):
+                log.info("wrote %s", p)
+        rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
     def fmt(rows):
         cols = list(rows[0])
@@ -1018,9 +1028,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "interpolation FID (W+ and P-norm+) and P-norm+ outlier share. On a Z-only "
                                    "model (fashion-wgangp) it runs Z inversion with Diamond in the rough's recovery (§3.1).")
     s.add_argument("--model", required=True)
-    s.add_argument("--n", type=_positive_int, default=100)
-    s.add_argument("--steps", type=_positive_int, default=300)
+    s.add_argument("--n", type=_positive_int, default=100, help="images per target set (default %(default)s)")
+    s.add_argument("--steps", type=_positive_int, default=1200,
+                   help="optimisation steps per image (default %(default)s, II2S's protocol)")
+    s.add_argument("--lr", type=_finite_float, default=0.01, help="Adam learning rate (default %(default)s, II2S's protocol)")
     s.add_argument("--methods", default=None, help="comma-separated subset of the method names")
+    s.add_argument("--plots", default=None, metavar="DIR",
+                   help="write histograms of the embeddings' P-norm+ coordinates (first 10 dimensions and the rest)")
     s.add_argument("--data-dir", default=None)
     s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(fn=cmd_evaluate_inversion)

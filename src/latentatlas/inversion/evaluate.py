@@ -3,24 +3,27 @@
 Per method and target set:
 
 * reconstruction — PSNR, SSIM, RMSE, perceptual (fashion-features) distance;
-* editing — the embeddings moved along the top GANSpace directions at ±2σ (all W+ rows): how far
-  the feature-network embedding moves (a weak edit is a bad sign), and the class-flip rate of a
-  supervised (mean-difference) direction at +3σ;
-* PPL of the embeddings — perceptual path length of W+ interpolations between embeddings;
+* editing — the embeddings moved along the top GANSpace directions at −2σ…2σ (all W+ rows), read
+  by the attribute estimator (the feature network's class probabilities: the range of the class
+  that moves most), and the flip test of one named attribute (Sneaker ↔ Sandal at ±σ);
+* PPL of the embeddings — Karras et al.'s perceptual path length (``metrics.ppl``) of W+
+  interpolations between pairs of embeddings;
 * style-mixing FID — coarse rows from one embedding, the rest from another;
 * interpolation FID — 5 points between an embedding and a random sample, in W+ and in P-norm+;
-* P-norm+ statistics — the share of coordinates beyond ±3 (outliers = overfitting).
+* P-norm+ statistics — the share of coordinates beyond ±2 and ±3 (outliers = overfitting), in the
+  first 10 P-norm dimensions and after them; histograms with ``plot_pnorm``.
 
-FIDs here are computed on small sets (a few hundred images) against the Fashion-MNIST test
-reference; they are comparable between methods of one run, not with 10k-sample FIDs.
+Distribution figures compare with the Fashion-MNIST test split: FID where a set has at least
+1000 images, KID with its standard deviation below that (a FID of 128-d features from a few
+hundred images is mostly estimation error, and singular below 129).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..metrics.distribution import feature_stats, frechet_distance
-from ..metrics.features import FashionFeatures, reference_stats
+from ..metrics.distribution import feature_stats, frechet_distance, kid
+from ..metrics.features import FashionFeatures
 from ..metrics.reconstruction import reconstruction_metrics
 from . import FeatureDistance, InversionConfig, invert
 
@@ -46,12 +49,21 @@ def method_kwargs(model, kw: dict) -> dict:
     return kw
 
 
+MIN_FID_IMAGES = 1000      # below this a FID of 128-d features is dominated by its estimation error
+
+
 @torch.no_grad()
-def _fid(ext, images: torch.Tensor) -> float:
-    ref = reference_stats()
+def _distribution(ext, images: torch.Tensor, name: str) -> dict:
+    """``{name}_fid`` on >= MIN_FID_IMAGES images, else ``{name}_kid`` and ``{name}_kid_std`` (never a
+    FID from a near-singular covariance), against the Fashion-MNIST test split."""
+    from ..metrics.reference import fashion_reference
     f = torch.cat([ext(images[i:i + 500]) for i in range(0, images.shape[0], 500)]).double().cpu().numpy()
-    mu, sig = feature_stats(f)
-    return frechet_distance(ref["mu"], ref["sigma"], mu, sig)
+    ref = fashion_reference()
+    if f.shape[0] >= MIN_FID_IMAGES:
+        mu, sig = feature_stats(f)
+        return {f"{name}_fid": frechet_distance(ref.mu, ref.sigma, mu, sig)}
+    k_mean, k_std = kid(ref.feats, f, num_subsets=50, subset_size=min(1000, f.shape[0]))
+    return {f"{name}_kid": k_mean, f"{name}_kid_std": k_std}
 
 
 @torch.no_grad()
@@ -65,64 +77,154 @@ def embedding_metrics(model, ws: torch.Tensor, atlas, ext: FashionFeatures, *, d
     out = {}
     base_f = ext(m.synthesis(ws))
     if directions is not None:
-        moves = []
+        # II2S Table 4 reads a pose estimator; here the attribute estimator is the feature network's
+        # class probabilities: per GANSpace direction, the range of each class's mean probability
+        # over the edits at -2σ, -σ, 0, σ, 2σ, and the class that moves most
+        ranges, moved = [], []
         for i in range(min(3, len(directions))):
             u, s = directions.vectors[i].to(m.device), float(directions.sigmas[i])
-            fp = ext(m.synthesis(ws + 2 * s * u))
-            fm = ext(m.synthesis(ws - 2 * s * u))
-            moves.append(((fp - base_f).norm(dim=1) + (fm - base_f).norm(dim=1)).mean().item() / 2)
-        out["edit_strength"] = float(np.mean(moves))
+            probs = torch.stack([torch.softmax(ext.logits(m.synthesis(ws + a * s * u)), 1).mean(0)
+                                 for a in (-2, -1, 0, 1, 2)])                      # [5, classes]
+            rng = probs.max(0).values - probs.min(0).values
+            ranges.append(float(rng.max()))
+            moved.append(int(rng.argmax()))
+        out["edit_prob_range"] = float(np.mean(ranges))
+        out["edit_classes"] = moved
     if supervised is not None:
+        # one named attribute, as II2S's gender test: Sneaker images moved by -σ along
+        # (Sneaker - Sandal) and Sandal images by +σ; the share that the estimator then reads as
+        # the other class
         u, s = supervised.vectors[0].to(m.device), float(supervised.sigmas[0])
         c0 = ext.net.head(base_f).argmax(1)
-        c1 = ext.classify(m.synthesis(ws + 3 * s * u))
-        out["class_flip_rate"] = float((c1 != c0).float().mean())
-    # PPL: interpolate between random pairs of embeddings in W+ (eps = 1e-2)
+        a_cls, b_cls = supervised.meta.get("classes", (7, 5))
+        flips, n_ab = 0, 0
+        for cls, sign, other in ((a_cls, -1.0, b_cls), (b_cls, 1.0, a_cls)):
+            sel = c0 == cls
+            if sel.any():
+                c1 = ext.classify(m.synthesis(ws[sel] + sign * s * u))
+                flips += int((c1 == other).sum())
+                n_ab += int(sel.sum())
+        out["flip_rate"] = flips / n_ab if n_ab else float("nan")
+        out["flip_n"] = n_ab
+    # PPL (Karras et al., ε = 1e-4, lerp in W+) between random pairs of embeddings
+    from ..metrics.ppl import perceptual_path_length
     perm = torch.randperm(N, generator=g)
-    t = torch.rand(N, generator=g).to(m.device)[:, None, None]
-    a, b = ws, ws[perm]
-    eps = 1e-2
-    p0 = ext(m.synthesis(a.lerp(b, t)))
-    p1 = ext(m.synthesis(a.lerp(b, (t + eps).clamp(max=1))))
-    out["ppl"] = float(((p1 - p0).square().sum(1) / eps ** 2).mean())
+    out["ppl"] = perceptual_path_length(m, space="wplus", endpoints=(ws, ws[perm]), seed=seed)["ppl"]
     # style mixing: coarse rows (first third) from one embedding, the rest from another
     cut = max(1, L // 3)
     mixed = ws[perm].clone()
     mixed[:, :cut] = ws[:, :cut]
-    out["style_mixing_fid"] = _fid(ext, m.synthesis(mixed))
+    out.update(_distribution(ext, m.synthesis(mixed), "style_mixing"))
+    out["style_mixing_split"] = cut
     # interpolation to random samples: 5 inner points, in W+ and in P-norm+
     rnd = m.broadcast(m.mapping(m.sample_z(N, 424_242 + seed)))
     ts = torch.linspace(0, 1, 7, device=m.device)[1:-1]
     imgs_w = torch.cat([m.synthesis(ws.lerp(rnd, float(tt))) for tt in ts])
-    out["interp_fid_wplus"] = _fid(ext, imgs_w)
+    out.update(_distribution(ext, imgs_w, "interp_wplus"))
     if atlas is not None:
         plus = atlas.pnorm_plus.to(m.device)
         va, vb = plus.transform(ws), plus.transform(rnd)
         imgs_p = torch.cat([m.synthesis(plus.inverse_transform(va.lerp(vb, float(tt)))) for tt in ts])
-        out["interp_fid_pnorm+"] = _fid(ext, imgs_p)
-        out["share_pnorm+_beyond_3"] = float((va.abs() > 3).float().mean())
+        out.update(_distribution(ext, imgs_p, "interp_pnorm+"))
+        out.update(pnorm_outliers(va))
+        out["_pnorm+"] = va.cpu()            # for the histograms (--plots); not a table column
     return out
 
 
-def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None, steps: int = 300,
-                       lr: float = 0.05, atlas=None, progress: bool = False, seed: int = 0) -> list[dict]:
-    """Rows of the seed-003-style table: one per (target set, method)."""
+PAPER_LR, PAPER_STEPS = 0.01, 1200          # II2S §4: Adam, lr 0.01, 1200 iterations
+
+
+def estimate_seconds(model, n_images: int, n_methods: int, steps: int, atlas=None) -> float:
+    """Time the run will take, from a 4-image x 5-step probe of the same engine (upper bound:
+    early stopping usually ends images sooner)."""
+    import time
+    x = model(model.sample_z(4, 123)).detach().clamp(-1, 1)
+    cfg = InversionConfig(steps=5, init="mean", perceptual="discriminator" if model.has_discriminator else "none")
+    t0 = time.perf_counter()
+    invert(model, x, cfg, atlas=atlas)
+    per_image_step = (time.perf_counter() - t0) / 20
+    return per_image_step * n_images * n_methods * steps
+
+
+def pnorm_outliers(v: torch.Tensor, first: int = 10) -> dict:
+    """Shares of P-norm+ coordinates [N, L, k] beyond ±2 and ±3 (a standard normal has 4.6% and
+    0.27%), overall and split into the first ``first`` (highest-variance) P-norm dimensions and the
+    rest: II2S finds unregularised embeddings' outliers in the later dimensions."""
+    a = v.abs()
+    return {"share_pnorm+_beyond_2": float((a > 2).float().mean()), "share_pnorm+_beyond_3": float((a > 3).float().mean()),
+            f"share_beyond_3_first{first}": float((a[..., :first] > 3).float().mean()),
+            f"share_beyond_3_after{first}": float((a[..., first:] > 3).float().mean())}
+
+
+def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
+    """One figure per target set: histograms of the P-norm+ coordinates of every method's
+    embeddings, first ``first`` dimensions and the rest, against the standard normal."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..imageio import atomic_path
+    from pathlib import Path
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for tset in dict.fromkeys(r["targets"] for r in rows):
+        rs = [r for r in rows if r["targets"] == tset and r.get("_pnorm+") is not None]
+        if not rs:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+        bins = np.linspace(-8, 8, 81)
+        gauss = np.exp(-bins ** 2 / 2) / np.sqrt(2 * np.pi)
+        for ax, part, title in ((axes[0], slice(None, first), f"first {first} P-norm dimensions"),
+                                (axes[1], slice(first, None), f"dimensions after {first}")):
+            for r in rs:
+                vals = r["_pnorm+"][..., part].flatten().numpy()
+                ax.hist(np.clip(vals, -8, 8), bins=bins, density=True, histtype="step", label=r["method"])
+            ax.plot(bins, gauss, "k--", lw=1, label="N(0, 1)")
+            ax.set_yscale("log")
+            ax.set_ylim(1e-4, 2)
+            ax.set_title(title)
+            ax.set_xlabel("P-norm+ coordinate")
+        axes[0].legend(fontsize=6)
+        fig.suptitle(f"P-norm+ coordinates of the embeddings ({tset})")
+        fig.tight_layout()
+        path = out_dir / f"pnorm-hist-{tset.replace(' ', '-')}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None,
+                       steps: int = PAPER_STEPS, lr: float = PAPER_LR, atlas=None, progress: bool = False,
+                       seed: int = 0) -> list[dict]:
+    """Rows of II2S's evaluation table: one per (target set, method), at the paper's protocol
+    (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps."""
+    import logging
+
     from ..atlas import get_atlas
     from ..walks.directions import ganspace, mean_diff
+    log = logging.getLogger("latentatlas")
     model.require_mapping("the II2S evaluation")
     atlas = atlas or get_atlas(model)
     ext = FashionFeatures(model.device)
     dirs = ganspace(model, k=3)
     sup = mean_diff(model, class_a=7, class_b=5)     # Sneaker - Sandal
+    methods = methods or METHODS
+    est = estimate_seconds(model, sum(x.shape[0] for x in targets.values()), len(methods), steps, atlas)
+    log.info("evaluate-inversion: %d methods x %s images, lr %g x %d steps: about %.0f min at most",
+             len(methods), "+".join(str(x.shape[0]) for x in targets.values()), lr, steps, est / 60)
     rows = []
     for set_name, x in targets.items():
-        for label, kw in (methods or METHODS).items():
+        for j, (label, kw) in enumerate(methods.items()):
+            log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j + 1, len(methods), label)
             cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
                                   perceptual_weight=0.05, seed=seed, **method_kwargs(model, kw))
             res = invert(model, x, cfg, atlas=atlas, progress=progress)
             rec = reconstruction_metrics(x, res.images, FeatureDistance(ext))
             row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
-                   "seconds": round(res.seconds, 1)}
+                   "lr": lr, "steps": steps, "seconds": round(res.seconds, 1)}
             row.update(embedding_metrics(model, res.ws, atlas, ext, directions=dirs, supervised=sup, seed=seed))
             rows.append(row)
     return rows

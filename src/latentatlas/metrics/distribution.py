@@ -140,3 +140,20 @@ def prdc(real, fake, *, k: int = 3, equalize: bool = True, seed: int = 0) -> dic
     density = float(inside_count.double().mean() / k)
     coverage = float(covered.double().mean())
     return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+def realism(real, fake, *, k: int = 3) -> np.ndarray:
+    """Per-sample realism score of Kynkäänniemi et al. (2019, eq. 3):
+    R(f) = max_i NND_k(r_i) / ‖f − r_i‖ over the real samples r_i, after discarding the half of the
+    real k-NN balls with the largest radii (their outlier pruning). R ≥ 1: the sample lies inside
+    the pruned real manifold; larger is more typical. Unlike precision it is per sample, so it
+    moves with truncation even where the precision of a set is saturated. Returns [len(fake)]."""
+    x, y = _np64(real), _np64(fake)
+    r = _cached_radii(x, k)
+    keep = r <= np.median(r)
+    x, r = x[keep], torch.from_numpy(r[keep])
+    best = torch.zeros(y.shape[0], dtype=torch.float64)
+    for i, d in _dist_chunks(x, y):
+        ratio = r[i: i + d.shape[0], None] / d.clamp_min(1e-12)
+        best = torch.maximum(best, ratio.max(0).values)
+    return best.numpy()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import LatentAtlasError
-from .distribution import feature_stats, frechet_distance, kid, prdc
+from .distribution import feature_stats, frechet_distance, kid, prdc, realism
 from .features import Extractor, FashionFeatures, get_extractor, reference_stats
 
 log = logging.getLogger("latentatlas.metrics")
@@ -47,8 +47,9 @@ class Reference:
         return int(self.feats.shape[0])
 
     def scores(self, fake: np.ndarray, *, k: int = 3, kid_subsets: int = 50, seed: int = 0) -> dict:
-        """FID, KID (mean and std over subsets), precision, recall, density, coverage of ``fake``
-        features [M, D] against this set. FID is left out (None) when either set has fewer
+        """FID, KID (mean and std over subsets), precision, recall, density, coverage, and the
+        per-sample realism score's median and the share of samples below 1 (outside the real
+        manifold; Kynkäänniemi et al. 2019) of ``fake`` features [M, D] against this set. FID is left out (None) when either set has fewer
         samples than feature dimensions: its covariance would be singular."""
         fake = np.asarray(fake, dtype=np.float64)
         if fake.ndim != 2 or fake.shape[1] != self.feats.shape[1]:
@@ -59,7 +60,9 @@ class Reference:
         if min(fake.shape[0], self.n) > fake.shape[1]:
             mu, sig = feature_stats(fake)
             fid = frechet_distance(self.mu, self.sigma, mu, sig)
-        return {"fid": fid, "kid": k_mean, "kid_std": k_std, **prdc(self.feats, fake, k=k, seed=seed)}
+        rs = realism(self.feats, fake, k=k)
+        return {"fid": fid, "kid": k_mean, "kid_std": k_std, **prdc(self.feats, fake, k=k, seed=seed),
+                "realism": float(np.median(rs)), "share_unrealistic": float((rs < 1).mean())}
 
 
 def fits_fashion(model) -> bool:

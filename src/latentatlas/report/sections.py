@@ -149,8 +149,8 @@ def _sampling_sweep(ctx, m, sctx) -> str:
                             **ctx.reference)
     ctx.figures["sampling"] = res
     plot_sampling(res, ctx.out)
-    cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
-            "pixel_dist", "feature_dist", "class_preserved")
+    cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
+            "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved")
     out = (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond with the mean protoimage at fixed sigma and with per-sample sigma = auto)</h3>"
            + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
            + ctx.image("precision_recall.png", "precision vs recall")

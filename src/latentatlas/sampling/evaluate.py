@@ -195,8 +195,8 @@ def format_table1(result: dict) -> str:
     return "\n".join(lines)
 
 
-COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage",
-           "pixel_dist", "feature_dist", "class_preserved", "seconds")
+COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
+           "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved", "seconds")
 
 
 def format_table(result: dict) -> str:

@@ -206,7 +206,8 @@ def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = Non
         keep = [k for k in range(10) if (c == k).sum() >= 10]
         v = torch.stack([x[c == k].mean(0) - x[c != k].mean(0) for k in keep])
         names = [f"{CLASSES[k]} - rest" for k in keep]
-    return _finish(model, v, space, "mean-diff", x, names=names, n=n, seed=seed)
+    classes = [class_a, class_b] if class_a is not None else None
+    return _finish(model, v, space, "mean-diff", x, names=names, n=n, seed=seed, classes=classes)
 
 
 def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300) -> Directions:

@@ -87,8 +87,10 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
                         seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None) -> dict:
     """Per direction: density drift (mean |log p(walk point) − log p(start)|; learned F in W,
     the exact Gaussian in Z) of the linear vs the learned/norm-preserving walk, G1
-    feature variation, number of class probabilities moved by > 0.1, class-flip rate, and
-    perceptual path length; plus the orthogonality error of the whole set."""
+    feature variation, number of class probabilities moved by > 0.1, class-flip rate, the walk's
+    roughness (squared feature change per σ between frames) and Karras et al.'s perceptual path
+    length on the walk's segment (``metrics.ppl``); plus the orthogonality error of the whole set."""
+    from ..metrics.ppl import perceptual_path_length
     from .density import DPConfig, train_dp_lase
     dirs.check_model(model)
     z = model.sample_z(n, seed)
@@ -119,9 +121,13 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
         imgs = render_walk(model, dirs, lin)                                   # [S, N, C, H, W]
         fs = torch.stack([feat(im.to(model.device)).cpu() for im in imgs])     # [S, N, F]
         step_eps = 2 * extent / (steps - 1)
-        ppl = ((fs[1:] - fs[:-1]).square().sum(-1) / step_eps ** 2).mean().item()
+        # roughness: squared feature change per σ between the walk's frames (coarse steps);
+        # ppl: Karras et al.'s PPL (ε = 1e-4) on the segment between the walk's two ends
+        roughness = ((fs[1:] - fs[:-1]).square().sum(-1) / step_eps ** 2).mean().item()
+        ppl = perceptual_path_length(model, space="w" if dirs.space == "w" else "z", endpoints=(lin[0], lin[-1]),
+                                     seed=seed)["ppl"] if dirs.space == "w" or not model.has_mapping else float("nan")
         row = {"direction": i, "name": (dirs.meta.get("names") or [None] * len(dirs))[i] or f"{dirs.method} {i}",
-               "density_drift_linear": drift_lin, "density_drift_dp": drift_dp, "ppl": ppl}
+               "density_drift_linear": drift_lin, "density_drift_dp": drift_dp, "roughness": roughness, "ppl": ppl}
         if layer is not None:
             mid = steps // 2
             h = lambda p: model.activation(model.forward_to(layer, p)).flatten(1)
