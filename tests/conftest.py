@@ -19,7 +19,8 @@ def tiny_stylegan2(seed=0, **over):
     with torch.no_grad():
         for p in list(G.parameters()) + list(D.parameters()):
             p.add_(torch.randn_like(p) * 0.1)
-        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, cfg.z_dim)).mean(0))
+        c = (torch.nn.functional.one_hot(torch.arange(256) % cfg.c_dim, cfg.c_dim).float() if cfg.c_dim else None)
+        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, cfg.z_dim), c).mean(0))
     return StyleGANModel(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
 
 

@@ -295,3 +295,12 @@ def test_peer_conveniences_seeds_noise_scale_mix(tmp_path, capsys):
     assert grid.shape == (2 + 4 * 34, 2 + 3 * 34)
     assert main(["mix", "0", "1", "--model", "fashion-wgangp", "--out", str(tmp_path / "m2.png")]) == 2
     assert main(["mix", "0", "1", "--model", "fashion-stylegan2", "--split", "99", "--out", str(tmp_path / "m3.png")]) == 2
+
+
+def test_directions_options_that_do_not_apply_are_refused(capsys, tmp_path):
+    for argv, msg in ((["--method", "mean-diff", "--k", "3"], "--k does not apply to the mean-diff"),
+                      (["--method", "ganspace", "--steps", "5"], "--steps does not apply to the ganspace"),
+                      (["--method", "sefa", "--n", "100"], "--n does not apply to the sefa")):
+        code = main(["directions", "--model", "fashion-stylegan2", "--out", str(tmp_path / "d.npz"), *argv])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2 and msg in err and not (tmp_path / "d.npz").exists()

@@ -195,3 +195,31 @@ def test_page_in_a_real_browser(server, tmp_path):
         browser.close()
     outside = [u for u in requests if not (u.startswith(base) or u.startswith("data:") or u.startswith("blob:"))]
     assert not outside, outside
+
+
+def test_class_picker_for_conditional_models():
+    from latentatlas.serve import Explorer, start
+    m = tiny_stylegan2(c_dim=3)
+    ex = Explorer(m, max_jobs=1)
+    srv = start(ex, "127.0.0.1", 0)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        info = json.loads(call(base + "/api/info")[2])
+        assert info["classes"] == 3 and info["class"] == 0
+        a = call(base + "/api/sample?seed=1&n=2")[2]
+        assert call(base + "/api/class", {"class": 2})[0] == 200
+        b = call(base + "/api/sample?seed=1&n=2")[2]
+        assert a != b                                            # same seeds, another class
+        assert call(base + "/api/class", {"class": 3})[0] == 400
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        ex.close()
+
+
+def test_class_refused_on_unconditional(server):
+    base, _, _ = server
+    code, _, body = call(base + "/api/class", {"class": 1})
+    assert code == 400 and "not class-conditional" in json.loads(body)["error"]

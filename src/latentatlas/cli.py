@@ -535,23 +535,27 @@ def cmd_edit(args):
 
 
 def cmd_directions(args):
-    from .walks.directions import compute_directions
+    """Options go to the method only where its signature takes them; one it does not take is an
+    error, never silently dropped."""
+    import inspect
+
+    from .walks.directions import METHODS, compute_directions
     model = _load(args)
+    takes = inspect.signature(METHODS[args.method]).parameters
+    given = {"k": args.k, "n": args.n, "steps": args.steps, "layer": args.layer}
     kw = {}
-    if args.method in ("ganspace", "sefa", "dplase"):
-        kw["k"] = args.k
-    if args.method == "ganspace" and args.layer:
-        kw["layer"] = args.layer
-    if args.method == "dplase":
-        kw.update(layer=args.layer, steps=args.steps, progress=not args.json)
-    if args.method == "sefa" and args.layer:
-        kw["layers"] = args.layer.split(",")
-    if args.method in ("ganspace", "mean-diff", "linear-classifier", "dplase", "diamond"):
+    for opt, val in given.items():
+        if val is None:
+            continue
+        name = "layers" if opt == "layer" and "layers" in takes else opt
+        if name not in takes:
+            raise LatentAtlasError(f"--{opt} does not apply to the {args.method} method (it takes: "
+                                   f"{', '.join('--' + p for p in takes if p in ('k', 'n', 'steps', 'layer', 'layers'))})")
+        kw[name] = val.split(",") if name == "layers" else val
+    if "seed" in takes:
         kw["seed"] = args.seed
-    if args.n is not None:
-        if args.method not in ("ganspace", "mean-diff", "linear-classifier"):
-            raise LatentAtlasError(f"--n applies to ganspace, mean-diff and linear-classifier, not {args.method}")
-        kw["n"] = args.n
+    if "progress" in takes:
+        kw["progress"] = not args.json
     d = compute_directions(model, args.method, **kw)
     d.save(args.out)
     info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
@@ -965,11 +969,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_directions_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--method", required=True, choices=_direction_methods())
     s.add_argument("--model", required=True)
-    s.add_argument("--k", type=_positive_int, default=10, help="number of directions (ganspace, sefa, dplase)")
+    s.add_argument("--k", type=_positive_int, default=None,
+                   help="number of directions (ganspace, sefa: 10; dplase: 5 by default)")
     s.add_argument("--n", type=_positive_int, default=None,
                    help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
     s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
-    s.add_argument("--steps", type=_positive_int, default=1500, help="DP-LaSE discovery (training) steps (default %(default)s)")
+    s.add_argument("--steps", type=_positive_int, default=None,
+                   help="training steps: dplase discovery (default 1500), linear-classifier fitting (default 300)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="directions file (.npz)")
     s.set_defaults(fn=cmd_directions)

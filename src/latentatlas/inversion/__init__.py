@@ -1,4 +1,4 @@
-"""Batched, regularised GAN inversion (seeds 000, 002, 003; METHODS.md §1, §3.1, §5).
+"""Batched, regularised GAN inversion (Wulff & Torralba, Diamond in the rough, II2S; METHODS.md §1, §3.1, §5).
 
 One engine embeds a batch of target images into a chosen space:
 

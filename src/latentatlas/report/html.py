@@ -128,6 +128,28 @@ PROFILES = {"full": dict(diamond=dict(n_proto=64)), "quick": dict(eval_n=1000, s
                                           diamond=dict(n_proto=16, recovery_steps=50, proto_iter=30))}
 
 
+def _summary(ctx) -> str:
+    """The block at the top: what helped on this model and the claims' verdicts, one line each."""
+    from .claims import summary_line
+    lines = []
+    res = ctx.figures.get("sampling")
+    if res and res.get("baseline") and res.get("best"):
+        base = res["baseline"]
+        key = "fid" if base.get("fid") is not None else "kid"
+        better = [f"{k} ({v['params']}: {key.upper()} {v[key]:.3g})" for k, v in res["best"].items()
+                  if v.get(key) is not None and v[key] < base[key] and v is not base]
+        lines.append(f"Sampling: untruncated {key.upper()} {base[key]:.3g}; "
+                     + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
+    claims = ctx.figures.get("claims")
+    if claims:
+        lines.append(f"Claims of the papers on this model: {summary_line(claims)}.")
+        lines += [f"{c.paper}: {c.claim} — <b>{c.verdict}</b>" for c in claims]
+    if not lines:
+        return ""
+    return ("<section id='summary'><h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(x).replace('&lt;b&gt;', '<b>').replace('&lt;/b&gt;', '</b>')}</li>" for x in lines)
+            + "</ul></section>")
+
+
 def section_names() -> list[str]:
     from . import sections  # noqa: F401  (registers the analysis sections)
     return [k for k, _ in _SECTIONS]
@@ -173,12 +195,13 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
                 sec = Section(key, _TITLES.get(key, key), f"<p class='note'>section not available: {html.escape(str(e))}</p>")
             if sec is not None:
                 built.append((sec, time.time() - t0))
+        summary = _summary(ctx)
         nav = "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s, _ in built)
         parts = [f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>{s.body}'
                  f'<p class="note">section built in {dt:.1f} s</p></section>' for s, dt in built]
         doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
                f"<title>latentatlas report: {html.escape(model.name)}</title><style>{CSS}</style></head>"
-               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1><nav>{nav}</nav>"
+               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1><nav>{nav}</nav>{summary}"
                + "".join(parts) + "</body></html>")
         (tmp / "index.html").write_text(doc, encoding="utf-8")
         if out.exists():

@@ -56,10 +56,11 @@ def _latent_space(ctx: ReportContext) -> Section:
     atlas = ctx.atlas or get_atlas(m, n=ctx.atlas_n, learned_steps=ctx.learned_steps)
     ctx.figures["atlas"] = atlas
     s = space_samples(m, atlas.pnorm, n=20000, seed=1)
+    ctx.figures["normality"] = normality_table(s)
     plot_marginals(s, ctx.out / "marginals.png")
     parts = [f"<p>Atlas: N = {atlas.meta['n']} mapped latents, timings {html.escape(str(atlas.meta['timings']))}. "
              "W is skewed and heavy-tailed, P (W through the inverse LeakyReLU) is close to Gaussian, "
-             "P-norm is whitened (II2S, Fig. 1).</p>", table(normality_table(s)),
+             "P-norm is whitened (II2S, Fig. 1).</p>", table(ctx.figures["normality"]),
              ctx.image("marginals.png", "marginal histograms of W, P and P-norm")]
     # per-level cluster grids and the Fig. 1-style grid
     base = m.broadcast(m.mapping(m.sample_z(1, ctx.seed)))
@@ -109,6 +110,7 @@ def _sampling(ctx: ReportContext) -> Section:
     from ..sampling import Context
     m = ctx.model
     sctx = Context(m, atlas=ctx.figures.get("atlas") or ctx.atlas)
+    ctx.figures["sampling_ctx"] = sctx
     parts = ["<p>The same 16 seeds under each strategy.</p>"]
     for name, params in SHOWCASE:
         if not m.has_mapping and name == "truncation":
@@ -171,7 +173,7 @@ def _sampling_sweep(ctx, m, sctx) -> str:
 
 
 def _diamond_figures(ctx, m, sctx) -> str:
-    """The great-circle walk through each sample's protoimage (seed 002 §3.2) and attribute control
+    """The great-circle walk through each sample's protoimage (Diamond in the rough §3.2) and attribute control
     (appendix E: attribute vector first, realism step second), for Z models with a critic."""
     from .. import diamond as dm
     from ..sample import sample_with_strategy
@@ -211,6 +213,58 @@ def _diamond_figures(ctx, m, sctx) -> str:
                      "second; look for the attribute surviving the realism step.</p>"
                      + ctx.image("diamond-attribute.png", "attribute control"))
     return "".join(parts)
+
+
+def _embedding_quality(ctx, m, ws) -> dict:
+    """What makes an embedding useful beyond its reconstruction: Karras et al.'s PPL between pairs of
+    embeddings, and for Fashion-MNIST models the attribute estimator's reading of GANSpace edits."""
+    from ..metrics.ppl import perceptual_path_length
+    perm = torch.roll(torch.arange(ws.shape[0]), 1)
+    out = {"ppl": perceptual_path_length(m, space="wplus", endpoints=(ws, ws[perm]))["ppl"]}
+    if _is_fashion(m):
+        from ..metrics.features import FashionFeatures
+        from ..walks.directions import ganspace
+        if "inv_dirs" not in ctx.figures:
+            ctx.figures["inv_dirs"] = ganspace(m, k=3)
+        d, ext, w = ctx.figures["inv_dirs"], FashionFeatures(m.device), ws.to(m.device)
+        ranges = []
+        with torch.no_grad():
+            for i in range(len(d)):
+                u, sg = d.vectors[i].to(m.device), float(d.sigmas[i])
+                probs = torch.stack([torch.softmax(ext.logits(m.synthesis(w + a * sg * u)), 1).mean(0)
+                                     for a in (-2, -1, 0, 1, 2)])
+                ranges.append(float((probs.max(0).values - probs.min(0).values).max()))
+        out["edit range"] = sum(ranges) / len(ranges)
+    return out
+
+
+def _directions_by_layer(m) -> list[dict]:
+    """Top-3 directions of one method at an early and a late layer, measured the same way:
+    SeFa on the style weights of the first vs the last synthesis conv for mapped models, GANSpace
+    on the activations of the second vs the second-to-last stage for Z-only models."""
+    from ..walks.directions import compute_directions
+    from ..walks.edit import evaluate_directions
+    names = m.layer_names
+    if m.has_mapping:
+        convs = [n for n in names if ".conv" in n]
+        if len(convs) < 2:
+            raise LatentAtlasError("fewer than two named synthesis convs")
+        picks = [("sefa", {"k": 3, "layers": [convs[0]]}, convs[0]), ("sefa", {"k": 3, "layers": [convs[-1]]}, convs[-1])]
+    else:
+        if len(names) < 2:
+            raise LatentAtlasError("fewer than two named stages")
+        early, late = (names[1], names[-2]) if len(names) >= 4 else (names[0], names[-1])
+        picks = [("ganspace", {"k": 3, "layer": early}, early), ("ganspace", {"k": 3, "layer": late}, late)]
+    rows = []
+    for (method, kw, layer), when in zip(picks, ("early", "late")):
+        ev = evaluate_directions(m, compute_directions(m, method, **kw), n=32, dp_steps=100)   # drift unused here
+        r = ev["rows"]
+        row = {"layer": f"{when}: {layer}", "method": method}
+        for key in ("classes_moved", "g1_variation", "roughness"):
+            if all(key in x for x in r):
+                row[key] = sum(x[key] for x in r) / len(r)
+        rows.append(row)
+    return rows
 
 
 def _inversion_methods(model):
@@ -273,9 +327,14 @@ def _inversion(ctx: ReportContext) -> Section:
         row = {"method": label, **{k: float(v.mean()) for k, v in met.items()},
                "steps (mean)": float(res.steps_used.float().mean()), "seconds": round(res.seconds, 1)}
         if atlas is not None and res.ws is not None:
+            from ..inversion.evaluate import pnorm_outliers
             v = atlas.pnorm_plus.transform(res.ws.to(m.device)).cpu()
             row["share |P-norm+| > 3"] = float((v.abs() > 3).float().mean())
+            split = pnorm_outliers(v)
+            row["> 3, first 10 dims"], row["> 3, later dims"] = split["share_beyond_3_first10"], split["share_beyond_3_after10"]
             hist_data[label] = v.flatten().numpy()
+        if res.ws is not None and len(targets) > 1:
+            row.update(_embedding_quality(ctx, m, res.ws))
         rows.append(row)
         grids.append(res.images)
     save_grid(torch.cat(grids), ctx.out / "inversion.png", nrow=targets.shape[0], scale=_scale(m))
@@ -346,8 +405,30 @@ def _walks(ctx: ReportContext) -> Section:
             continue
         for r in ev["rows"][:3]:
             drift_rows.append({"method": method, "orthogonality error": ev["orthogonality_error"], **r})
+    ctx.figures["walks"] = drift_rows
+    try:
+        layer_rows = _directions_by_layer(m)
+        ctx.figures["layers"] = layer_rows
+        parts.append("<h3>Early vs late layers</h3><p>The same method's top directions found at an early and at a "
+                     "late layer (DP-LaSE §4: earlier layers control more global attributes); classes moved = class "
+                     "probabilities changed by more than 0.1 at +2σ, averaged over the directions.</p>"
+                     + table(layer_rows))
+    except LatentAtlasError as e:
+        parts.append(_note(f"early-vs-late comparison not available: {e}"))
     if drift_rows:
         parts.append("<h3>Measurements</h3><p>Density drift: mean |log F(z_t) − log F(z_0)| along the walk under "
                      "the learned DP-LaSE density (linear vs density-preserving walk); classes moved: class "
                      "probabilities changed by > 0.1 at +2σ.</p>" + table(drift_rows))
     return Section("walks", "Walks and directions", "".join(parts))
+
+
+@report_section("claims", "What the papers claim, and what this model shows")
+def _claims(ctx: ReportContext) -> Section:
+    from .claims import evaluate_claims, render, summary_line
+    claims = evaluate_claims(ctx)
+    ctx.figures["claims"] = claims
+    body = ("<p>Each claim of the five papers, the figure this report measured for it on this model, and a verdict "
+            "computed from that figure (holds / does not hold / mixed; not applicable says why). The thresholds are "
+            "in <code>report/claims.py</code>; the figures come from the sections above, on this report's samples "
+            f"(verdicts: {html.escape(summary_line(claims))}).</p>" + render(claims))
+    return Section("claims", "What the papers claim, and what this model shows", body)

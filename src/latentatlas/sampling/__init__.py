@@ -119,11 +119,15 @@ class Context:
             self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init)
         return self.diamond[key]
 
+    def __post_init__(self):
+        self.given = self.atlas is not None          # a user's atlas is never replaced
+
     def get_atlas(self, need: str = "mixture"):
         """The atlas given to this context, else the cached one (fitting only what ``need``
-        asks for, announced)."""
+        asks for, announced; a P-norm-only atlas fetched earlier is upgraded when a mixture is
+        needed)."""
         if self.atlas is None or (need == "mixture" and self.atlas.em is None):
-            if self.atlas is not None:
+            if self.given:
                 raise LatentAtlasError("the given atlas has no mixtures (fitted with zero clusters); "
                                        "fit one with --clusters for the cluster strategies")
             from ..atlas import get_atlas

@@ -5,7 +5,8 @@ sends a Content-Security-Policy that forbids them) talks to a small JSON/PNG API
 
 * ``GET /api/info`` — the model, its direction sets, sampling strategies with their parameters,
   walks, inversion spaces and regularisers, report link;
-* ``GET /api/sample?seed=S&n=N`` — a sample grid (PNG);
+* ``GET /api/sample?seed=S&n=N`` — a sample grid (PNG); ``POST /api/class {"class": K}`` — the class
+  of a conditional model for everything after;
 * ``POST /api/render`` ``{"latent": {"seed": S} | {"job": ID}, "set": NAME, "amounts": [..]}`` —
   one image edited along the set's first directions by the slider amounts (σ units), PNG;
 * ``POST /api/strategies`` ``{"seed": S, "strategies": {NAME: {param: value}}}`` — the same seed
@@ -121,8 +122,26 @@ class Explorer:
         self.cache: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.cls = None
+        if model.conditional:                        # every call then uses this class (the page's picker)
+            self.cls = 0 if model.label is None or isinstance(model.label, str) else int(model.label.argmax())
+            model.set_class(self.cls)
         self.worker = threading.Thread(target=self._work, name="invert-worker", daemon=True)
         self.worker.start()
+
+    def set_class(self, k) -> dict:
+        """Switch the class of a conditional model for every later request (refused while inversions
+        are queued or running: they would switch class half-way)."""
+        if not self.model.conditional:
+            raise HTTPError(400, f"model '{self.model.name}' is not class-conditional")
+        k = _int(k, "class", 0, self.model.c_dim - 1)
+        with self.lock:
+            if any(j.status in ("queued", "running") for j in self.jobs.values()):
+                raise HTTPError(409, "inversions are queued or running; change the class when they are done")
+            self.model.set_class(k)
+            self.cls = k
+            self.cache.clear()
+        return {"class": k}
 
     # -- direction sets --------------------------------------------------------------------------
     def _default_sets(self) -> dict:
@@ -388,6 +407,7 @@ class Explorer:
             strategies.append({"name": name, "doc": s.doc, "defaults": {k: v for k, v in s.defaults.items()
                                                                        if v is None or isinstance(v, (int, float, str))}})
         return {"model": m.name, "resolution": m.img_resolution, "channels": m.img_channels,
+                "classes": m.c_dim if m.conditional else 0, "class": self.cls,
                 "mapping": m.has_mapping, "discriminator": m.has_discriminator, "sets": self.set_names(),
                 "strategies": strategies, "walks": ["linear", "dp", "great-circle"] if not m.has_mapping else ["linear", "dp"],
                 "spaces": self.spaces(),
@@ -527,6 +547,8 @@ def make_handler(ex: Explorer):
                     png = ex.sample(_int(q.get("seed", 0), "seed", 0, 2 ** 31 - 1),
                                     _int(q.get("n", 16), "n", 1, MAX_SAMPLES))
                     return self._send(200, png, "image/png")
+                if method == "POST" and p == "/api/class":
+                    return self._json(ex.set_class(self._json_body().get("class")))
                 if method == "POST" and p == "/api/render":
                     return self._send(200, ex.render(self._json_body()), "image/png")
                 if method == "POST" and p == "/api/strategies":

@@ -1,4 +1,4 @@
-"""Invertible latent transforms (seeds 000 and 003, METHODS.md §1), scikit-learn style:
+"""Invertible latent transforms (Wulff & Torralba and II2S, METHODS.md §1), scikit-learn style:
 ``__init__`` stores hyper-parameters, ``fit`` returns ``self``, learned state ends in ``_``,
 ``transform``/``inverse_transform`` are exact inverses. All work on torch tensors on any
 device and are differentiable (usable inside inversion losses).

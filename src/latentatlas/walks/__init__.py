@@ -1,4 +1,4 @@
-"""Interpolations and walks (seeds 001, 002, 003; METHODS.md §3.2, §4, §5).
+"""Interpolations and walks (DP-LaSE, Diamond in the rough, II2S; METHODS.md §3.2, §4, §5).
 
 All functions are batched: ``a``, ``b``, ``z0`` are [N, D] (or [N, L, D] for W+), ``steps`` the
 number of points, results [steps, N, ...].
