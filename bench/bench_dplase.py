@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _module_at(commit: str, rel: str, name: str):
     src = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
     mod = types.ModuleType(name)
+    sys.modules[name] = mod              # dataclasses look their module up while the class is built
     exec(compile(src, f"{commit}:{rel}", "exec"), mod.__dict__)
     return mod
 
