@@ -1071,7 +1071,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "latent_avg, args, for e4e/pSp/GANSpace-style tools; StyleGAN2 only).")
     s.add_argument("input", help="checkpoint to read")
     s.add_argument("output", help="file to write (.pt, or .safetensors for --to safetensors)")
-    s.add_argument("--to", default=None, choices=["latentatlas", "safetensors", "rosinality"],
+    from .models.registry import EXPORT_LAYOUTS
+    s.add_argument("--to", default=None, choices=EXPORT_LAYOUTS,
                    help="output layout (default: from the suffix: .safetensors -> safetensors, .pt -> latentatlas)")
     s.set_defaults(fn=cmd_convert)
 

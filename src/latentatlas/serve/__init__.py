@@ -275,15 +275,12 @@ class Explorer:
     # -- inversion jobs -------------------------------------------------------------------------
     def submit(self, data: bytes, q: dict) -> Job:
         from ..data.folder import load_image
-        from ..inversion import REGULARIZERS, InversionConfig
+        from ..inversion import InversionConfig
         m = self.model
         space = str(q.get("space", "wplus" if m.has_mapping else "z"))
         if space not in self.spaces():
             raise HTTPError(400, f"space {space!r} does not apply to this model ({', '.join(self.spaces())})")
-        reg = str(q.get("regularizer", "none"))
-        name, value = InversionConfig.parse_regularizer(reg) if reg in REGULARIZERS or ":" in reg else (None, None)
-        if name is None:
-            raise HTTPError(400, f"unknown regularizer {reg!r}")
+        name, value = InversionConfig.parse_regularizer(str(q.get("regularizer", "none")))   # unknown: 400
         steps = _int(q.get("steps", self.invert_steps), "steps", 1, 2000)
         # the bytes go to a server-named file in the private temp dir, then through the same
         # reader as the CLI (size, pixel-count and format checks)
