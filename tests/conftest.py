@@ -24,6 +24,20 @@ def tiny_stylegan2(seed=0, **over):
     return StyleGANModel(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
 
 
+def model_and_images(model, tmp_path, seed, n: int = 2):
+    """The model saved as a checkpoint file and a folder of ``n`` of its own samples (im0.png ...)."""
+    from latentatlas.imageio import save_png
+    from latentatlas.models.registry import save_model
+    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=model.cfg.to_dict(), G=model.G, D=model.D)
+    src = tmp_path / "in"
+    src.mkdir()
+    with torch.no_grad():
+        imgs = model(model.sample_z(n, seed=seed)).clamp(-1, 1)
+    for i in range(n):
+        save_png(imgs[i], src / f"im{i}.png")
+    return f, src
+
+
 @pytest.fixture
 def tiny_sg2():
     return tiny_stylegan2()

@@ -8,13 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import model_and_images
 from latentatlas.cli import main
 from latentatlas.errors import LatentAtlasError
-from latentatlas.imageio import save_png
 from latentatlas.inversion import InversionConfig, invert
 from latentatlas.inversion import encoder as enc_mod
 from latentatlas.inversion.encoder import EncoderConfig, load_encoder, train_encoder
-from latentatlas.models.registry import save_model
 
 CFG = EncoderConfig(steps=12, batch=4, rec_from=0.5, width=8)
 
@@ -71,20 +70,8 @@ def test_encoder_file_checks(tiny_sg2, tmp_path):
         load_encoder(tmp_path / "missing.pt", tiny_sg2)
 
 
-def _model_and_images(model, tmp_path, seed):
-    """The model saved as a checkpoint file and a folder of two of its own samples."""
-    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=model.cfg.to_dict(), G=model.G, D=model.D)
-    src = tmp_path / "in"
-    src.mkdir()
-    with torch.no_grad():
-        imgs = model(model.sample_z(2, seed=seed)).clamp(-1, 1)
-    for i in range(2):
-        save_png(imgs[i], src / f"im{i}.png")
-    return f, src
-
-
 def test_edit_inverted_latents_cli(tiny_sg2, tmp_path, capsys):
-    f, src = _model_and_images(tiny_sg2, tmp_path, seed=1)
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=1)
     assert main(["invert", str(src), "--model", str(f), "--steps", "3", "--out", str(tmp_path / "o"),
                  "--min-psnr", "0", "--json"]) == 0
     capsys.readouterr()
@@ -121,7 +108,7 @@ def test_videos_of_an_inversion_and_of_an_edit(tiny_sg2, tmp_path, capsys):
     """invert --save-video: target beside the reconstruction over the optimisation; edit --video:
     the strip as an animation (GIF always; MP4 where ffmpeg is found)."""
     from latentatlas.imageio import ffmpeg_exe
-    f, src = _model_and_images(tiny_sg2, tmp_path, seed=3)
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=3)
     assert main(["invert", str(src), "--model", str(f), "--steps", "30", "--init", "multi-start:2:8",
                  "--warmup-steps", "5", "--out", str(tmp_path / "o"), "--min-psnr", "0", "--save-video", "gif"]) == 0
     capsys.readouterr()

@@ -144,8 +144,10 @@ def parse_clusters(spec: str | None, levels=("coarse", "medium", "fine")) -> dic
             out[name] = int(k)
         except ValueError:
             raise LatentAtlasError(f"--clusters: {part!r} is not LEVEL=INT") from None
-        if out[name] < 1:
-            raise LatentAtlasError(f"--clusters: {name} needs at least 1 cluster")
+        if out[name] < 0:
+            raise LatentAtlasError(f"--clusters: {name} needs at least 1 cluster (0 for every level: no mixture)")
+    if any(out.values()) and not all(out.values()):
+        raise LatentAtlasError("--clusters: give every level at least 1 cluster, or 0 for every level (no mixture)")
     return out
 
 
@@ -169,15 +171,17 @@ def parse_level_ranges(spec: str | None, num_ws: int) -> dict:
 
 def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
               level_ranges: dict | None = None, em_samples: int = 20000, learned_steps: int = 0,
-              progress: bool = False) -> Atlas:
+              progress: bool = False, pool=None) -> Atlas:
     """Fit the atlas of a model with a LeakyReLU mapping: map ``n`` latents (seeds ``seed..``),
     fit P's Gaussian and the P-norm PCA whitening, the EM mixture per level (``clusters``, e.g.
     {'coarse': 8, 'medium': 8, 'fine': 8}, on ``em_samples`` codes) and, with ``learned_steps`` > 0,
-    the learned multi-level mixture. ``level_ranges`` overrides the W+ rows of each level."""
+    the learned multi-level mixture. ``level_ranges`` overrides the W+ rows of each level.
+    ``pool`` (``latentatlas.scale``) maps the latents and sums their moments on its workers (the
+    same moments to float64 round-off); the mixtures are fitted here."""
     check_p_space(model)
     t0 = time.perf_counter()
     timings: dict = {}
-    mom = mapped_moments(model, n, seed=seed, progress=progress, timings=timings)
+    mom = mapped_moments(model, n, seed=seed, progress=progress, timings=timings, pool=pool)
     pn = PNormSpace().fit(moments=mom)
     timings["pca_s"] = time.perf_counter() - t0 - timings["mapping_s"] - timings["statistics_s"]
     level_ranges = level_ranges or default_level_ranges(model.num_ws)

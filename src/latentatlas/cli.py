@@ -75,6 +75,32 @@ def _atlas(args, model, applies: bool = True, why: str = ""):
     return Atlas.load(path, model)
 
 
+def _add_ray(s, what: str):
+    s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"run {what} on Ray workers, each holding the model once: bare --ray starts a local Ray "
+                        f"instance, --ray auto joins the running cluster, --ray HOST:PORT a given one "
+                        f"(needs {'the ray extra'}: pip install 'latentatlas[ray]')")
+    s.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
+                   help="Ray workers (default: one per CPU of the cluster, or per --ray-gpus-per-worker GPUs)")
+    s.add_argument("--ray-gpus-per-worker", type=_finite_float, default=0.0, metavar="G",
+                   help="GPUs per Ray worker (fractions share a GPU); workers then run on CUDA")
+
+
+def _pool(args, model, atlas=None):
+    """The pool the command's tasks run on: Ray workers with --ray, else this process."""
+    from .scale import make_pool
+    addr = getattr(args, "ray", None)
+    if addr is not None and addr != "local" and addr != "auto" and ":" not in addr:
+        raise LatentAtlasError(f"--ray {addr!r}: an address is 'auto' or HOST:PORT (put a bare --ray after "
+                               f"the command's other arguments)")
+    if getattr(args, "ray_gpus_per_worker", 0) < 0:
+        raise LatentAtlasError("--ray-gpus-per-worker must be >= 0")
+    return make_pool(model, atlas, use_ray=addr is not None, ray=None if addr == "local" else addr,
+                     model_name=args.model, device=args.device, workers=getattr(args, "ray_workers", None),
+                     gpus_per_worker=getattr(args, "ray_gpus_per_worker", 0.0),
+                     class_label=getattr(args, "class_label", None), truncation=getattr(args, "truncation", None))
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 def cmd_models(args):
@@ -256,8 +282,10 @@ def cmd_fit(args):
     model.require_mapping("fit")
     clusters = parse_clusters(args.clusters)
     levels = parse_level_ranges(args.levels, model.num_ws)
-    atlas = fit_atlas(model, n=args.n, seed=args.seed, clusters=clusters, level_ranges=levels,
-                      learned_steps=args.learned_steps, progress=not args.json)
+    with _pool(args, model) as pool:
+        atlas = fit_atlas(model, n=args.n, seed=args.seed, clusters=clusters, level_ranges=levels,
+                          learned_steps=args.learned_steps, progress=not args.json,
+                          pool=pool if args.ray is not None else None)
     path = atlas.save(args.out)
     table = normality_table(space_samples(model, atlas.pnorm, n=min(args.n, 20000), seed=args.seed + 1))
     res = {"atlas": str(path), "meta": atlas.meta, "level_ranges": atlas.level_ranges, "normality": table}
@@ -357,20 +385,21 @@ def cmd_evaluate_sampling(args):
     names = [s.strip() for s in (args.strategies or "truncation,pca-log,cluster,diamond").split(",") if s.strip()]
     from .sampling import Context
     atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
-    if args.protocol:
-        from .sample import parse_params
-        from .sampling.evaluate import diamond_table1, format_table1
-        if args.strategies_given:
-            raise LatentAtlasError("--protocol diamond-table1 fixes the strategies; leave out --strategies")
-        res = diamond_table1(model, n=args.n, seed=args.seed, progress=not args.json, ctx=Context(model, atlas=atlas),
-                             diamond=parse_params(args.param), **_reference_kw(args))
-        fmt = format_table1
-    else:
-        if args.param:
-            raise LatentAtlasError("--param applies to --protocol diamond-table1 (diamond settings such as lam=0.2)")
-        res = evaluate_sampling(model, names, n=args.n, seed=args.seed, progress=not args.json,
-                                ctx=Context(model, atlas=atlas), **_reference_kw(args))
-        fmt = format_table
+    if args.protocol and args.strategies_given:
+        raise LatentAtlasError("--protocol diamond-table1 fixes the strategies; leave out --strategies")
+    if args.param and not args.protocol:
+        raise LatentAtlasError("--param applies to --protocol diamond-table1 (diamond settings such as lam=0.2)")
+    with _pool(args, model, atlas) as pool:
+        kw = dict(n=args.n, seed=args.seed, progress=not args.json, ctx=Context(model, atlas=atlas),
+                  pool=pool if args.ray is not None else None, **_reference_kw(args))
+        if args.protocol:
+            from .sample import parse_params
+            from .sampling.evaluate import diamond_table1, format_table1
+            res = diamond_table1(model, diamond=parse_params(args.param), **kw)
+            fmt = format_table1
+        else:
+            res = evaluate_sampling(model, names, **kw)
+            fmt = format_table
     if args.out_dir:
         plot_sampling(res, args.out_dir)
         save_json(res, Path(args.out_dir) / "sampling.json")
@@ -396,9 +425,14 @@ def cmd_invert(args):
     uses = space == "pnorm+" or reg.startswith("pnorm") or reg == "mahalanobis" or init_name == "multi-start"
     atlas = _atlas(args, model, uses, "only the pnorm+ space, the pnorm/mahalanobis regularisers and "
                                       "multi-start (cluster centres) read an atlas")
-    summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
-                           resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
-                           video=_video_format(args.save_video))
+    video = _video_format(args.save_video)
+    if args.ray is not None and uses and atlas is None:
+        from .atlas import get_atlas
+        atlas = get_atlas(model, need="mixture" if init_name == "multi-start" else "pnorm", progress=not args.json)
+    with _pool(args, model, atlas) as pool:
+        summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
+                               resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
+                               video=video, pool=pool if args.ray is not None else None)
 
     def fmt(d):
         v = d["verdict"]
@@ -879,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out-dir", default=None)
     _add_reference(s)
+    _add_ray(s, "one task per strategy and parameter point")
     s.set_defaults(fn=cmd_evaluate_sampling)
 
     s = sub.add_parser("invert", parents=[common], help="embed images into a latent space (batched)",
@@ -923,6 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_positive_int, default=32)
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--out", required=True, help="output directory")
+    _add_ray(s, "the batches")
     s.set_defaults(fn=cmd_invert)
 
     s = sub.add_parser("train-encoder", parents=[common], help="train a per-model encoder that starts inversions",
@@ -1087,11 +1123,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="atlas file (.npz)")
     s.add_argument("--inspect", metavar="ATLAS", help="print what an atlas file records (N, seed, levels, "
                                                        "clusters, steps, versions, timings) and exit")
-    s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (0 = none)")
+    s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (all 0: the P-norm statistics only, no mixture)")
     s.add_argument("--levels", default=None, help="W+ rows per level, e.g. coarse=0:3,medium=3:6,fine=6:8")
     s.add_argument("--plots", default=None, metavar="PNG", help="also write marginal histograms / joint plots")
     s.add_argument("--learned-steps", type=int, default=400,
                    help="training steps of the learned multi-level mixture per level (0 = EM baseline only)")
+    _add_ray(s, "the mapping and moments (shards summed exactly; the mixtures are fitted here)")
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("train", parents=[common], help="train a bundled architecture on Fashion-MNIST",

@@ -12,13 +12,28 @@ import torch
 from PIL import Image
 
 
+PARTIAL = ".partial-"
+
+
+def clean_partial(folder) -> int:
+    """Remove the temporary files of ``atomic_path`` that a killed process left in ``folder``
+    (call it only when no other process writes there); returns how many."""
+    folder = Path(folder)
+    n = 0
+    if folder.is_dir():
+        for p in folder.glob(f".*{PARTIAL}*"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds,
     so an interrupted or failed write never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + PARTIAL, suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -79,32 +79,55 @@ def _save_trajectory(target: torch.Tensor, frames: list, path: Path):
     """Target | reconstruction at each recorded step, as an animation (the last frame held)."""
     from ..imageio import make_grid, save_animation
     scale = max(1, 128 // target.shape[-1])
-    pics = [make_grid(torch.stack([target.cpu(), f]), nrow=2, scale=scale) for _, f in frames]
+    pics = [make_grid(torch.stack([target.cpu(), f]), nrow=2, scale=scale) for f in frames]
     save_animation(pics + [pics[-1]] * 8, path, fps=12)
 
 
-def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: int = 32,
-                 resample: str = "lanczos", atlas=None, progress: bool = True, min_psnr: float | None = None,
-                 video: str | None = None) -> dict:
-    """Invert the images in ``inputs`` into ``out_dir`` (per image NAME.npz, .png, .json; resumable
-    under one configuration) and return the summary with the verdict. ``video`` ('gif' or 'mp4')
-    also writes NAME.gif / NAME.mp4: target beside the reconstruction over the optimisation."""
-    out = Path(out_dir)
-    if video is not None:
-        from ..imageio import animation_format
-        animation_format(f"x.{video}")          # mp4 without ffmpeg is refused before any work
-    min_psnr = default_min_psnr(model.img_resolution) if min_psnr is None else min_psnr
-    paths = list_images(inputs)
-    stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        raise LatentAtlasError("two input images share a file name stem; outputs would collide")
-    key = {"model": model.name, "weights_hash": model.weights_hash(), "config": json.loads(config_json(cfg)),
-           "resample": resample}
-    _check_manifest(out, key)
-    todo = [p for p in paths if not (out / f"{p.stem}.json").exists()]
-    summary = {"total": len(paths), "skipped_finished": len(paths) - len(todo), "done": 0, "failed": [], "notes": {}}
+def invert_batch(model, x: torch.Tensor, cfg: InversionConfig, *, atlas=None, perc=None, progress: bool = False,
+                 video: str | None = None) -> list[dict]:
+    """Invert one batch of targets ``x`` [N, C, H, W]; per image a dict of what ``write_item``
+    saves: the code (and W+ codes), the reconstruction, the metrics and, with ``video``, the
+    frames. The same call runs in this process and in a Ray worker (``latentatlas.scale``)."""
+    every = max(1, cfg.steps // 60) if video else 0
+    res = invert(model, x, cfg, atlas=atlas, progress=progress, frames_every=every)
+    mets = reconstruction_metrics(x, res.images, perc)
+    items = []
+    for j in range(x.shape[0]):
+        items.append({"code": res.codes[j].cpu().numpy(), "ws": None if res.ws is None else res.ws[j].cpu().numpy(),
+                      "image": res.images[j].cpu(), "target": x[j].cpu(),
+                      "frames": [f[j].cpu() for _, f in res.frames] if video else None,
+                      "rec": {"steps": int(res.steps_used[j]), "final_loss": float(res.final_loss[j]),
+                              "init": res.init_labels[j], "stop_reason": res.stop_reasons[j],
+                              "converged": res.converged[j], **{k: float(v[j]) for k, v in mets.items()}}})
+    return items
+
+
+def write_item(out: Path, path: Path, note: str, item: dict, *, cfg_json: str, model_name: str, weights_hash: str,
+               min_psnr: float, video: str | None = None) -> dict:
+    """Write one image's outputs atomically: NAME.npz, NAME.png (and NAME.gif/.mp4), then
+    NAME.json last: an image is finished exactly when its JSON exists."""
+    stem = path.stem
+    arrays = {"code": item["code"], "space": np.asarray(json.loads(cfg_json)["space"]), "config": np.asarray(cfg_json),
+              "weights_hash": np.asarray(weights_hash), "model": np.asarray(model_name)}
+    if item["ws"] is not None:
+        arrays["ws"] = item["ws"]
+    with atomic_path(out / f"{stem}.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    save_png(item["image"], out / f"{stem}.png")
+    if video:
+        _save_trajectory(item["target"], item["frames"], out / f"{stem}.{video}")
+    rec = {"file": str(path), "note": note, **item["rec"]}
+    rec["ok"] = rec["psnr"] >= min_psnr
+    with atomic_path(out / f"{stem}.json") as tmp:
+        Path(tmp).write_text(json.dumps(rec, indent=2))
+    return rec
+
+
+def _load_chunk(paths, model, resample, summary) -> list:
+    """Read a chunk of images; unreadable ones are logged and listed in ``summary['failed']``."""
     loaded = []
-    for p in todo:
+    for p in paths:
         li = load_image(p, size=model.img_resolution, channels=model.img_channels, resample=resample)
         if li.tensor is None:
             log.error("%s: %s (skipped)", p, li.note)
@@ -114,41 +137,69 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
             log.info("%s: %s", p.name, li.note)
             summary["notes"][p.name] = li.note
         loaded.append(li)
-    if todo and not loaded and not summary["skipped_finished"]:
+    return loaded
+
+
+def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: int = 32,
+                 resample: str = "lanczos", atlas=None, progress: bool = True, min_psnr: float | None = None,
+                 video: str | None = None, pool=None) -> dict:
+    """Invert the images in ``inputs`` into ``out_dir`` (per image NAME.npz, .png, .json; resumable
+    under one configuration) and return the summary with the verdict. ``video`` ('gif' or 'mp4')
+    also writes NAME.gif / NAME.mp4: target beside the reconstruction over the optimisation.
+    ``pool`` (a ``latentatlas.scale`` pool) runs the batches on its workers; the outputs are the
+    ones this process would write, each written once, by this process, atomically."""
+    from tqdm import tqdm
+
+    from ..imageio import clean_partial
+    out = Path(out_dir)
+    if video is not None:
+        from ..imageio import animation_format
+        animation_format(f"x.{video}")          # mp4 without ffmpeg is refused before any work
+    min_psnr = default_min_psnr(model.img_resolution) if min_psnr is None else min_psnr
+    paths = list_images(inputs)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise LatentAtlasError("two input images share a file name stem; outputs would collide")
+    cfg_json = config_json(cfg)
+    key = {"model": model.name, "weights_hash": model.weights_hash(), "config": json.loads(cfg_json),
+           "resample": resample}
+    _check_manifest(out, key)
+    removed = clean_partial(out)
+    if removed:
+        log.info("removed %d partial file(s) left by an interrupted run", removed)
+    todo = [p for p in paths if not (out / f"{p.stem}.json").exists()]
+    summary = {"total": len(paths), "skipped_finished": len(paths) - len(todo), "done": 0, "failed": [], "notes": {}}
+    wh = model.weights_hash()
+    if todo:
+        log.info("inverting %d images in batches of %d (%s, %d steps, init %s)%s", len(todo), batch_size,
+                 cfg.space, cfg.steps, cfg.init, f" on {pool.describe()}" if pool is not None else "")
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def tasks():
+        for paths_c in chunks:
+            loaded = _load_chunk(paths_c, model, resample, summary)
+            if loaded:
+                yield loaded, torch.stack([li.tensor for li in loaded])
+
+    write = dict(cfg_json=cfg_json, model_name=model.name, weights_hash=wh, min_psnr=min_psnr, video=video)
+    bar = tqdm(total=len(todo), disable=not progress or pool is None, desc="images", unit="img")
+    if pool is None:
+        perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None
+        for loaded, x in tasks():
+            for li, item in zip(loaded, invert_batch(model, x, cfg, atlas=atlas, perc=perc, progress=progress,
+                                                     video=video)):
+                write_item(out, li.path, li.note, item, **write)
+                summary["done"] += 1
+    else:
+        for loaded, items in pool.map_inversion(tasks(), cfg, video):
+            for li, item in zip(loaded, items):
+                write_item(out, li.path, li.note, item, **write)
+                summary["done"] += 1
+            bar.update(len(loaded))
+    bar.close()
+    if todo and not summary["done"] and not summary["skipped_finished"] and summary["failed"]:
         f = summary["failed"][0]
         raise LatentAtlasError(f"none of the {len(todo)} images could be read ({f['file']}: {f['error']})")
-    perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None
-    wh = model.weights_hash()
-    if loaded:
-        log.info("inverting %d images in batches of %d (%s, %d steps, init %s)", len(loaded), batch_size,
-                 cfg.space, cfg.steps, cfg.init)
-    for i in range(0, len(loaded), batch_size):
-        chunk = loaded[i:i + batch_size]
-        x = torch.stack([li.tensor for li in chunk])
-        every = max(1, cfg.steps // 60) if video else 0
-        res = invert(model, x, cfg, atlas=atlas, progress=progress, frames_every=every)
-        mets = reconstruction_metrics(x, res.images, perc)
-        for j, li in enumerate(chunk):
-            stem = li.path.stem
-            arrays = {"code": res.codes[j].numpy(), "space": np.asarray(cfg.space),
-                      "config": np.asarray(config_json(cfg)), "weights_hash": np.asarray(wh),
-                      "model": np.asarray(model.name)}
-            if res.ws is not None:
-                arrays["ws"] = res.ws[j].numpy()
-            with atomic_path(out / f"{stem}.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **arrays)
-            save_png(res.images[j], out / f"{stem}.png")
-            if video:
-                _save_trajectory(x[j], [(t, f[j]) for t, f in res.frames], out / f"{stem}.{video}")
-            rec = {"file": str(li.path), "note": li.note, "steps": int(res.steps_used[j]),
-                   "final_loss": float(res.final_loss[j]), "init": res.init_labels[j],
-                   "stop_reason": res.stop_reasons[j], "converged": res.converged[j],
-                   **{k: float(v[j]) for k, v in mets.items()}}
-            rec["ok"] = rec["psnr"] >= min_psnr
-            with atomic_path(out / f"{stem}.json") as tmp:
-                Path(tmp).write_text(json.dumps(rec, indent=2))
-            summary["done"] += 1
     records = []
     for p in paths:
         f = out / f"{p.stem}.json"

@@ -38,91 +38,133 @@ def _same_latents(a, b) -> bool:
     return (a.ws is None and b.ws is None) or (a.ws is not None and b.ws is not None and torch.equal(a.ws, b.ws))
 
 
+class SamplingSetup:
+    """What every point of a sampling evaluation shares: the reference and feature network, the
+    ``n`` original latents (seeds ``seed..``) with their images, features and classes. ``row``
+    scores one strategy at one parameter point against them; the same call runs here and on a
+    Ray worker."""
+
+    def __init__(self, model, *, n: int, seed: int, batch_size: int, features, reference, inception, kid_subsets: int):
+        from ..metrics.reference import classifier, resolve
+        self.model, self.n, self.seed, self.kid_subsets = model, n, seed, kid_subsets
+        self.ref, self.ext = resolve(model, folder=reference, features=features, device=model.device,
+                                     inception=inception, what="evaluate-sampling")
+        head = self.ext.net.head if classifier(self.ext) is not None else None
+        self.head = head
+        self.base = []                  # (latents, images, features, classes) per batch
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                lat = initial_latents(model, model.sample_z(min(batch_size, n - i), seed + i))
+                imgs = render(model, lat)
+                f = self.ext(imgs)
+                self.base.append((lat, imgs, f.cpu(), head(f).argmax(1).cpu() if head is not None else None))
+
+    def row(self, name: str, params: dict, ctx, progress: bool = False) -> dict:
+        """The row of strategy ``name`` at ``params``: distribution metrics, faithfulness, seconds;
+        ``{"error": ...}`` when the strategy refuses the point."""
+        model, ext, head = self.model, self.ext, self.head
+        t0 = time.perf_counter()
+        feats, pix, fdist, same, sigmas_seen = [], [], [], [], []
+        settings = None
+        try:
+            for lat, imgs0, f0, c0 in tqdm(self.base, disable=not progress, desc=f"{name} {_fmt_params(params)}",
+                                           leave=False):
+                new = apply_strategy(model, name, lat, ctx, **params)
+                settings = new.info.get("diamond", settings)
+                if "sigma" in new.info:
+                    sigmas_seen.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
+                if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
+                    imgs, f = imgs0, f0
+                else:
+                    with torch.no_grad():
+                        imgs = render(model, new)
+                        f = ext(imgs).cpu()
+                feats.append(f)
+                pix.append((imgs - imgs0).flatten(1).norm(dim=1))
+                fdist.append((f - f0).norm(dim=1))
+                if head is not None:
+                    same.append((head(f).argmax(1) == c0).float())
+        except LatentAtlasError as e:
+            return {"strategy": name, "params": _fmt_params(params), "error": str(e)}
+        fk = torch.cat(feats).numpy().astype(np.float64)
+        sc = self.ref.scores(fk, kid_subsets=self.kid_subsets, seed=self.seed)
+        sc.pop("kid_std")
+        row = {"strategy": name, "params": _fmt_params(params), **sc,
+               "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
+               "class_preserved": float(torch.cat(same).mean()) if same else None,
+               "seconds": round(time.perf_counter() - t0, 2)}
+        if settings:
+            row["settings"] = settings
+        if sigmas_seen:
+            s_all = torch.cat(sigmas_seen)
+            row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
+                                                                     float(s_all.max()))
+        return row
+
+
+def _atlas_need(strategies) -> str | None:
+    """What the strategies read of the atlas: 'mixture', 'pnorm' or None."""
+    from . import get_strategy
+    needs = [n for n in strategies if "atlas" in get_strategy(n).needs]
+    return None if not needs else "pnorm" if set(needs) == {"pca-log"} else "mixture"
+
+
 def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int = 0, batch_size: int = 500,
                       sweeps: dict | None = None, features: str | None = None, ctx: Context | None = None,
-                      progress: bool = True, kid_subsets: int = 20, reference=None, inception: str | None = None) -> dict:
+                      progress: bool = True, kid_subsets: int = 20, reference=None, inception: str | None = None,
+                      pool=None) -> dict:
     """Returns ``{"rows": [...], "best": {strategy: row}, "baseline": row}``; each row holds the
     strategy, its parameters, the distribution metrics, faithfulness and the seconds it took.
     The reference follows ``metrics.reference.resolve`` (Fashion-MNIST test split for Fashion-MNIST
     models, else the image folder ``reference``); class preservation is measured only when the
-    features come from the Fashion-MNIST classifier (None otherwise)."""
-    from ..metrics.reference import classifier, resolve
-    ref, ext = resolve(model, folder=reference, features=features, device=model.device, inception=inception,
-                       what="evaluate-sampling")
-    classify = classifier(ext)
-    head = ext.net.head if classify is not None else None
+    features come from the Fashion-MNIST classifier (None otherwise). ``pool``
+    (``latentatlas.scale``) scores the parameter points on its workers, one task each; the rows
+    are the ones this process would compute, in the same order."""
     ctx = ctx or Context(model)
     for name in strategies:
         if not (sweeps or {}).get(name, default_sweep(model, name)):
             raise LatentAtlasError(f"strategy '{name}' has no parameter sweep to evaluate (it samples chosen "
                                    f"clusters, not a quality-diversity trade-off)")
-    # originals, once
-    base_lat, base_img_feats, base_cls, base_imgs = [], [], [], []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            lat = initial_latents(model, model.sample_z(min(batch_size, n - i), seed + i))
-            imgs = render(model, lat)
-            f = ext(imgs)
-            base_lat.append(lat)
-            base_imgs.append(imgs)
-            base_img_feats.append(f.cpu())
-            base_cls.append(head(f).argmax(1).cpu() if head is not None else None)
-    rows = []
-    for name in strategies:
-        points = (sweeps or {}).get(name, default_sweep(model, name))
-        for params in points:
-            t0 = time.perf_counter()
-            feats, pix, fdist, same, sigmas_seen = [], [], [], [], []
-            settings = None
-            try:
-                for lat, imgs0, f0, c0 in tqdm(list(zip(base_lat, base_imgs, base_img_feats, base_cls)),
-                                               disable=not progress, desc=f"{name} {_fmt_params(params)}", leave=False):
-                    new = apply_strategy(model, name, lat, ctx, **params)
-                    settings = new.info.get("diamond", settings)
-                    if "sigma" in new.info:
-                        sigmas_seen.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
-                    if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
-                        imgs, f = imgs0, f0
-                    else:
-                        with torch.no_grad():
-                            imgs = render(model, new)
-                            f = ext(imgs).cpu()
-                    feats.append(f)
-                    pix.append((imgs - imgs0).flatten(1).norm(dim=1))
-                    fdist.append((f - f0).norm(dim=1))
-                    if head is not None:
-                        same.append((head(f).argmax(1) == c0).float())
-            except LatentAtlasError as e:
-                rows.append({"strategy": name, "params": _fmt_params(params), "error": str(e)})
-                break
-            fk = torch.cat(feats).numpy().astype(np.float64)
-            sc = ref.scores(fk, kid_subsets=kid_subsets, seed=seed)
-            sc.pop("kid_std")
-            row = {"strategy": name, "params": _fmt_params(params), **sc,
-                   "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
-                   "class_preserved": float(torch.cat(same).mean()) if same else None,
-                   "seconds": round(time.perf_counter() - t0, 2)}
-            if settings:
-                row["settings"] = settings
-            if sigmas_seen:
-                s_all = torch.cat(sigmas_seen)
-                row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
-                                                                         float(s_all.max()))
-            rows.append(row)
+    setup = dict(n=n, seed=seed, batch_size=batch_size, features=features, reference=reference, inception=inception,
+                 kid_subsets=kid_subsets)
+    points = [(name, params) for name in strategies for params in (sweeps or {}).get(name, default_sweep(model, name))]
+    if pool is None:
+        st = SamplingSetup(model, **setup)
+        rows = []
+        for name, params in points:
+            if any(r["strategy"] == name and "error" in r for r in rows):
+                continue                           # a strategy that refused one point is not swept further
+            rows.append(st.row(name, params, ctx, progress=progress))
+        ref = st.ref
+    else:
+        from ..metrics.reference import resolve
+        need = _atlas_need(strategies)
+        if need:
+            pool.share_atlas(ctx.get_atlas(need))  # fitted (or read from the cache) once, here, for every worker
+        ref, _ = resolve(model, folder=reference, features=features, device=model.device, inception=inception,
+                         what="evaluate-sampling")
+        got = dict(pool.imap("sampling_row", ((i, (name, params, setup), {}) for i, (name, params) in
+                                              enumerate(tqdm(points, disable=not progress, desc="points",
+                                                             leave=False)))))
+        rows = []
+        for i, (name, _) in enumerate(points):
+            if not any(r["strategy"] == name and "error" in r for r in rows):
+                rows.append(got[i])
     ok = [r for r in rows if "fid" in r]
     best = {}
     for r in ok:
         if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
             best[r["strategy"]] = r
     baseline = next((r for r in ok if r["params"] in ("-", "psi=1.0", "tau=inf", "sigma=0.0")), None)
-    return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows, "best": best, "baseline": baseline}
+    return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows,
+            "best": best, "baseline": baseline}
 
 
 PROTOCOLS = ("diamond-table1",)
 
 
 def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None = None, progress: bool = True,
-                   diamond: dict | None = None, **reference) -> dict:
+                   diamond: dict | None = None, pool=None, **reference) -> dict:
     """Diamond in the rough's Table 1 protocol on a model: FID of n images for the unmodified
     baseline, the best truncation over the model's sweep (BigGAN-style resampling t ∈ [0.1, 1] in Z
     for Z-only models, ψ for StyleGAN), the best σ of the realism step on a fine grid (0.01 … 0.7)
@@ -138,7 +180,7 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     if model.has_minibatch_std:
         sigmas.append({"sigma": "auto", **d})
     res = evaluate_sampling(model, ["truncation", "diamond"], n=n, seed=seed, ctx=ctx, progress=progress,
-                            sweeps={"diamond": sigmas}, **reference)
+                            sweeps={"diamond": sigmas}, pool=pool, **reference)
     return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d)}
 
 

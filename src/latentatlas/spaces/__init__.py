@@ -170,20 +170,42 @@ class PNormPlusSpace(PNormSpace):
         return super().inverse_transform(v)
 
 
-@torch.no_grad()
 def mapped_moments(model, n: int, *, seed: int = 0, batch_size: int = 10000, space: str = "p",
-                   progress: bool = False, timings: dict | None = None) -> StreamingMoments:
+                   progress: bool = False, timings: dict | None = None, pool=None) -> StreamingMoments:
     """Stream ``n`` mapped latents (seeds seed..seed+n-1 drawn in one generator per chunk for
-    speed: chunk c uses seed ``seed + c``) into float64 moments of W or P."""
+    speed: chunk c uses seed ``seed * 1_000_003 + c``) into float64 moments of W or P. With a
+    ``pool`` (``latentatlas.scale``) the chunks are mapped on its workers, a share each, and the
+    shards' sums are added in chunk order: the same moments to float64 round-off."""
+    import time
+    check_p_space(model) if space == "p" else model.require_mapping("W statistics")
+    chunks = list(range(-(-n // batch_size)))
+    if pool is None:
+        return moments_of_chunks(model, chunks, n, seed=seed, batch_size=batch_size, space=space,
+                                 progress=progress, timings=timings)
+    from ..scale import merge_moments
+    t0 = time.perf_counter()
+    per = max(1, -(-len(chunks) // (4 * pool.size)))
+    shards = [chunks[i:i + per] for i in range(0, len(chunks), per)]
+    parts = dict(pool.imap("moments", ((sh[0], (sh, n, seed, batch_size, space), {}) for sh in shards)))
+    mom = merge_moments([parts[k] for k in sorted(parts)], model.w_dim, device=model.device)
+    if timings is not None:
+        timings.update(mapping_s=time.perf_counter() - t0, statistics_s=0.0)
+    return mom
+
+
+@torch.no_grad()
+def moments_of_chunks(model, chunks, n: int, *, seed: int = 0, batch_size: int = 10000, space: str = "p",
+                      progress: bool = False, timings: dict | None = None) -> StreamingMoments:
+    """The float64 moments of the given chunks of ``mapped_moments``'s stream (chunk c: latents
+    c·batch_size .. min(n, (c+1)·batch_size), its own generator seed)."""
     import time
 
     from tqdm import tqdm
-    check_p_space(model) if space == "p" else model.require_mapping("W statistics")
     mom = StreamingMoments(model.w_dim, device=model.device)
     t_map = t_stat = 0.0
     g = torch.Generator()
-    for c, i in enumerate(tqdm(range(0, n, batch_size), disable=not progress, desc="mapping", leave=False)):
-        b = min(batch_size, n - i)
+    for c in tqdm(chunks, disable=not progress, desc="mapping", leave=False):
+        b = min(batch_size, n - c * batch_size)
         t0 = time.perf_counter()
         g.manual_seed(seed * 1_000_003 + c)
         z = torch.randn(b, model.z_dim, generator=g).to(model.device)

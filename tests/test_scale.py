@@ -1,0 +1,252 @@
+"""Scale-out: sharding and merging (fast, no Ray), Ray pools on a local instance, and the
+kill/resume exactly-once check (slow)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import model_and_images, tiny_stylegan2
+from latentatlas.cli import main
+from latentatlas.errors import LatentAtlasError
+from latentatlas.imageio import PARTIAL, atomic_path, clean_partial
+from latentatlas.inversion import InversionConfig
+from latentatlas.inversion.files import invert_files
+from latentatlas.scale import LocalPool, merge_moments
+from latentatlas.spaces import mapped_moments
+
+
+def _outputs(folder):
+    """{stem: (ws, json without timings)} of an invert output folder."""
+    out = {}
+    for f in sorted(folder.glob("[!.]*.json")):
+        if f.name.startswith("latentatlas"):
+            continue
+        out[f.stem] = (np.load(folder / f"{f.stem}.npz")["ws"], json.loads(f.read_text()))
+    return out
+
+
+def test_sharded_moments_equal_the_single_stream(tiny_sg2):
+    one = mapped_moments(tiny_sg2, 5000, seed=3, batch_size=700)
+    sharded = mapped_moments(tiny_sg2, 5000, seed=3, batch_size=700, pool=LocalPool(tiny_sg2))
+    assert one.n == sharded.n == 5000
+    torch.testing.assert_close(sharded.s, one.s, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(sharded.cov, one.cov, rtol=1e-12, atol=1e-12)
+    # merging is a sum: shards in any grouping give the same moments
+    parts = [(1, np.ones(8), np.eye(8)), (2, 2 * np.ones(8), 3 * np.eye(8))]
+    m = merge_moments(parts, 8)
+    assert m.n == 3 and torch.equal(m.s, torch.full((8,), 3.0, dtype=torch.float64))
+
+
+def test_pooled_sampling_rows_equal_the_direct_ones():
+    from latentatlas.sampling.evaluate import SamplingSetup
+    model = tiny_stylegan2()
+    from latentatlas.sampling import Context
+    # the tiny model is not a Fashion-MNIST model: score against a folder of its own samples
+    import tempfile
+    from pathlib import Path
+
+    from latentatlas.imageio import save_png
+    with tempfile.TemporaryDirectory() as d:
+        with torch.no_grad():
+            imgs = model(model.sample_z(60, seed=99)).clamp(-1, 1)
+        for i in range(60):
+            save_png(imgs[i], Path(d) / f"r{i}.png")
+        from latentatlas.sampling.evaluate import evaluate_sampling
+        sweeps = {"truncation": [{"psi": 1.0}, {"psi": 0.5}]}
+        kw = dict(n=64, seed=0, batch_size=32, sweeps=sweeps, reference=d, progress=False)
+        direct = evaluate_sampling(model, ["truncation"], **kw)
+        pooled = evaluate_sampling(model, ["truncation"], pool=LocalPool(model), **kw)
+        st = SamplingSetup(model, n=64, seed=0, batch_size=32, features=None, reference=d, inception=None,
+                           kid_subsets=20)
+        one = st.row("truncation", {"psi": 0.5}, Context(model))
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(direct["rows"]) == strip(pooled["rows"])
+    assert strip([one]) == strip(direct["rows"][1:])
+    assert direct["best"]["truncation"]["params"] == pooled["best"]["truncation"]["params"]
+
+
+def test_partial_files_of_a_killed_write_are_removed_on_resume(tiny_sg2, tmp_path):
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=5, n=3)
+    out = tmp_path / "o"
+    cfg = InversionConfig(steps=3, init="mean")
+    invert_files(tiny_sg2, src, out, cfg, progress=False, min_psnr=0)
+    # a run killed after im1's npz and png, before its json: and a temp file of a write in flight
+    (out / "im1.json").unlink()
+    (out / f".im1.json{PARTIAL}abc.json").write_text("{half")
+    with pytest.raises(RuntimeError):
+        with atomic_path(out / "im2.png") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert not list(out.glob(f".im2.png{PARTIAL}*"))          # a failed block cleans up after itself
+    before = _outputs(out)
+    s = invert_files(tiny_sg2, src, out, cfg, progress=False, min_psnr=0)
+    assert s["done"] == 1 and s["skipped_finished"] == 2
+    assert not list(out.glob(f".*{PARTIAL}*"))
+    after = _outputs(out)
+    assert sorted(after) == ["im0", "im1", "im2"]
+    assert np.array_equal(after["im0"][0], before["im0"][0])
+    assert clean_partial(tmp_path / "missing") == 0
+
+
+def test_pooled_inversion_writes_what_the_direct_one_writes(tiny_sg2, tmp_path):
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=6, n=5)
+    cfg = InversionConfig(steps=4, init="best-of:16")
+    a = invert_files(tiny_sg2, src, tmp_path / "a", cfg, batch_size=2, progress=False, min_psnr=0)
+    b = invert_files(tiny_sg2, src, tmp_path / "b", cfg, batch_size=2, progress=False, min_psnr=0,
+                     pool=LocalPool(tiny_sg2))
+    assert a["done"] == b["done"] == 5
+    oa, ob = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    assert oa.keys() == ob.keys()
+    for k in oa:
+        assert np.array_equal(oa[k][0], ob[k][0]) and oa[k][1] == ob[k][1]
+
+
+def test_ray_options_are_checked_before_any_work(tiny_sg2, tmp_path, capsys, monkeypatch):
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=1)
+    base = ["invert", str(src), "--model", str(f), "--steps", "2", "--out", str(tmp_path / "o")]
+    assert main(["invert", str(src), "--ray", str(src), "--model", str(f), "--out", str(tmp_path / "o")]) == 2
+    assert "an address is 'auto' or HOST:PORT" in capsys.readouterr().err
+    assert main(base + ["--ray-workers", "2"]) == 2
+    assert "apply only with --ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)               # Ray not installed
+    assert main(base + ["--ray"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'latentatlas[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("im*"))
+
+
+# -- on a real local Ray instance -----------------------------------------------------------------
+
+def _ray_or_skip():
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("Ray is not installed (pip install 'latentatlas[ray]')")
+    return ray
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = _ray_or_skip()
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as e:      # noqa: BLE001 - any failure to start is a skip with its reason
+        pytest.skip(f"Ray could not start on this machine: {e}")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_inversion_and_fit_equal_the_single_process_ones(ray_local, tiny_sg2, tmp_path, capsys):
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=7, n=5)
+    common = ["--model", str(f), "--steps", "4", "--init", "best-of:16", "--batch-size", "2", "--min-psnr", "0",
+              "--json"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # the workers run one thread each: the same float order here
+    try:
+        assert main(["invert", str(src), "--out", str(tmp_path / "one")] + common) == 0
+        assert main(["invert", str(src), "--out", str(tmp_path / "ray")] + common + ["--ray", "--ray-workers", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "ray")
+    assert sorted(a) == sorted(b) == [f"im{i}" for i in range(5)]
+    for k in a:
+        assert np.array_equal(a[k][0], b[k][0]) and a[k][1] == b[k][1]
+    # a second --ray run has nothing left to do
+    assert main(["invert", str(src), "--out", str(tmp_path / "ray")] + common + ["--ray"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped_finished"] == 5
+
+    fit = ["fit", "--model", str(f), "--n", "30000", "--clusters", "coarse=0,medium=0,fine=0", "--learned-steps", "0",
+           "--json"]
+    assert main(fit + ["--out", str(tmp_path / "a.npz")]) == 0
+    assert main(fit + ["--out", str(tmp_path / "b.npz"), "--ray", "--ray-workers", "2"]) == 0
+    capsys.readouterr()
+    za, zb = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    for k in ("pnorm.mean", "pnorm.cov", "pnorm.components", "pnorm.explained_variance"):
+        np.testing.assert_allclose(zb[k], za[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_ray_sampling_points_equal_the_single_process_rows(ray_local, tmp_path):
+    from latentatlas.imageio import save_png
+    from latentatlas.sampling.evaluate import evaluate_sampling
+    from latentatlas.scale import RayPool
+    model = tiny_stylegan2()
+    f, _ = model_and_images(model, tmp_path, seed=0, n=1)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    with torch.no_grad():
+        imgs = model(model.sample_z(60, seed=99)).clamp(-1, 1)
+    for i in range(60):
+        save_png(imgs[i], ref / f"r{i}.png")
+    sweeps = {"truncation": [{"psi": 1.0}, {"psi": 0.7}], "pca-log": [{"tau": 1.0}]}
+    kw = dict(n=64, seed=0, batch_size=32, sweeps=sweeps, reference=str(ref), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        direct = evaluate_sampling(model, ["truncation", "pca-log"], **kw)
+        with RayPool(model, model_name=str(f), workers=2) as pool:
+            pooled = evaluate_sampling(model, ["truncation", "pca-log"], pool=pool, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]   # noqa: E731
+    assert strip(pooled["rows"]) == strip(direct["rows"])
+
+
+@pytest.mark.slow
+def test_ray_invert_killed_twice_resumes_to_exactly_one_output_each(tmp_path):
+    """A worker kill -9 mid-run (the task runs again on a new worker), then the driver killed
+    (SIGINT), then a rerun: every image has exactly one output of each kind, no partial file,
+    and the results equal an uninterrupted single-process run."""
+    _ray_or_skip()
+    model = tiny_stylegan2()
+    f, src = model_and_images(model, tmp_path, seed=2, n=24)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "latentatlas.cli", "invert", str(src), "--model", str(f), "--steps", "150",
+           "--init", "best-of:16", "--batch-size", "2", "--min-psnr", "0", "--out", str(out), "--ray",
+           "--ray-workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def done():
+        return len([p for p in out.glob("im*.json")])
+
+    def wait_for(pred, limit=300):
+        t0 = time.time()
+        while not pred():
+            assert time.time() - t0 < limit, "timed out"
+            time.sleep(0.2)
+
+    log1 = tmp_path / "run1.log"
+    p = subprocess.Popen(cmd, env=env, stderr=open(log1, "w"), stdout=subprocess.DEVNULL)
+    wait_for(lambda: done() >= 2)
+    workers = subprocess.run(["pgrep", "-f", "ray::Worker"], capture_output=True, text=True).stdout.split()
+    assert workers, "no Ray worker process found"
+    os.kill(int(workers[0]), signal.SIGKILL)                   # a worker dies mid-task
+    n_at_kill = done()
+    wait_for(lambda: done() >= n_at_kill + 4)
+    p.send_signal(signal.SIGINT)                                # the driver stopped (Ctrl-C)
+    p.wait(timeout=120)
+    assert "died" in log1.read_text()
+    assert 0 < done() < 24
+    r = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["skipped_finished"] + summary["done"] == 24 and summary["verdict"]["n"] == 24
+    for ext in ("json", "npz", "png"):
+        assert len(list(out.glob(f"im*.{ext}"))) == 24
+    assert not list(out.glob(f".*{PARTIAL}*"))
+    single = tmp_path / "single"
+    r = subprocess.run(cmd[:cmd.index("--out")] + ["--out", str(single)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _outputs(out), _outputs(single)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k][0], b[k][0])
