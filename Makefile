@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch from the file on disk; pinned first so nothing pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[plots,test,video]'
+	$(PY) -m pip install -q -e '.[plots,test,video,ray]'
 	# Pretrained face DCGAN weights (MIT); its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps gan-face-generate
 	touch $@

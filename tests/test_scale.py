@@ -13,7 +13,6 @@ import torch
 
 from conftest import model_and_images, tiny_stylegan2
 from latentatlas.cli import main
-from latentatlas.errors import LatentAtlasError
 from latentatlas.imageio import PARTIAL, atomic_path, clean_partial
 from latentatlas.inversion import InversionConfig
 from latentatlas.inversion.files import invert_files
@@ -71,6 +70,23 @@ def test_pooled_sampling_rows_equal_the_direct_ones():
     assert strip(direct["rows"]) == strip(pooled["rows"])
     assert strip([one]) == strip(direct["rows"][1:])
     assert direct["best"]["truncation"]["params"] == pooled["best"]["truncation"]["params"]
+
+
+@pytest.mark.slow
+def test_pooled_inversion_evaluation_rows_equal_the_direct_ones():
+    from latentatlas.atlas import fit_atlas
+    from latentatlas.inversion.evaluate import METHODS, evaluate_inversion
+    tiny_sg2 = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
+    atlas = fit_atlas(tiny_sg2, n=2000, clusters={"coarse": 0, "medium": 0, "fine": 0})
+    with torch.no_grad():
+        x = tiny_sg2(tiny_sg2.sample_z(6, seed=11)).clamp(-1, 1)
+    methods = {k: METHODS[k] for k in ("W+ (I2S)", "W+ clip 2")}
+    kw = dict(methods=methods, steps=3, atlas=atlas, seed=0)
+    direct = evaluate_inversion(tiny_sg2, {"g": x}, **kw)
+    pooled = evaluate_inversion(tiny_sg2, {"g": x}, pool=LocalPool(tiny_sg2), **kw)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]   # noqa: E731
+    assert [r["method"] for r in pooled] == list(methods)
+    assert repr(strip(pooled)) == repr(strip(direct))
 
 
 def test_partial_files_of_a_killed_write_are_removed_on_resume(tiny_sg2, tmp_path):
@@ -198,6 +214,23 @@ def test_ray_sampling_points_equal_the_single_process_rows(ray_local, tmp_path):
         torch.set_num_threads(threads)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]   # noqa: E731
     assert strip(pooled["rows"]) == strip(direct["rows"])
+
+
+def test_ray_sample_out_dir_equals_the_single_process_images(ray_local, tiny_sg2, tmp_path, capsys):
+    from PIL import Image
+    f, _ = model_and_images(tiny_sg2, tmp_path, seed=0, n=1)
+    base = ["sample", "--model", str(f), "--n", "10", "--batch-size", "3", "--json"]
+    assert main(base + ["--out-dir", str(tmp_path / "one")]) == 0
+    assert main(base + ["--out-dir", str(tmp_path / "ray"), "--ray", "--ray-workers", "2"]) == 0
+    assert main(base + ["--out", str(tmp_path / "g.png"), "--ray"]) == 2
+    assert "--out-dir alone" in capsys.readouterr().err
+    for i in range(10):
+        a = np.asarray(Image.open(tmp_path / "one" / f"seed{i:06d}.png"))
+        b = np.asarray(Image.open(tmp_path / "ray" / f"seed{i:06d}.png"))
+        assert np.array_equal(a, b)
+    la, lb = np.load(tmp_path / "one" / "latents.npz"), np.load(tmp_path / "ray" / "latents.npz")
+    assert np.array_equal(la["seeds"], lb["seeds"]) and np.array_equal(la["z"], lb["z"])
+    np.testing.assert_allclose(lb["ws"], la["ws"], atol=1e-6)
 
 
 @pytest.mark.slow

@@ -155,14 +155,20 @@ def cmd_sample(args):
                    "only the pca-log, cluster and multilevel strategies read an atlas")
     if args.grid:
         return _fig1_grid(args, model, atlas, parse_params(args.param))
-    batches = iter_samples(model, seeds=seeds, psi=args.truncation_psi, cutoff=args.truncation_cutoff,
-                           strategy=args.strategy, params=parse_params(args.param) if args.strategy else None,
-                           batch_size=args.batch_size, ctx=Context(model, atlas=atlas) if args.strategy else None)
-    if args.out:
-        written = write_samples(_concat(list(batches)), out=args.out, out_dir=args.out_dir, nrow=args.nrow,
-                                scale=args.scale)
-    else:
-        written = stream_samples(batches, args.out_dir)
+    kw = dict(seeds=seeds, psi=args.truncation_psi, cutoff=args.truncation_cutoff, strategy=args.strategy,
+              params=parse_params(args.param) if args.strategy else None, batch_size=args.batch_size,
+              ctx=Context(model, atlas=atlas) if args.strategy else None)
+    if args.ray is not None and (args.out or not args.out_dir):
+        raise LatentAtlasError("--ray applies to sample --out-dir alone (a grid holds every image in one process)")
+    with _pool(args, model, atlas) as pool:
+        if args.ray is not None:
+            from .sample import pooled_samples
+            written = stream_samples(pooled_samples(pool, model, **kw), args.out_dir)
+        elif args.out:
+            written = write_samples(_concat(list(iter_samples(model, **kw))), out=args.out, out_dir=args.out_dir,
+                                    nrow=args.nrow, scale=args.scale)
+        else:
+            written = stream_samples(iter_samples(model, **kw), args.out_dir)
     _emit(args, {"model": model.name, "n": args.n, "seed": args.seed, "written": [str(p) for p in written]},
           lambda d: "\n".join(d["written"]))
     return 0
@@ -251,8 +257,14 @@ def cmd_mix(args):
 def cmd_report(args):
     from .report.html import build_report
     secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
-    path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed,
-                        sections=secs, profile=args.profile, atlas=args.atlas, **_reference_kw(args))
+    if args.ray is None:
+        path = build_report(args.model, args.out, device=args.device, n=args.n, seed=args.seed,
+                            sections=secs, profile=args.profile, atlas=args.atlas, **_reference_kw(args))
+    else:
+        model = _load(args)
+        with _pool(args, model) as pool:
+            path = build_report(model, args.out, device=args.device, n=args.n, seed=args.seed, sections=secs,
+                                profile=args.profile, atlas=args.atlas, pool=pool, **_reference_kw(args))
     _emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
     return 0
 
@@ -670,6 +682,8 @@ def cmd_evaluate_inversion(args):
     if not model.has_mapping:
         if args.plots:
             raise LatentAtlasError("--plots shows P-norm+ coordinates, which a Z-only model does not have")
+        if args.ray is not None:
+            raise LatentAtlasError("--ray splits the W/W+/P-norm+ methods; a Z-only model has one Z recovery per set")
         if args.lr != 0.01:
             raise LatentAtlasError("--lr applies to W/W+/P-norm+ inversion; Diamond in the rough's Z recovery "
                                    "runs at its own lr 0.01")
@@ -683,9 +697,11 @@ def cmd_evaluate_inversion(args):
             if bad:
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
-        rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
-                                  atlas=atlas, steps=args.steps, lr=args.lr,
-                                  progress=sys.stderr.isatty() and not args.json, seed=args.seed)
+        with _pool(args, model, atlas) as pool:
+            rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
+                                      atlas=atlas, steps=args.steps, lr=args.lr,
+                                      progress=sys.stderr.isatty() and not args.json, seed=args.seed,
+                                      pool=pool if args.ray is not None else None)
         if args.plots:
             from .inversion.evaluate import plot_pnorm
             for p in plot_pnorm(rows, args.plots):
@@ -868,6 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="grid PNG to write")
     s.add_argument("--out-dir", help="directory for one PNG per image plus latents.npz")
     s.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row")
+    _add_ray(s, "the batches of --out-dir")
     s.set_defaults(fn=cmd_sample)
 
     s = sub.add_parser("report", parents=[common], help="write the HTML report for a model",
@@ -882,6 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="full", choices=["full", "quick"],
                    help="full: report-sized evaluations (minutes on CPU); quick: small n for a fast look")
     _add_reference(s)
+    _add_ray(s, "the sampling sweep's points")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("evaluate", parents=[common], help="FID, KID, precision/recall, density/coverage of a model",
@@ -1079,6 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write histograms of the embeddings' P-norm+ coordinates (first 10 dimensions and the rest)")
     s.add_argument("--data-dir", default=None)
     s.add_argument("--seed", type=_seed, default=0)
+    _add_ray(s, "one task per method and target set")
     s.set_defaults(fn=cmd_evaluate_inversion)
 
     s = sub.add_parser("serve", parents=[common], help="explore the latent space in the browser",

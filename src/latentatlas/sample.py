@@ -75,6 +75,27 @@ def iter_samples(model: GANModel, *, n: int = 0, seed: int = 0, psi: float = 1.0
         yield SampleResult(model.name, bseeds, zb.cpu(), ws, imgs.clamp(-1, 1), psi)
 
 
+def pooled_samples(pool, model: GANModel, *, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
+                   strategy: str | None = None, params: dict | None = None, batch_size: int = 64, ctx=None):
+    """``iter_samples``'s batches computed on a ``latentatlas.scale`` pool's workers (one task per
+    batch), yielded in seed order as they become available: the same images as ``iter_samples``."""
+    if strategy is not None:
+        from .sampling.evaluate import _atlas_need
+        from .sampling import Context
+        need = _atlas_need([strategy])
+        if need:
+            pool.share_atlas((ctx or Context(model)).get_atlas(need))
+    batches = [seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size)]
+    if not batches:
+        raise LatentAtlasError("n must be positive, got 0")
+    ready, nxt = {}, 0
+    for i, res in pool.imap("sample_batch", ((i, (b, psi, cutoff, strategy, params), {}) for i, b in enumerate(batches))):
+        ready[i] = res
+        while nxt in ready:
+            yield ready.pop(nxt)
+            nxt += 1
+
+
 def _concat(parts: list[SampleResult]) -> SampleResult:
     return SampleResult(parts[0].model, [s for p in parts for s in p.seeds], torch.cat([p.z for p in parts]),
                         torch.cat([p.ws for p in parts]) if parts[0].ws is not None else None,

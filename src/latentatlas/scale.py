@@ -121,6 +121,25 @@ class Worker:
         return st.row(name, params, ctx, progress=progress)
 
 
+    # -- evaluate-inversion: one method on one target set
+    def inversion_row(self, set_name, x, label, kw, steps, lr, seed, progress: bool = False) -> dict:
+        from .inversion.evaluate import InversionEval
+        key = ("inversion", seed)
+        if key not in self._sampling:
+            self._sampling[key] = InversionEval(self.model, self.atlas, seed)
+        return self._sampling[key].row(set_name, x, label, kw, steps, lr, progress=progress)
+
+
+    # -- sample --out-dir: one batch of seeds
+    def sample_batch(self, seeds, psi, cutoff, strategy, params):
+        from .sample import iter_samples
+        from .sampling import Context
+        if "ctx" not in self._sampling:
+            self._sampling["ctx"] = Context(self.model, atlas=self.atlas)
+        return next(iter_samples(self.model, seeds=seeds, psi=psi, cutoff=cutoff, strategy=strategy, params=params,
+                                 batch_size=len(seeds), ctx=self._sampling["ctx"]))
+
+
 class LocalPool:
     """Runs the tasks one after another in this process, on the caller's model and atlas."""
 
@@ -251,7 +270,9 @@ class RayPool(LocalPool):
 
         fill()
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)   # short: Ctrl-C is seen at once
+            if not done:
+                continue
             ref = done[0]
             i, task = pending.pop(ref)
             queued[i].remove(ref)

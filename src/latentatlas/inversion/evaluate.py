@@ -196,38 +196,66 @@ def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
     return paths
 
 
+class InversionEval:
+    """What every row of the evaluation shares (the atlas, the feature network, the GANSpace
+    directions, the Sneaker - Sandal direction); ``row`` runs one method on one target set. The
+    same call runs here and on a Ray worker (``latentatlas.scale``)."""
+
+    def __init__(self, model, atlas, seed: int = 0):
+        from ..walks.directions import ganspace, mean_diff
+        self.model, self.atlas, self.seed = model, atlas, seed
+        self.ext = FashionFeatures(model.device)
+        self.dirs = ganspace(model, k=3)
+        self.sup = mean_diff(model, class_a=7, class_b=5)     # Sneaker - Sandal
+
+    def row(self, set_name: str, x: torch.Tensor, label: str, kw: dict, steps: int, lr: float,
+            progress: bool = False) -> dict:
+        model = self.model
+        x = x.to(model.device)
+        cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
+                              perceptual_weight=0.05, seed=self.seed, **method_kwargs(model, kw))
+        res = invert(model, x, cfg, atlas=self.atlas, progress=progress)
+        rec = reconstruction_metrics(x, res.images, FeatureDistance(self.ext))
+        row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
+               "lr": lr, "steps": steps, "seconds": round(res.seconds, 1)}
+        row.update(embedding_metrics(model, res.ws, self.atlas, self.ext, directions=self.dirs, supervised=self.sup,
+                                     seed=self.seed))
+        return row
+
+
 def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None,
                        steps: int = PAPER_STEPS, lr: float = PAPER_LR, atlas=None, progress: bool = False,
-                       seed: int = 0) -> list[dict]:
+                       seed: int = 0, pool=None) -> list[dict]:
     """Rows of II2S's evaluation table: one per (target set, method), at the paper's protocol
-    (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps."""
+    (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps. ``pool``
+    (``latentatlas.scale``) runs one (set, method) per task on its workers; the rows come back in
+    the same order."""
     import logging
 
     from ..atlas import get_atlas
-    from ..walks.directions import ganspace, mean_diff
     log = logging.getLogger("latentatlas")
     model.require_mapping("the II2S evaluation")
     atlas = atlas or get_atlas(model)
-    ext = FashionFeatures(model.device)
-    dirs = ganspace(model, k=3)
-    sup = mean_diff(model, class_a=7, class_b=5)     # Sneaker - Sandal
     methods = methods or METHODS
     est = estimate_seconds(model, sum(x.shape[0] for x in targets.values()), len(methods), steps, atlas)
-    log.info("evaluate-inversion: %d methods x %s images, lr %g x %d steps: about %.0f min at most",
-             len(methods), "+".join(str(x.shape[0]) for x in targets.values()), lr, steps, est / 60)
-    rows = []
-    for set_name, x in targets.items():
-        for j, (label, kw) in enumerate(methods.items()):
-            log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j + 1, len(methods), label)
-            cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
-                                  perceptual_weight=0.05, seed=seed, **method_kwargs(model, kw))
-            res = invert(model, x, cfg, atlas=atlas, progress=progress)
-            rec = reconstruction_metrics(x, res.images, FeatureDistance(ext))
-            row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
-                   "lr": lr, "steps": steps, "seconds": round(res.seconds, 1)}
-            row.update(embedding_metrics(model, res.ws, atlas, ext, directions=dirs, supervised=sup, seed=seed))
-            rows.append(row)
-    return rows
+    log.info("evaluate-inversion: %d methods x %s images, lr %g x %d steps: about %.0f min at most%s",
+             len(methods), "+".join(str(x.shape[0]) for x in targets.values()), lr, steps,
+             est / 60 / (pool.size if pool is not None else 1), f" on {pool.describe()}" if pool is not None else "")
+    jobs = [(set_name, x, label, kw) for set_name, x in targets.items() for label, kw in methods.items()]
+    if pool is None:
+        ev = InversionEval(model, atlas, seed)
+        rows = []
+        for j, (set_name, x, label, kw) in enumerate(jobs):
+            log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j % len(methods) + 1, len(methods), label)
+            rows.append(ev.row(set_name, x, label, kw, steps, lr, progress=progress))
+        return rows
+    pool.share_atlas(atlas)
+    got = {}
+    for j, row in pool.imap("inversion_row", ((j, (set_name, x.cpu(), label, kw, steps, lr, seed), {})
+                                              for j, (set_name, x, label, kw) in enumerate(jobs))):
+        log.info("evaluate-inversion: %s / %s done (%d of %d)", row["targets"], row["method"], len(got) + 1, len(jobs))
+        got[j] = row
+    return [got[j] for j in range(len(jobs))]
 
 
 def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int = 0) -> dict:

@@ -43,6 +43,7 @@ class ReportContext:
     diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
     reference: dict = field(default_factory=dict)  # reference/features/inception for the metrics (metrics.reference)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
+    pool: object = None              # latentatlas.scale pool for the sampling sweep (--ray); None = here
 
     def image(self, name: str, alt: str, width: int | None = None) -> str:
         w = f' width="{width}"' if width else ""
@@ -157,11 +158,12 @@ def section_names() -> list[str]:
 
 def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int = 0,
                  sections: list[str] | None = None, profile: str = "full", atlas=None, reference=None,
-                 features: str | None = None, inception: str | None = None) -> Path:
+                 features: str | None = None, inception: str | None = None, pool=None) -> Path:
     """Write ``out_dir/index.html`` and its figures. Metrics compare with the Fashion-MNIST test
     split for Fashion-MNIST models, else with the image folder ``reference`` (see
     ``metrics.reference``); without one their sections say so. The directory is assembled in a
-    temporary sibling and moved into place at the end, so a failure leaves nothing half-written."""
+    temporary sibling and moved into place at the end, so a failure leaves nothing half-written.
+    ``pool`` (``latentatlas.scale``) runs the sampling sweep's points on its workers."""
     import logging
 
     from ..models.registry import load_generator
@@ -182,7 +184,7 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
             from ..atlas import Atlas
             atlas = Atlas.load(atlas, model)
         ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, **PROFILES[profile],
-                            reference=dict(reference=reference, features=features, inception=inception))
+                            reference=dict(reference=reference, features=features, inception=inception), pool=pool)
         built = []
         for key, fn in _SECTIONS:
             if sections is not None and key not in sections:

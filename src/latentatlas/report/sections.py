@@ -148,7 +148,7 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     from ..sampling.evaluate import TABLE1_ROWS, table1_summary
     sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep]}
     res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps,
-                            **ctx.reference)
+                            pool=ctx.pool, **ctx.reference)
     ctx.figures["sampling"] = res
     plot_sampling(res, ctx.out)
     cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
