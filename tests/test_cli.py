@@ -304,3 +304,14 @@ def test_directions_options_that_do_not_apply_are_refused(capsys, tmp_path):
         code = main(["directions", "--model", "fashion-stylegan2", "--out", str(tmp_path / "d.npz"), *argv])
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert code == 2 and msg in err and not (tmp_path / "d.npz").exists()
+
+
+def test_model_card_markdown_renders_as_escaped_html():
+    from latentatlas.report.markdown import to_html
+    md = ("# name\n\nText with `code <b>` and **bold** <script>alert(1)</script>.\n\n* one\n* two `x`\n\n"
+          "| metric | value |\n|---|---|\n| fid | <1> |\n")
+    out = to_html(md)
+    assert "<h3>name</h3>" in out and "<code>code &lt;b&gt;</code>" in out and "<strong>bold</strong>" in out
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "<ul><li>one</li><li>two <code>x</code></li></ul>" in out
+    assert "<th>metric</th>" in out and "<td>&lt;1&gt;</td>" in out

@@ -45,9 +45,11 @@ class ReportContext:
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
     pool: object = None              # latentatlas.scale pool for the sampling sweep (--ray); None = here
 
-    def image(self, name: str, alt: str, width: int | None = None) -> str:
+    def image(self, name: str, alt: str, caption: str, width: int | None = None) -> str:
+        """A figure with its one-sentence caption: what to look for in it."""
         w = f' width="{width}"' if width else ""
-        return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}"{w}>'
+        return (f'<figure><img src="{html.escape(name)}" alt="{html.escape(alt)}"{w}>'
+                f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
 _SECTIONS: list[tuple[str, Callable[[ReportContext], Section | None]]] = []
@@ -91,7 +93,9 @@ def _model_card(ctx: ReportContext) -> Section:
         rows += [{"property": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
                  for k, v in extra.items()]
     card = _model_card_text(m.name)
-    body = table(rows) + (f"<details open><summary>Model card</summary><pre>{html.escape(card)}</pre></details>" if card else "")
+    from .markdown import to_html
+    body = (f"<details open><summary>Model card</summary><div class='card'>{to_html(card)}</div></details>" if card
+            else "") + "<details><summary>Properties</summary>" + table(rows) + "</details>"
     return Section("model", "Model", body)
 
 
@@ -109,7 +113,8 @@ def _samples(ctx: ReportContext) -> Section:
     save_grid(res.images, ctx.out / "samples.png", nrow=8, scale=scale)
     ctx.figures["samples"] = res
     body = (f"<p>{ctx.n} samples, seeds {ctx.seed}–{ctx.seed + ctx.n - 1}, no truncation "
-            f"(constant noise).</p>" + ctx.image("samples.png", "sample grid"))
+            f"(constant noise).</p>" + ctx.image("samples.png", "sample grid", "Look for the variety of classes and for broken samples (smears, "
+                                         "mixed garments): those are what the truncation methods below remove."))
     return Section("samples", "Samples", body)
 
 
@@ -119,6 +124,8 @@ h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-t
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3} img{image-rendering:pixelated;max-width:100%} nav a{margin-right:1em}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
+figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-width:60em}
+.card{border-left:3px solid #ddd;padding-left:1em}
 """
 
 

@@ -61,7 +61,9 @@ def _latent_space(ctx: ReportContext) -> Section:
     parts = [f"<p>Atlas: N = {atlas.meta['n']} mapped latents, timings {html.escape(str(atlas.meta['timings']))}. "
              "W is skewed and heavy-tailed, P (W through the inverse LeakyReLU) is close to Gaussian, "
              "P-norm is whitened (II2S, Fig. 1).</p>", table(ctx.figures["normality"]),
-             ctx.image("marginals.png", "marginal histograms of W, P and P-norm")]
+             ctx.image("marginals.png", "marginal histograms of W, P and P-norm",
+                       "W's marginals are skewed with a hard edge near zero; P's should look Gaussian and P-norm's "
+                       "like N(0, 1) in every coordinate.")]
     # per-level cluster grids and the Fig. 1-style grid
     base = m.broadcast(m.mapping(m.sample_z(1, ctx.seed)))
     for kind in ("em", "learned"):
@@ -87,7 +89,9 @@ def _latent_space(ctx: ReportContext) -> Section:
             name = f"clusters-{kind}-{level}.png"
             save_grid(torch.cat(rows), ctx.out / name, nrow=8, scale=_scale(m))
             parts.append(f"<p>{level} (W+ rows {a}–{b - 1}): one cluster per row, its rows replaced by 8 "
-                         f"cluster samples on a fixed base code.</p>" + ctx.image(name, f"{kind} {level} clusters"))
+                         f"cluster samples on a fixed base code.</p>" + ctx.image(name, f"{kind} {level} clusters",
+                                   f"Each row should share one {level} trait (coarse: shape and class, fine: "
+                                   "texture and shading) while the columns vary within it."))
         if all(mix.n_clusters.get(lv) for lv in ("coarse", "medium", "fine")):
             from ..priors import fig1_grid
             grid, nrow, shown = fig1_grid(m, mix, base)
@@ -96,7 +100,9 @@ def _latent_space(ctx: ReportContext) -> Section:
             save_grid(grid, ctx.out / name, nrow=nrow, scale=_scale(m))
             parts.append(f"<p>Katzir et al. Fig. 1-style grid: {kc} blocks (side by side) of {km} rows × {kf} columns; "
                          "one coarse cluster per block, one medium cluster per row, one fine cluster per column "
-                         "(cluster centres).</p>" + ctx.image(name, "multi-level grid"))
+                         "(cluster centres).</p>" + ctx.image(name, "multi-level grid",
+                                                  "Within a block the coarse trait stays fixed; down a row the "
+                                                  "medium trait changes, across a row only the fine details."))
     return Section("latent-space", "Latent space", "".join(parts))
 
 
@@ -127,7 +133,8 @@ def _sampling(ctx: ReportContext) -> Section:
             continue
         fname = f"sampling-{name}-{len(parts)}.png"
         save_grid(res.images, ctx.out / fname, nrow=16, scale=_scale(m))
-        parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label))
+        parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label, "The same 16 seeds as the other rows: compare "
+                                                                   "column by column to see what this strategy changes."))
     if not m.has_mapping and m.has_discriminator:
         try:
             parts.append(_diamond_figures(ctx, m, sctx))
@@ -155,8 +162,11 @@ def _sampling_sweep(ctx, m, sctx) -> str:
             "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved")
     out = (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond with the mean protoimage at fixed sigma and with per-sample sigma = auto)</h3>"
            + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
-           + ctx.image("precision_recall.png", "precision vs recall")
-           + ctx.image("fid_faithfulness.png", "FID vs faithfulness"))
+           + ctx.image("precision_recall.png", "precision vs recall",
+                       "Each strategy traces a curve as its parameter tightens: up-left is more realism bought with "
+                       "diversity; a curve above another is the better trade-off.")
+           + ctx.image("fid_faithfulness.png", "FID vs faithfulness",
+                       "Lower-left is better: lower FID for a smaller change to the untruncated image."))
     if any(r.get("strategy") == "diamond" and "fid" in r for r in res["rows"]):
         t1 = table1_summary(res, m, ctx.diamond)
         ctx.figures["table1"] = t1
@@ -191,7 +201,9 @@ def _diamond_figures(ctx, m, sctx) -> str:
                  + (", the protoimage found by Algorithm 1 framed in red, and as far again beyond it. Look for the image "
                     "turning sample-mean-like toward the frame and a new identity after it."
                     if mid is not None else " up to 90 degrees (no minibatch-std critic: no protoimage to detect).")
-                 + "</p>" + ctx.image("diamond-great-circle.png", "great-circle walk"))
+                 + "</p>" + ctx.image("diamond-great-circle.png", "great-circle walk",
+                                 "Read each row left to right: the garment should grow cleaner toward the red "
+                                 "frame and turn into another garment after it."))
     if not m.has_mapping and _is_fashion(m):
         from ..walks.directions import mean_diff
         dirs = mean_diff(m, n=5000, seed=ctx.seed)
@@ -211,7 +223,9 @@ def _diamond_figures(ctx, m, sctx) -> str:
                      f"<p>Columns: {', '.join(c for c, _, _ in cols)}. The attribute (a mean-difference direction in Z "
                      "from the feature network's labels) is applied first, the realism step toward the mean protoimage "
                      "second; look for the attribute surviving the realism step.</p>"
-                     + ctx.image("diamond-attribute.png", "attribute control"))
+                     + ctx.image("diamond-attribute.png", "attribute control",
+                               "Compare the third column with the second: the attribute should stay while "
+                               "artifacts go."))
     return "".join(parts)
 
 
@@ -340,7 +354,9 @@ def _inversion(ctx: ReportContext) -> Section:
     save_grid(torch.cat(grids), ctx.out / "inversion.png", nrow=targets.shape[0], scale=_scale(m))
     parts = [f"<p>{what}, {ctx.invert_steps} steps, all images of a batch optimised together. Rows: targets, "
              + ", ".join(l for l, _ in methods) + ". Perceptual column: fashion-features distance.</p>",
-             ctx.image("inversion.png", "reconstructions"), table(rows)]
+             ctx.image("inversion.png", "reconstructions",
+                       "Each row against the first: a method that loses the target's class or shape has found "
+                       "the wrong basin, whatever its PSNR."), table(rows)]
     if hist_data:
         import matplotlib
         matplotlib.use("Agg")
@@ -355,7 +371,9 @@ def _inversion(ctx: ReportContext) -> Section:
         fig.savefig(ctx.out / "pnorm_hist.png", dpi=100)
         plt.close(fig)
         parts.append("<p>P-norm+ histograms of the embeddings (II2S §4: mass far outside the Gaussian "
-                     "range = overfitting).</p>" + ctx.image("pnorm_hist.png", "P-norm+ histograms"))
+                     "range = overfitting).</p>" + ctx.image("pnorm_hist.png", "P-norm+ histograms",
+                                 "Curves with heavy tails beyond ±3 are embeddings that left the generator's "
+                                 "distribution; the regularised methods should hug the Gaussian."))
     ctx.figures["inversion"] = rows
     return Section("inversion", "Inversion", "".join(parts))
 
@@ -397,7 +415,9 @@ def _walks(ctx: ReportContext) -> Section:
                 fname = f"walk-{method}-{i}-{kind}.png"
                 save_strip(render_walk(m, d, lat), ctx.out / fname, scale=_scale(m))
                 name = (d.meta.get("names") or [f"direction {i}"] * len(d))[i]
-                parts.append(f"<p>{html.escape(str(name))}, {kind} walk, −2σ … +2σ</p>" + ctx.image(fname, fname))
+                parts.append(f"<p>{html.escape(str(name))}, {kind} walk, −2σ … +2σ</p>" + ctx.image(fname, fname,
+                                            "The middle image is the sample itself; a good direction changes "
+                                            "one thing steadily and keeps the garment realistic at both ends."))
         try:
             ev = evaluate_directions(m, d, n=32, dp_model=dp_model)
         except LatentAtlasError as e:
