@@ -684,6 +684,9 @@ def cmd_evaluate_inversion(args):
             raise LatentAtlasError("--plots shows P-norm+ coordinates, which a Z-only model does not have")
         if args.ray is not None:
             raise LatentAtlasError("--ray splits the W/W+/P-norm+ methods; a Z-only model has one Z recovery per set")
+        if args.grid or args.methods:
+            raise LatentAtlasError("--grid/--methods choose W/W+/P-norm+ methods; a Z-only model has Diamond's Z "
+                                   "recovery only")
         if args.lr != 0.01:
             raise LatentAtlasError("--lr applies to W/W+/P-norm+ inversion; Diamond in the rough's Z recovery "
                                    "runs at its own lr 0.01")
@@ -691,6 +694,11 @@ def cmd_evaluate_inversion(args):
                 for name, t in (("test images", real), ("generated", gen))]
     else:
         methods = METHODS
+        if args.grid and args.methods:
+            raise LatentAtlasError("--grid names its own methods; leave out --methods")
+        if args.grid:
+            from .inversion.evaluate import GRIDS
+            methods = GRIDS[args.grid]
         if args.methods:
             want = [m.strip() for m in args.methods.split(",")]
             bad = [m for m in want if m not in METHODS]
@@ -710,6 +718,9 @@ def cmd_evaluate_inversion(args):
 
     def fmt(rows):
         cols = list(rows[0])
+        if getattr(args, "grid", None):
+            from .inversion.evaluate import grid_columns
+            cols = grid_columns(rows[0])
         return "\n".join(["  ".join(f"{c:>14.14}" for c in cols)] + [
             "  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{str(r[c]):>14.14}" for c in cols) for r in rows])
     _emit(args, rows, fmt)
@@ -1093,6 +1104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimisation steps per image (default %(default)s, II2S's protocol)")
     s.add_argument("--lr", type=_finite_float, default=0.01, help="Adam learning rate (default %(default)s, II2S's protocol)")
     s.add_argument("--methods", default=None, help="comma-separated subset of the method names")
+    s.add_argument("--grid", default=None, choices=["supplement"],
+                   help="supplement: II2S's Tables 6-7 grid (clip 1/2/5/7/10, project 1/3/5/10, L2 1e-8..1e-5 and "
+                        "plain W+), printed as reconstruction + style mixing + interpolation + edit range")
     s.add_argument("--plots", default=None, metavar="DIR",
                    help="write histograms of the embeddings' P-norm+ coordinates (first 10 dimensions and the rest)")
     s.add_argument("--data-dir", default=None)

@@ -43,6 +43,26 @@ METHODS = {
 }
 
 
+# II2S supplement, Tables 6-7: the regularisers' strengths (W+ with no regulariser as the reference)
+SUPPLEMENT_GRID = {"W+ (I2S)": dict(space="wplus"),
+                   **{f"W+ clip {c:g}": dict(space="wplus", regularizer="pnorm-clip", reg_value=float(c))
+                      for c in (1, 2, 5, 7, 10)},
+                   **{f"W+ project {r:g}": dict(space="wplus", regularizer="pnorm-project", reg_value=float(r))
+                      for r in (1, 3, 5, 10)},
+                   **{f"W+ L2 {w:g}": dict(space="wplus", regularizer="pnorm-l2", reg_value=w)
+                      for w in (1e-8, 1e-7, 1e-6, 1e-5)}}
+GRIDS = {"supplement": SUPPLEMENT_GRID}
+# the columns of Tables 6-7: reconstruction, style mixing, interpolation (W+ and P-norm+), edit range
+GRID_COLUMNS = ("targets", "method", "psnr", "ssim", "perceptual", "style_mixing_", "interp_wplus_", "interp_pnorm+_",
+                "edit_prob_range")
+
+
+def grid_columns(row: dict) -> list[str]:
+    """The keys of ``row`` that Tables 6-7 show (prefixes pick FID or KID, whichever was computed)."""
+    return [k for c in GRID_COLUMNS for k in row if (k == c or (c.endswith("_") and k.startswith(c)))
+            and not k.endswith("_split")]
+
+
 def method_kwargs(model, kw: dict) -> dict:
     if kw.get("reg_value") == "scaled":
         return {**kw, "reg_value": round(5.0 * (model.num_ws / 18) ** 0.5, 3)}

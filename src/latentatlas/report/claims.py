@@ -24,6 +24,7 @@ class Claim:
     claim: str
     measured: str
     verdict: str
+    figure: tuple | None = None      # (file name in the report, caption) of the plot behind the figure
 
 
 def _na(paper, claim, why) -> Claim:
@@ -131,7 +132,24 @@ def diamond_sigma(ctx) -> Claim:
         score = m.score(m(lat.z).clamp(-1, 1)).cpu().numpy()
     rho, p = spearmanr(sig, score)
     meas = f"Spearman correlation of σ_i with the critic's score of the original sample: {rho:.2f} (p = {p:.2g}, n = {n})"
-    return Claim(paper, c, meas, HOLDS if rho < -0.2 and p < 0.05 else NOT if rho > 0 and p < 0.05 else MIXED)
+    fig = None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        f, ax = plt.subplots(figsize=(4.5, 3.2))
+        ax.scatter(score, sig, s=12)
+        ax.set_xlabel("critic score of the original sample")
+        ax.set_ylabel("optimised σ_i")
+        ax.set_title(f"Spearman ρ = {rho:.2f}", fontsize=9)
+        f.tight_layout()
+        f.savefig(ctx.out / "diamond-sigma-critic.png", dpi=100)
+        plt.close(f)
+        fig = ("diamond-sigma-critic.png", "The claim holds when the points fall from upper left to lower right: "
+               "samples the critic rates worse are moved further (larger σ).")
+    except ImportError:
+        pass
+    return Claim(paper, c, meas, HOLDS if rho < -0.2 and p < 0.05 else NOT if rho > 0 and p < 0.05 else MIXED, fig)
 
 
 def regularisers(ctx) -> Claim:
@@ -237,8 +255,11 @@ def render(claims: list[Claim]) -> str:
     colour = {HOLDS: "#1a7f37", NOT: "#b42318", MIXED: "#b26b00", NA: "#666"}
     rows = "".join(f"<tr><td>{html.escape(c.paper)}</td><td>{html.escape(c.claim)}</td><td>{html.escape(c.measured)}</td>"
                    f"<td style='color:{colour[c.verdict]};font-weight:600'>{html.escape(c.verdict)}</td></tr>" for c in claims)
+    figs = "".join(f'<figure><img src="{html.escape(c.figure[0])}" alt="{html.escape(c.claim)}">'
+                   f"<figcaption>{html.escape(c.paper)}: {html.escape(c.figure[1])}</figcaption></figure>"
+                   for c in claims if c.figure)
     return ("<table><tr><th>paper</th><th>claim</th><th>measured on this model</th><th>verdict</th></tr>"
-            + rows + "</table>")
+            + rows + "</table>" + figs)
 
 
 def summary_line(claims: list[Claim]) -> str:

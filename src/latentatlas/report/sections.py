@@ -166,7 +166,11 @@ def _sampling_sweep(ctx, m, sctx) -> str:
                        "Each strategy traces a curve as its parameter tightens: up-left is more realism bought with "
                        "diversity; a curve above another is the better trade-off.")
            + ctx.image("fid_faithfulness.png", "FID vs faithfulness",
-                       "Lower-left is better: lower FID for a smaller change to the untruncated image."))
+                       "Lower-left is better: lower FID for a smaller change to the untruncated image.")
+           + (ctx.image("realism_recall.png", "realism vs recall",
+                        "The per-sample realism score should rise as each strategy tightens (and recall falls); a "
+                        "flat curve means the measure does not see what the strategy removes.")
+              if (ctx.out / "realism_recall.png").is_file() else ""))
     if any(r.get("strategy") == "diamond" and "fid" in r for r in res["rows"]):
         t1 = table1_summary(res, m, ctx.diamond)
         ctx.figures["table1"] = t1

@@ -267,7 +267,11 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
             mix = next((p.split("=")[1] for p in r["params"].split(",") if p.strip().startswith("mixture=")), None)
             by.setdefault(r["strategy"] + (f" ({mix})" if mix else ""), []).append(r)
     for fname, (xk, yk, xl, yl) in {"precision_recall.png": ("recall", "precision", "recall", "precision"),
-                                    "fid_faithfulness.png": ("feature_dist", "fid", "mean feature distance to original", "FID")}.items():
+                                    "fid_faithfulness.png": ("feature_dist", "fid", "mean feature distance to original", "FID"),
+                                    "realism_recall.png": ("recall", "realism", "recall",
+                                                           "median realism score (Kynkäänniemi et al.)")}.items():
+        if any(r.get(yk) is None or r.get(xk) is None for rs in by.values() for r in rs):
+            continue
         fig, ax = plt.subplots(figsize=(5, 4))
         for name, rs in by.items():
             ax.plot([r[xk] for r in rs], [r[yk] for r in rs], "o-", label=name, ms=4)
