@@ -6,8 +6,12 @@ before the batched loop), same seed and steps, in one run: seconds per step, the
 and the measurements of ``evaluate_directions`` (G1 variation, density drift of linear vs DP
 walks, classes moved) on the directions each one found. The earlier loop is read from git.
 
+``variants``: the current loop under several DPConfig settings (e.g. var_batch=64 var_batch=32),
+same seed and steps, in one run, with the same columns.
+
 usage: python bench/bench_dplase.py [MODEL] [STEPS]
-       python bench/bench_dplase.py compare [STEPS] [COMMIT]"""
+       python bench/bench_dplase.py compare [STEPS] [COMMIT]
+       python bench/bench_dplase.py variants STEPS NAME=VALUE[,NAME=VALUE] ..."""
 from __future__ import annotations
 
 import subprocess
@@ -33,34 +37,52 @@ def _module_at(commit: str, rel: str, name: str):
     return mod
 
 
-def compare(steps: int = 600, commit: str = "b95e9c7"):
+def _run_rows(m, steps, runs):
+    """One table row per (label, density module, DPConfig overrides), same seed and samples."""
     from latentatlas.walks.directions import Directions, _finish, _samples
     from latentatlas.walks.edit import evaluate_directions
-    m = load_generator("fashion-stylegan2")
-    old = _module_at(commit, "src/latentatlas/walks/density.py", "density_ref")
-    print(f"DP-LaSE discovery on {m.name}, k = 5, split b8, {steps} steps, seed 0: {commit} loop vs now")
-    print(f"{'loop':<10}{'s/step':>8}{'steps/s':>9}{'l_var':>9}{'l_den':>9}{'g1 var.':>9}{'drift lin':>10}"
+    print(f"{'run':<16}{'s/step':>8}{'steps/s':>9}{'l_var':>9}{'l_den':>9}{'g1 var.':>9}{'drift lin':>10}"
           f"{'drift dp':>9}{'classes':>8}")
     with torch.no_grad():
         x = _samples(m, 5000, 0, "w")
     times = {}
-    for label, mod in ((commit, old), ("now", sys.modules["latentatlas.walks.density"])):
+    for label, mod, over in runs:
         torch.manual_seed(0)
-        dp, log = mod.train_dp_lase(m, mod.DPConfig(steps=steps, n_directions=5, layer="b8"), space="w")
+        dp, log = mod.train_dp_lase(m, mod.DPConfig(steps=steps, n_directions=5, layer="b8", **over), space="w")
         d: Directions = _finish(m, dp.Gamma.detach().t(), "w", "dplase", x)
         ev = evaluate_directions(m, d, n=64, dp_model=dp)
         rows = ev["rows"]
-        mean = lambda k: float(np.mean([r[k] for r in rows]))
+        mean = lambda k: float(np.mean([r[k] for r in rows]))   # noqa: E731
         last = log.losses[-10:]
         times[label] = log.seconds / steps
-        print(f"{label:<10}{log.seconds / steps:>8.3f}{steps / log.seconds:>9.2f}{np.mean([l[4] for l in last]):>9.3f}"
+        print(f"{label:<16}{log.seconds / steps:>8.3f}{steps / log.seconds:>9.2f}{np.mean([l[4] for l in last]):>9.3f}"
               f"{np.mean([l[3] for l in last]):>9.3f}{mean('g1_variation'):>9.4f}{mean('density_drift_linear'):>10.3f}"
               f"{mean('density_drift_dp'):>9.3f}{mean('classes_moved'):>8.2f}", flush=True)
-    print(f"speed-up: {times[commit] / times['now']:.2f}x (the mean of the last 100 steps' losses; l_var is "
-          "negative: more G1 variation is lower)")
+    first = next(iter(times))
+    for label in list(times)[1:]:
+        print(f"speed-up of {label} over {first}: {times[first] / times[label]:.2f}x")
+    print("(l_var, l_den: the mean of the last 100 steps' losses; l_var is negative: more G1 variation is lower)")
+
+
+def compare(steps: int = 600, commit: str = "b95e9c7"):
+    m = load_generator("fashion-stylegan2")
+    old = _module_at(commit, "src/latentatlas/walks/density.py", "density_ref")
+    print(f"DP-LaSE discovery on {m.name}, k = 5, split b8, {steps} steps, seed 0: {commit} loop vs now")
+    _run_rows(m, steps, [(commit, old, {}), ("now", sys.modules["latentatlas.walks.density"], {})])
+
+
+def variants(steps: int, specs: list[str]):
+    from latentatlas.sample import parse_params
+    m = load_generator("fashion-stylegan2")
+    mod = sys.modules["latentatlas.walks.density"]
+    print(f"DP-LaSE discovery on {m.name}, k = 5, split b8, {steps} steps, seed 0: DPConfig variants")
+    _run_rows(m, steps, [(spec, mod, parse_params(spec.split(","))) for spec in specs])
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "variants":
+        variants(int(sys.argv[2]), sys.argv[3:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         compare(int(sys.argv[2]) if len(sys.argv) > 2 else 600, sys.argv[3] if len(sys.argv) > 3 else "b95e9c7")
         return

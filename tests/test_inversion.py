@@ -167,3 +167,19 @@ def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
     from latentatlas.inversion.evaluate import plot_pnorm
     rows = [{"targets": "generated", "method": "W+", **out}]
     assert [p.name for p in plot_pnorm(rows, tmp_path)] == ["pnorm-hist-generated.png"]
+
+
+def test_supplement_grid_and_its_table():
+    from latentatlas.inversion.evaluate import SUPPLEMENT_GRID, grid_table
+    regs = [(k["regularizer"], k["reg_value"]) for k in SUPPLEMENT_GRID.values() if "regularizer" in k]
+    assert [v for r, v in regs if r == "pnorm-clip"] == [1, 2, 5, 7, 10]
+    assert [v for r, v in regs if r == "pnorm-project"] == [1, 3, 5, 10]
+    assert [v for r, v in regs if r == "pnorm-l2"] == [1e-8, 1e-7, 1e-6, 1e-5]
+    for kw in SUPPLEMENT_GRID.values():
+        InversionConfig(**kw)                               # every point is a valid configuration
+    row = {"targets": "generated", "method": "W+ clip 2", "psnr": 23.4, "ssim": 0.86, "perceptual": 0.05,
+           "style_mixing_kid": 0.01, "style_mixing_kid_std": 0.02, "interp_wplus_fid": 3.5,
+           "interp_pnorm+_kid": 0.03, "interp_pnorm+_kid_std": 0.01, "edit_prob_range": 0.31}
+    out = grid_table([row]).splitlines()
+    assert "style mixing" in out[0] and "KID 0.0100±0.0200" in out[1] and "FID 3.500" in out[1]
+    assert out[1].rstrip().endswith("0.310")

@@ -717,10 +717,10 @@ def cmd_evaluate_inversion(args):
         rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
     def fmt(rows):
-        cols = list(rows[0])
         if getattr(args, "grid", None):
-            from .inversion.evaluate import grid_columns
-            cols = grid_columns(rows[0])
+            from .inversion.evaluate import grid_table
+            return grid_table(rows)
+        cols = list(rows[0])
         return "\n".join(["  ".join(f"{c:>14.14}" for c in cols)] + [
             "  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{str(r[c]):>14.14}" for c in cols) for r in rows])
     _emit(args, rows, fmt)

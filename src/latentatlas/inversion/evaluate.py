@@ -52,15 +52,23 @@ SUPPLEMENT_GRID = {"W+ (I2S)": dict(space="wplus"),
                    **{f"W+ L2 {w:g}": dict(space="wplus", regularizer="pnorm-l2", reg_value=w)
                       for w in (1e-8, 1e-7, 1e-6, 1e-5)}}
 GRIDS = {"supplement": SUPPLEMENT_GRID}
-# the columns of Tables 6-7: reconstruction, style mixing, interpolation (W+ and P-norm+), edit range
-GRID_COLUMNS = ("targets", "method", "psnr", "ssim", "perceptual", "style_mixing_", "interp_wplus_", "interp_pnorm+_",
-                "edit_prob_range")
 
 
-def grid_columns(row: dict) -> list[str]:
-    """The keys of ``row`` that Tables 6-7 show (prefixes pick FID or KID, whichever was computed)."""
-    return [k for c in GRID_COLUMNS for k in row if (k == c or (c.endswith("_") and k.startswith(c)))
-            and not k.endswith("_split")]
+def grid_table(rows: list[dict]) -> str:
+    """Tables 6-7's layout as text: reconstruction, then style mixing and interpolation (FID, or
+    KID ± its std where a set is too small for a FID), then the edit range."""
+    def dist(r, pre):
+        if f"{pre}fid" in r:
+            return f"FID {r[pre + 'fid']:.3f}"
+        return f"KID {r[pre + 'kid']:.4f}±{r[pre + 'kid_std']:.4f}" if f"{pre}kid" in r else "-"
+    head = ("targets", "method", "PSNR", "SSIM", "perc.", "style mixing", "interp. W+", "interp. P-norm+", "edit range")
+    lines = [f"{head[0]:<12}{head[1]:<16}{head[2]:>7}{head[3]:>7}{head[4]:>7}  {head[5]:<22}{head[6]:<22}{head[7]:<22}"
+             f"{head[8]:>10}"]
+    for r in rows:
+        lines.append(f"{r['targets']:<12}{r['method']:<16}{r['psnr']:>7.2f}{r['ssim']:>7.3f}{r['perceptual']:>7.3f}  "
+                     f"{dist(r, 'style_mixing_'):<22}{dist(r, 'interp_wplus_'):<22}{dist(r, 'interp_pnorm+_'):<22}"
+                     f"{r.get('edit_prob_range', float('nan')):>10.3f}")
+    return "\n".join(lines)
 
 
 def method_kwargs(model, kw: dict) -> dict:
