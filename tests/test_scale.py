@@ -310,3 +310,15 @@ def test_commands_join_a_cluster_started_with_ray_start(tmp_path, capsys):
         assert not ray.is_initialized()          # the command left the cluster, the cluster stays up
     finally:
         subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
+
+
+def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny_sg2, tmp_path):
+    from latentatlas.scale import ModelSpec
+    f, _ = model_and_images(tiny_sg2, tmp_path, seed=0, n=1)
+    spec = ModelSpec(str(tmp_path / "elsewhere" / f.name), "cpu", file_bytes=ray_local.put(f.read_bytes()))
+    import glob
+    import tempfile
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "latentatlas-model-*")))
+    m = spec.load()                                   # the path does not exist here: the bytes are used
+    assert m.weights_hash() == tiny_sg2.weights_hash() and m.name == f.stem
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "latentatlas-model-*"))) == before   # copy removed

@@ -63,7 +63,12 @@ class ModelSpec:
             tmp = tempfile.mkdtemp(prefix="latentatlas-model-")
             name = str(Path(tmp) / Path(self.name).name)
             Path(name).write_bytes(ray.get(self.file_bytes))
-        model = load_generator(name, device=self.device)
+        try:
+            model = load_generator(name, device=self.device)
+        finally:
+            if tmp is not None:                   # the weights are in memory now; no copy left on the node
+                import shutil
+                shutil.rmtree(tmp, ignore_errors=True)
         if self.class_label is not None:
             model.set_class(self.class_label)
         if self.truncation is not None:
