@@ -121,7 +121,7 @@ def _samples(ctx: ReportContext) -> Section:
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3} img{image-rendering:pixelated;max-width:100%} nav a{margin-right:1em}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
 figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-width:60em}
