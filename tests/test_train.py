@@ -24,3 +24,18 @@ def test_stylegan2_and_wgangp_train_resume_export(tmp_path):
         assert m.info.extra["steps"] == 6 and m.info.extra["images_seen"] == 24
         assert m(m.sample_z(2)).shape == (2, 1, 32, 32)
         assert m.has_minibatch_std
+
+
+def test_a_resumed_run_keeps_its_recipe_and_set_changes_it(tmp_path, capsys):
+    from latentatlas.cli import main
+    from latentatlas.train.run import train
+    out = tmp_path / "w"
+    hp = lambda: torch.load(out / "checkpoint.pt", weights_only=False)["trainer"]["hparams"]   # noqa: E731
+    train("wgangp", out, batch=4, total_kimg=0.008, ckpt_minutes=100, lr=2e-4)
+    assert hp()["lr"] == 2e-4
+    train("wgangp", out, batch=4, total_kimg=0.016, ckpt_minutes=100)           # resumed without --set
+    assert hp()["lr"] == 2e-4
+    train("wgangp", out, batch=4, total_kimg=0.024, ckpt_minutes=100, gp_weight=5.0)   # a branch
+    assert hp()["lr"] == 2e-4 and hp()["gp_weight"] == 5.0
+    assert main(["train", "wgangp", "--out", str(out), "--set", "r1_gamma=1"]) == 2
+    assert "unknown hyper-parameter" in capsys.readouterr().err

@@ -328,9 +328,16 @@ def cmd_train(args):
         path = export_trained(args.arch, args.out, args.export)
         _emit(args, {"exported": str(path)}, lambda d: f"exported {d['exported']}")
         return 0
+    from .sample import parse_params
+    from .train.run import HPARAMS
+    hp = parse_params(args.set)
+    bad = sorted(set(hp) - set(HPARAMS[args.arch]))
+    if bad:
+        raise LatentAtlasError(f"--set: unknown hyper-parameter(s) {bad} for {args.arch} "
+                               f"({', '.join(HPARAMS[args.arch])})")
     state = train(args.arch, args.out, data_dir=args.data_dir, batch=args.batch,
                   total_kimg=args.kimg, max_minutes=args.minutes, ckpt_minutes=args.ckpt_minutes,
-                  seed=args.seed, threads=args.threads, init_from=args.init_from)
+                  seed=args.seed, threads=args.threads, init_from=args.init_from, **hp)
     done = state["nimg"] >= args.kimg * 1000
     _emit(args, state, lambda d: f"stopped at step {d['step']} ({d['nimg'] / 1000:.1f} kimg, "
                                  f"{d['wall_s'] / 3600:.2f} h of training)"
@@ -1184,6 +1191,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export", metavar="FILE", help="export the run in OUT to FILE and exit")
     s.add_argument("--init-from", metavar="FILE", default=None,
                    help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
+    s.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
+                   help="hyper-parameter of the recipe (stylegan2: lr, r1_gamma, r1_every, mixing_prob, ema_kimg; "
+                        "wgangp: lr, gp_weight, n_critic, ema_kimg); a resumed run keeps its own unless set, and "
+                        "says what changed (branch a run by copying its checkpoint to a new --out first)")
     s.set_defaults(fn=cmd_train)
     for name in ("sample", "invert", "evaluate-sampling", "evaluate-inversion", "report"):
         sub.choices[name].add_argument("--atlas", metavar="FILE", default=None,

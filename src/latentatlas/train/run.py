@@ -16,6 +16,10 @@ FASHION_STYLEGAN2 = dict(z_dim=128, w_dim=128, img_resolution=32, img_channels=1
                          channels={4: 256, 8: 128, 16: 64, 32: 32}, mapping_layers=8)
 
 
+HPARAMS = {"stylegan2": ("lr", "r1_gamma", "r1_every", "mixing_prob", "ema_kimg"),
+           "wgangp": ("lr", "gp_weight", "n_critic", "ema_kimg")}
+
+
 def build_trainer(arch: str, seed: int = 0, **hp):
     if arch == "stylegan2":
         from ..models.stylegan2 import StyleGAN2Config
@@ -37,6 +41,15 @@ def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: flo
     if threads:
         torch.set_num_threads(threads)
     data, _ = load_fashion_mnist("train", path=data_dir)
+    ck_path = Path(out_dir) / "checkpoint.pt"
+    if ck_path.exists():
+        # a resumed run keeps its recipe; hyper-parameters given now change it (a branch), loudly
+        saved = torch.load(ck_path, map_location="cpu", weights_only=False)["trainer"].get("hparams", {})
+        changed = {k: (saved.get(k), v) for k, v in hp.items() if saved.get(k) != v}
+        if changed:
+            log.warning("resuming %s with changed hyper-parameters: %s", out_dir,
+                        ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+        hp = {**{k: v for k, v in saved.items() if k != "seed"}, **hp}
     trainer = build_trainer(arch, seed=seed, **hp)
     initial = None
     if init_from and not (Path(out_dir) / "checkpoint.pt").exists():
