@@ -143,9 +143,12 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             pool.share_atlas(ctx.get_atlas(need))  # fitted (or read from the cache) once, here, for every worker
         ref, _ = resolve(model, folder=reference, features=features, device=model.device, inception=inception,
                          what="evaluate-sampling")
-        got = dict(pool.imap("sampling_row", ((i, (name, params, setup), {}) for i, (name, params) in
-                                              enumerate(tqdm(points, disable=not progress, desc="points",
-                                                             leave=False)))))
+        got = {}
+        with tqdm(total=len(points), disable=not progress, desc="points", leave=False) as bar:
+            for i, row in pool.imap("sampling_row", ((i, (name, params, setup), {})
+                                                     for i, (name, params) in enumerate(points))):
+                got[i] = row
+                bar.update(1)
         rows = []
         for i, (name, _) in enumerate(points):
             if not any(r["strategy"] == name and "error" in r for r in rows):

@@ -186,7 +186,9 @@ def mapped_moments(model, n: int, *, seed: int = 0, batch_size: int = 10000, spa
     t0 = time.perf_counter()
     per = max(1, -(-len(chunks) // (4 * pool.size)))
     shards = [chunks[i:i + per] for i in range(0, len(chunks), per)]
-    parts = dict(pool.imap("moments", ((sh[0], (sh, n, seed, batch_size, space), {}) for sh in shards)))
+    from tqdm import tqdm
+    parts = dict(tqdm(pool.imap("moments", ((sh[0], (sh, n, seed, batch_size, space), {}) for sh in shards)),
+                      total=len(shards), disable=not progress, desc="mapping (shards)", leave=False))
     mom = merge_moments([parts[k] for k in sorted(parts)], model.w_dim, device=model.device)
     if timings is not None:
         timings.update(mapping_s=time.perf_counter() - t0, statistics_s=0.0)
