@@ -93,6 +93,7 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
     t_last = time.time()
     t_ckpt = time.time()
     avg_dt = None
+    last_r1 = None
     logf = open(out / "log.jsonl", "a")
     try:
         while state["nimg"] < total_kimg * 1000:
@@ -100,6 +101,10 @@ def run_training(trainer, data: torch.Tensor, out_dir: str | Path, *, batch: int
                 break
             idx = torch.randint(0, data.shape[0], (batch,), generator=gen)
             stats = trainer.step(data[idx], state["step"], state["nimg"])
+            if stats.get("r1"):            # lazy R1 runs every few steps: log its latest value, not the 0 between
+                last_r1 = stats["r1"]
+            elif "r1" in stats and last_r1 is not None:
+                stats = {**stats, "r1": last_r1}
             now = time.time()
             dt = now - t_last
             # A step far slower than the running average means the process was paused
