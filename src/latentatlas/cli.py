@@ -79,7 +79,7 @@ def _add_ray(s, what: str):
     s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help=f"run {what} on Ray workers, each holding the model once: bare --ray starts a local Ray "
                         f"instance, --ray auto joins the running cluster, --ray HOST:PORT a given one "
-                        f"(needs {'the ray extra'}: pip install 'latentatlas[ray]')")
+                        f"(needs the ray extra: pip install 'latentatlas[ray]')")
     s.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
                    help="Ray workers (default: one per CPU of the cluster, or per --ray-gpus-per-worker GPUs)")
     s.add_argument("--ray-gpus-per-worker", type=_finite_float, default=0.0, metavar="G",
@@ -87,7 +87,9 @@ def _add_ray(s, what: str):
 
 
 def _pool(args, model, atlas=None):
-    """The pool the command's tasks run on: Ray workers with --ray, else this process."""
+    """A context with the Ray pool the command's tasks run on (--ray), or None: run them here."""
+    import contextlib
+
     from .scale import make_pool
     addr = getattr(args, "ray", None)
     if addr is not None and addr != "local" and addr != "auto" and ":" not in addr:
@@ -95,7 +97,11 @@ def _pool(args, model, atlas=None):
                                f"the command's other arguments)")
     if getattr(args, "ray_gpus_per_worker", 0) < 0:
         raise LatentAtlasError("--ray-gpus-per-worker must be >= 0")
-    return make_pool(model, atlas, use_ray=addr is not None, ray=None if addr == "local" else addr,
+    if addr is None:
+        make_pool(model, workers=getattr(args, "ray_workers", None),       # refuses the Ray options without --ray
+                  gpus_per_worker=getattr(args, "ray_gpus_per_worker", 0.0))
+        return contextlib.nullcontext()
+    return make_pool(model, atlas, use_ray=True, ray=None if addr == "local" else addr,
                      model_name=args.model, device=args.device, workers=getattr(args, "ray_workers", None),
                      gpus_per_worker=getattr(args, "ray_gpus_per_worker", 0.0),
                      class_label=getattr(args, "class_label", None), truncation=getattr(args, "truncation", None))
@@ -297,7 +303,7 @@ def cmd_fit(args):
     with _pool(args, model) as pool:
         atlas = fit_atlas(model, n=args.n, seed=args.seed, clusters=clusters, level_ranges=levels,
                           learned_steps=args.learned_steps, progress=not args.json,
-                          pool=pool if args.ray is not None else None)
+                          pool=pool)
     path = atlas.save(args.out)
     table = normality_table(space_samples(model, atlas.pnorm, n=min(args.n, 20000), seed=args.seed + 1))
     res = {"atlas": str(path), "meta": atlas.meta, "level_ranges": atlas.level_ranges, "normality": table}
@@ -410,7 +416,7 @@ def cmd_evaluate_sampling(args):
         raise LatentAtlasError("--param applies to --protocol diamond-table1 (diamond settings such as lam=0.2)")
     with _pool(args, model, atlas) as pool:
         kw = dict(n=args.n, seed=args.seed, progress=not args.json, ctx=Context(model, atlas=atlas),
-                  pool=pool if args.ray is not None else None, **_reference_kw(args))
+                  pool=pool, **_reference_kw(args))
         if args.protocol:
             from .sample import parse_params
             from .sampling.evaluate import diamond_table1, format_table1
@@ -451,7 +457,7 @@ def cmd_invert(args):
     with _pool(args, model, atlas) as pool:
         summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
                                resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
-                               video=video, pool=pool if args.ray is not None else None)
+                               video=video, pool=pool)
 
     def fmt(d):
         v = d["verdict"]
@@ -716,7 +722,7 @@ def cmd_evaluate_inversion(args):
             rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
                                       atlas=atlas, steps=args.steps, lr=args.lr,
                                       progress=sys.stderr.isatty() and not args.json, seed=args.seed,
-                                      pool=pool if args.ray is not None else None)
+                                      pool=pool)
         if args.plots:
             from .inversion.evaluate import plot_pnorm
             for p in plot_pnorm(rows, args.plots):
