@@ -158,13 +158,15 @@ def _sampling_sweep(ctx, m, sctx) -> str:
                             pool=ctx.pool, **ctx.reference)
     ctx.figures["sampling"] = res
     plot_sampling(res, ctx.out)
-    cols = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
-            "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved")
+    from ..sampling.evaluate import COLUMNS
+    cols = tuple(c for c in COLUMNS if c != "seconds")
     out = (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond with the mean protoimage at fixed sigma and with per-sample sigma = auto)</h3>"
            + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
            + ctx.image("precision_recall.png", "precision vs recall",
                        "Each strategy traces a curve as its parameter tightens: up-left is more realism bought with "
-                       "diversity; a curve above another is the better trade-off.")
+                       "diversity; a curve above another is the better trade-off. k-NN recall is inflated by a set "
+                       "collapsed on one mode with a few scattered samples: check coverage and top_class_share in "
+                       "the table before trusting a point far to the right.")
            + ctx.image("fid_faithfulness.png", "FID vs faithfulness",
                        "Lower-left is better: lower FID for a smaller change to the untruncated image.")
            + (ctx.image("realism_recall.png", "realism vs recall",

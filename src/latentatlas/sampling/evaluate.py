@@ -64,7 +64,7 @@ class SamplingSetup:
         ``{"error": ...}`` when the strategy refuses the point."""
         model, ext, head = self.model, self.ext, self.head
         t0 = time.perf_counter()
-        feats, pix, fdist, same, sigmas_seen = [], [], [], [], []
+        feats, pix, fdist, same, classes, sigmas_seen = [], [], [], [], [], []
         settings = None
         try:
             for lat, imgs0, f0, c0 in tqdm(self.base, disable=not progress, desc=f"{name} {_fmt_params(params)}",
@@ -83,7 +83,9 @@ class SamplingSetup:
                 pix.append((imgs - imgs0).flatten(1).norm(dim=1))
                 fdist.append((f - f0).norm(dim=1))
                 if head is not None:
-                    same.append((head(f).argmax(1) == c0).float())
+                    c = head(f).argmax(1)
+                    same.append((c == c0).float())
+                    classes.append(c)
         except LatentAtlasError as e:
             return {"strategy": name, "params": _fmt_params(params), "error": str(e)}
         fk = torch.cat(feats).numpy().astype(np.float64)
@@ -92,6 +94,9 @@ class SamplingSetup:
         row = {"strategy": name, "params": _fmt_params(params), **sc,
                "pixel_dist": float(torch.cat(pix).mean()), "feature_dist": float(torch.cat(fdist).mean()),
                "class_preserved": float(torch.cat(same).mean()) if same else None,
+               # the share of the most frequent predicted class: a collapse that k-NN recall can miss
+               "top_class_share": (float(torch.cat(classes).bincount().max()) / sum(len(c) for c in classes)
+                                   if classes else None),
                "seconds": round(time.perf_counter() - t0, 2)}
         if settings:
             row["settings"] = settings
@@ -206,8 +211,9 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     auto = next((r for r in ok if "sigma=auto" in r["params"]), None)
 
     def pick(r):
-        return None if r is None else {k: r.get(k) for k in ("params", "fid", "kid", "precision", "recall",
-                                                              "pixel_dist", "class_preserved", "sigma_mean")}
+        return None if r is None else {k: r.get(k) for k in ("params", "fid", "kid", "precision", "recall", "coverage",
+                                                              "pixel_dist", "class_preserved", "top_class_share",
+                                                              "sigma_mean")}
     t1 = {"baseline": pick(base), "best_truncation": pick(trunc), "best_sigma": pick(best_sigma), "sigma_auto": pick(auto),
           "sigma_curve": [(r["params"].split(",")[0].split("=")[1], r["fid"], r["pixel_dist"]) for r in grid],
           "settings": next((r["settings"] for r in ok if r.get("settings")), dm.resolve_settings(model, d.get("preset", "auto")))}
@@ -241,7 +247,7 @@ def format_table1(result: dict) -> str:
 
 
 COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
-           "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved", "seconds")
+           "share_unrealistic", "pixel_dist", "feature_dist", "class_preserved", "top_class_share", "seconds")
 
 
 def format_table(result: dict) -> str:
