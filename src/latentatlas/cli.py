@@ -98,8 +98,8 @@ def _pool(args, model, atlas=None):
     if getattr(args, "ray_gpus_per_worker", 0) < 0:
         raise LatentAtlasError("--ray-gpus-per-worker must be >= 0")
     if addr is None:
-        make_pool(model, workers=getattr(args, "ray_workers", None),       # refuses the Ray options without --ray
-                  gpus_per_worker=getattr(args, "ray_gpus_per_worker", 0.0))
+        if getattr(args, "ray_workers", None) is not None or getattr(args, "ray_gpus_per_worker", 0.0):
+            raise LatentAtlasError("--ray-workers / --ray-gpus-per-worker apply only with --ray")
         return contextlib.nullcontext()
     return make_pool(model, atlas, use_ray=True, ray=None if addr == "local" else addr,
                      model_name=args.model, device=args.device, workers=getattr(args, "ray_workers", None),
