@@ -40,6 +40,7 @@ class ReportContext:
     atlas_n: int = 100_000           # mapped latents for the atlas
     atlas: object = None             # a given atlas (--atlas); None = the cached one
     learned_steps: int = 400         # learned multi-level mixture steps per level
+    overview_n: int = 256            # base samples walked along each direction in the method table
     diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
     reference: dict = field(default_factory=dict)  # reference/features/inception for the metrics (metrics.reference)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
@@ -131,7 +132,7 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 
 # the report's mean protoimage comes from 64 samples (the strategy's own default, 1000, costs
 # ~1000 recoveries on the first build; `evaluate-sampling --protocol diamond-table1` runs it)
-PROFILES = {"full": dict(diamond=dict(n_proto=64)), "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150,
+PROFILES = {"full": dict(diamond=dict(n_proto=64)), "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150, overview_n=64,
                                           atlas_n=20000, learned_steps=100,
                                           diamond=dict(n_proto=16, recovery_steps=50, proto_iter=30))}
 

@@ -336,6 +336,7 @@ def _inversion(ctx: ReportContext) -> Section:
     atlas = ctx.figures.get("atlas")
     rows, grids = [], [targets]
     hist_data = {}
+    outputs = {}
     for label, kw in methods:
         if kw.get("diamond"):
             res = _diamond_recovery(m, targets, ctx.invert_steps)
@@ -357,6 +358,7 @@ def _inversion(ctx: ReportContext) -> Section:
             row.update(_embedding_quality(ctx, m, res.ws))
         rows.append(row)
         grids.append(res.images)
+        outputs[label] = res.images.clamp(-1, 1).cpu()
     save_grid(torch.cat(grids), ctx.out / "inversion.png", nrow=targets.shape[0], scale=_scale(m))
     parts = [f"<p>{what}, {ctx.invert_steps} steps, all images of a batch optimised together. Rows: targets, "
              + ", ".join(l for l, _ in methods) + ". Perceptual column: fashion-features distance.</p>",
@@ -381,6 +383,7 @@ def _inversion(ctx: ReportContext) -> Section:
                                  "Curves with heavy tails beyond ±3 are embeddings that left the generator's "
                                  "distribution; the regularised methods should hug the Gaussian."))
     ctx.figures["inversion"] = rows
+    ctx.figures["inversion_images"] = (targets, outputs)
     return Section("inversion", "Inversion", "".join(parts))
 
 
@@ -414,6 +417,7 @@ def _walks(ctx: ReportContext) -> Section:
         if dp_model is None:   # one density model + correction per direction set, shared below
             dp_model, _ = train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors,
                                             sigmas=d.sigmas)
+        ctx.figures.setdefault("direction_sets", []).append((method, d, dp_model))
         parts.append(f"<h3>{method} ({d.space})</h3>")
         for i in range(min(3, len(d))):
             for kind in kinds:
@@ -446,6 +450,24 @@ def _walks(ctx: ReportContext) -> Section:
                      "the learned DP-LaSE density (linear vs density-preserving walk); classes moved: class "
                      "probabilities changed by > 0.1 at +2σ.</p>" + table(drift_rows))
     return Section("walks", "Walks and directions", "".join(parts))
+
+
+@report_section("overview", "Every method on one table")
+def _overview(ctx: ReportContext) -> Section:
+    from .overview import overview_rows
+    rows, notes = overview_rows(ctx)
+    ctx.figures["overview"] = rows
+    if not rows:
+        return Section("overview", "Every method on one table", _note("; ".join(notes)))
+    body = ("<p>Every sampling strategy at its best setting (by the sweep's FID), every inversion method and every "
+            "direction method, scored by one function on the same metrics against the report's reference set. "
+            "Within a family the rows share their starting images: the sweep's seeds for sampling, the same "
+            f"targets for inversion, the same {ctx.overview_n} samples walked to ±2σ along each method's first "
+            "direction for directions. <b>pixel_dist</b> is how far each image moved from its start (for inversion: "
+            "from its target, i.e. the reconstruction error); <b>class_kept</b> the share that kept the start's "
+            "predicted class. FID is blank where the images are fewer than the feature dimensions; read KID ± std "
+            "there.</p>" + table(rows) + "".join(_note(x) for x in notes))
+    return Section("overview", "Every method on one table", body)
 
 
 @report_section("claims", "What the papers claim, and what this model shows")

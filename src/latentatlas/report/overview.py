@@ -1,0 +1,96 @@
+"""The report's one table of every method: each sampling strategy at its best setting, each
+inversion method and each direction method, scored by the same function on the same metrics.
+
+Within a family every row shares its images' origin (the sweep's seeds for sampling, the same
+targets for inversion, the same base samples for directions); across families the metrics are
+identical: the distribution metrics of the produced images against the report's reference set
+(FID where the set is large enough, KID ± std always, precision, recall, coverage, the median
+realism score and the share of samples outside the real manifold), how far each image moved from
+its starting image (mean pixel L2), and the share that kept the starting image's class.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..metrics.reference import classifier, resolve
+
+SHARED = ("fid", "kid", "kid_std", "precision", "recall", "coverage", "realism", "share_unrealistic")
+COLUMNS = ("family", "method", "setting", "n", *SHARED, "pixel_dist", "class_kept")
+
+
+def shared_metrics(ref, ext, images: torch.Tensor, start: torch.Tensor, seed: int = 0) -> dict:
+    """The shared columns for ``images`` [N, C, H, W] produced from ``start`` (same shape):
+    distribution metrics against ``ref`` in ``ext``'s feature space, mean pixel L2 to the start
+    image (the sampling sweep's ``pixel_dist``) and the share whose predicted class is kept."""
+    with torch.no_grad():
+        f = torch.cat([ext(images[i: i + 500]).cpu() for i in range(0, len(images), 500)])
+        sc = ref.scores(f.numpy().astype(np.float64), kid_subsets=50, seed=seed)
+        row = {k: sc.get(k) for k in SHARED}
+        row["pixel_dist"] = float((images - start).flatten(1).norm(dim=1).mean())
+        cls = classifier(ext)
+        if cls is not None:
+            f0 = torch.cat([ext(start[i: i + 500]).cpu() for i in range(0, len(start), 500)])
+            head = ext.net.head
+            row["class_kept"] = float((head(f).argmax(1) == head(f0).argmax(1)).float().mean())
+        else:
+            row["class_kept"] = None
+    return row
+
+
+def _sampling_rows(res: dict) -> list[dict]:
+    rows = []
+    best = dict(res.get("best", {}))
+    if res.get("baseline"):
+        best = {"none (baseline)": res["baseline"], **best}
+    for name, r in best.items():
+        rows.append({"family": "sampling", "method": name, "setting": r["params"], "n": res["n"],
+                     **{k: r.get(k) for k in SHARED}, "pixel_dist": r.get("pixel_dist"),
+                     "class_kept": r.get("class_preserved")})
+    return rows
+
+
+def overview_rows(ctx) -> tuple[list[dict], list[str]]:
+    """Rows of the table from what the sections stored in ``ctx.figures``, and notes on what is
+    missing (a family whose section could not run on this model)."""
+    m = ctx.model
+    notes = []
+    try:
+        ref, ext = resolve(m, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
+                           device=m.device, inception=ctx.reference.get("inception"), what="the method table")
+    except Exception as e:      # noqa: BLE001 - the reason is shown in the report
+        return [], [f"no reference set: {e}"]
+    rows = []
+    res = ctx.figures.get("sampling")
+    if res:
+        rows += _sampling_rows(res)
+    else:
+        notes.append("sampling: the sweep did not run on this model")
+    inv = ctx.figures.get("inversion_images")
+    if inv:
+        targets, outs = inv
+        for label, imgs in outs.items():
+            rows.append({"family": "inversion", "method": label, "setting": f"{ctx.invert_steps} steps",
+                         "n": len(targets), **shared_metrics(ref, ext, imgs, targets, ctx.seed)})
+    else:
+        notes.append("inversion: the section did not run")
+    dsets = ctx.figures.get("direction_sets") or []
+    if dsets:
+        from ..walks.edit import render_walk, walk_latents
+        n = ctx.overview_n
+        for method, d, dp_model in dsets:
+            base_z = m.sample_z(n, ctx.seed)
+            with torch.no_grad():
+                base = m.mapping(base_z) if d.space == "w" else base_z
+                start = (m.synthesis(base) if d.space == "w" else m(base)).clamp(-1, 1).cpu()
+            for kind in ("linear", "dp"):
+                lat = walk_latents(m, d, 0, base, kind=kind, steps=3, extent=2.0, dp_model=dp_model)
+                with torch.no_grad():
+                    ends = render_walk(m, d, lat)          # [-2σ, 0, +2σ]
+                imgs = torch.cat([ends[0], ends[-1]])
+                rows.append({"family": "directions", "method": f"{method} {kind}",
+                             "setting": f"direction 0 at ±2σ ({d.space})", "n": len(imgs),
+                             **shared_metrics(ref, ext, imgs, torch.cat([start, start]), ctx.seed)})
+    else:
+        notes.append("directions: the walks section did not run")
+    return [{c: r.get(c) for c in COLUMNS} for r in rows], notes

@@ -1,0 +1,53 @@
+"""The report's one table of every method: identical columns for every family, each computed by
+one function from the images a method produced and the images it started from."""
+import torch
+
+from latentatlas.models.interface import ModelInfo, StyleGANModel
+from latentatlas.report.html import ReportContext
+from latentatlas.report.overview import overview_rows
+from latentatlas.walks.density import DPConfig, train_dp_lase
+from latentatlas.walks.directions import compute_directions
+
+from conftest import tiny_stylegan2
+
+
+def _fashion_shaped(seed=0):
+    m = tiny_stylegan2(seed, img_resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8})
+    return StyleGANModel(ModelInfo("tiny-fashion", "stylegan2", "test fixture", extra={"data": "Fashion-MNIST train"}),
+                         m.G, m.D)
+
+
+def test_every_family_on_the_same_columns(tmp_path):
+    m = _fashion_shaped()
+    ctx = ReportContext(model=m, out=tmp_path, overview_n=16, invert_steps=7)
+    base = {"strategy": "truncation", "params": "psi=1.0", "fid": 9.0, "kid": 0.1, "precision": 0.5, "recall": 0.4,
+            "coverage": 0.3, "realism": 0.8, "share_unrealistic": 0.6, "pixel_dist": 0.0, "class_preserved": 1.0}
+    best = {**base, "params": "psi=0.7", "fid": 7.0, "pixel_dist": 2.5, "class_preserved": 0.9}
+    ctx.figures["sampling"] = {"n": 500, "baseline": base, "best": {"truncation": best}}
+    with torch.no_grad():
+        targets = m(m.sample_z(12, 3)).clamp(-1, 1)
+    noisy = (targets + 0.3 * torch.randn_like(targets)).clamp(-1, 1)
+    ctx.figures["inversion_images"] = (targets, {"exact": targets.clone(), "noisy": noisy})
+    d = compute_directions(m, "ganspace", k=2, n=500)
+    dp, _ = train_dp_lase(m, DPConfig(steps=3, batch=32), space="w", directions=d.vectors, sigmas=d.sigmas)
+    ctx.figures["direction_sets"] = [("ganspace", d, dp)]
+
+    rows, notes = overview_rows(ctx)
+    assert notes == []
+    assert [r["family"] for r in rows] == ["sampling"] * 2 + ["inversion"] * 2 + ["directions"] * 2
+    assert len({tuple(r) for r in rows}) == 1, "every row has the same columns"
+    s0, s1, exact, noisy_row, lin, dpw = rows
+    assert (s0["method"], s0["fid"], s1["setting"], s1["pixel_dist"], s1["class_kept"]) == \
+        ("none (baseline)", 9.0, "psi=0.7", 2.5, 0.9)
+    assert exact["pixel_dist"] == 0 and exact["class_kept"] == 1.0 and exact["n"] == 12
+    expected = float((noisy - targets).flatten(1).norm(dim=1).mean())
+    assert abs(noisy_row["pixel_dist"] - expected) < 1e-5 and noisy_row["pixel_dist"] > 1
+    assert exact["kid"] is not None and exact["fid"] is None     # 12 images < feature dims: no singular FID
+    for r in (lin, dpw):
+        assert r["n"] == 32 and r["pixel_dist"] > 0 and 0 <= r["class_kept"] <= 1 and r["realism"] >= 0
+    assert lin["method"] == "ganspace linear" and dpw["method"] == "ganspace dp"
+
+
+def test_without_a_reference_the_table_says_why(tmp_path, tiny_sg2):
+    rows, notes = overview_rows(ReportContext(model=tiny_sg2, out=tmp_path))
+    assert rows == [] and "needs --reference DIR" in notes[0]
