@@ -684,12 +684,37 @@ def cmd_evaluate_inversion(args):
 
     from .data.fashion import load_fashion_mnist
     from .inversion.evaluate import METHODS, diamond_z_inversion, evaluate_inversion
+    from .metrics.reference import fits_fashion
     model = _load(args)
     atlas = _atlas(args, model, model.has_mapping, "the model has no W space")
-    if not (model.img_channels == 1 and model.img_resolution == 32):
-        raise LatentAtlasError("evaluate-inversion uses Fashion-MNIST targets and metrics: it needs a 32x32 grayscale model")
-    x, _ = load_fashion_mnist("test", path=args.data_dir)
-    real = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(args.seed))[:args.n]]
+    fashion = fits_fashion(model)
+    if args.targets:
+        from .data.folder import load_folder
+        x, paths, bad = load_folder(args.targets, size=model.img_resolution, channels=model.img_channels)
+        for b in bad:
+            log.warning("targets: skipped %s (%s)", b.path, b.note)
+        real, real_name = x[:args.n], f"images of {args.targets}"
+        if len(real) < args.n:
+            log.warning("targets: %d readable images in %s, fewer than --n %d", len(real), args.targets, args.n)
+    elif fashion:
+        x, _ = load_fashion_mnist("test", path=args.data_dir)
+        real = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(args.seed))[:args.n]]
+        real_name = "test images"
+    else:
+        raise LatentAtlasError(f"model '{model.name}' is not a Fashion-MNIST model: give the real images to invert with "
+                               "--targets DIR (and --reference DIR, --attribute-probe labels.csv for the metrics)")
+    setup = {**_reference_kw(args)}
+    if args.flip:
+        pair = tuple(p.strip() for p in args.flip.split(","))
+        if len(pair) != 2 or not all(pair):
+            raise LatentAtlasError(f"--flip takes two attribute names A,B; got {args.flip!r}")
+        setup["flip"] = pair
+    if args.attribute_probe:
+        from .metrics.attributes import probe_from_csv
+        from .metrics.reference import resolve
+        _, ext = resolve(model, folder=args.reference, features=args.features, inception=args.inception,
+                         what="evaluate-inversion")
+        setup["probe"] = probe_from_csv(args.attribute_probe, model, ext)
     with torch.no_grad():
         gen = model(model.sample_z(args.n, 900_000 + args.seed)).clamp(-1, 1).cpu()
     if not model.has_mapping:
@@ -703,8 +728,12 @@ def cmd_evaluate_inversion(args):
         if args.lr != 0.01:
             raise LatentAtlasError("--lr applies to W/W+/P-norm+ inversion; Diamond in the rough's Z recovery "
                                    "runs at its own lr 0.01")
+        if args.attribute_probe or args.flip or args.reference or args.features:
+            raise LatentAtlasError("--attribute-probe/--flip/--reference/--features serve the editing and "
+                                   "distribution metrics of W+ embeddings; a Z-only model has Diamond's Z recovery "
+                                   "only (reconstruction metrics)")
         rows = [{"targets": name, **diamond_z_inversion(model, t, steps=args.steps, seed=args.seed)}
-                for name, t in (("test images", real), ("generated", gen))]
+                for name, t in ((real_name, real), ("generated", gen))]
     else:
         methods = METHODS
         if args.grid and args.methods:
@@ -719,10 +748,10 @@ def cmd_evaluate_inversion(args):
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
         with _pool(args, model, atlas) as pool:
-            rows = evaluate_inversion(model, {"test images": real, "generated": gen}, methods=methods,
+            rows = evaluate_inversion(model, {real_name: real, "generated": gen}, methods=methods,
                                       atlas=atlas, steps=args.steps, lr=args.lr,
                                       progress=sys.stderr.isatty() and not args.json, seed=args.seed,
-                                      pool=pool)
+                                      pool=pool, **setup)
         if args.plots:
             from .inversion.evaluate import plot_pnorm
             for p in plot_pnorm(rows, args.plots):
@@ -1105,10 +1134,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_evaluate_directions)
 
     s = sub.add_parser("evaluate-inversion", parents=[common], help="the II2S evaluation table for inversion methods",
-                       description="Invert N held-out Fashion-MNIST test images and N generated images with W, W+, "
+                       description="Invert N real images (held-out Fashion-MNIST test images, or --targets DIR) and N "
+                                   "generated images with W, W+, "
                                    "P-norm+ and the regularised variants, and report reconstruction (PSNR, SSIM, "
-                                   "RMSE, perceptual), editing strength along GANSpace directions, class-flip rate "
-                                   "of a supervised direction, PPL of the embeddings, style-mixing FID, "
+                                   "RMSE, perceptual), editing strength along GANSpace directions read by an "
+                                   "attribute estimator (the feature network's classes, or --attribute-probe), the "
+                                   "flip rate of one named attribute, PPL of the embeddings, style-mixing FID, "
                                    "interpolation FID (W+ and P-norm+) and P-norm+ outlier share. On a Z-only "
                                    "model (fashion-wgangp) it runs Z inversion with Diamond in the rough's recovery (§3.1).")
     s.add_argument("--model", required=True)
@@ -1123,6 +1154,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", default=None, metavar="DIR",
                    help="write histograms of the embeddings' P-norm+ coordinates (first 10 dimensions and the rest)")
     s.add_argument("--data-dir", default=None)
+    s.add_argument("--targets", default=None, metavar="DIR",
+                   help="real images to invert (the first N, sorted by name); default: N random images of the "
+                        "Fashion-MNIST test split, for Fashion-MNIST models only")
+    _add_reference(s)
+    s.add_argument("--attribute-probe", default=None, metavar="CSV",
+                   help="labelled images ('path,label' rows, paths relative to the CSV) to fit a linear probe on the "
+                        "metric features: the attribute estimator that reads the edits and the flip test (required "
+                        "for models other than Fashion-MNIST ones, which default to the feature network's classes)")
+    s.add_argument("--flip", default=None, metavar="A,B",
+                   help="the flip test's two attributes (default Sneaker,Sandal; with a probe: its first two labels)")
     s.add_argument("--seed", type=_seed, default=0)
     _add_ray(s, "one task per method and target set")
     s.set_defaults(fn=cmd_evaluate_inversion)

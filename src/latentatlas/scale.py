@@ -127,11 +127,13 @@ class Worker:
 
 
     # -- evaluate-inversion: one method on one target set
-    def inversion_row(self, set_name, x, label, kw, steps, lr, seed, progress: bool = False) -> dict:
+    def inversion_row(self, set_name, x, label, kw, steps, lr, seed, progress: bool = False,
+                      setup: dict | None = None) -> dict:
         from .inversion.evaluate import InversionEval
-        key = ("inversion", seed)
+        setup = setup or {}
+        key = ("inversion", seed, repr(sorted((k, str(v)) for k, v in setup.items())))
         if key not in self._sampling:
-            self._sampling[key] = InversionEval(self.model, self.atlas, seed)
+            self._sampling[key] = InversionEval(self.model, self.atlas, seed, **setup)
         return self._sampling[key].row(set_name, x, label, kw, steps, lr, progress=progress)
 
 

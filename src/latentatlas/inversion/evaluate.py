@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import LatentAtlasError
 from ..metrics.distribution import feature_stats, frechet_distance, kid
 from ..metrics.features import FashionFeatures
 from ..metrics.reconstruction import reconstruction_metrics
@@ -81,12 +82,12 @@ MIN_FID_IMAGES = 1000      # below this a FID of 128-d features is dominated by 
 
 
 @torch.no_grad()
-def _distribution(ext, images: torch.Tensor, name: str) -> dict:
+def _distribution(ext, images: torch.Tensor, name: str, ref=None) -> dict:
     """``{name}_fid`` on >= MIN_FID_IMAGES images, else ``{name}_kid`` and ``{name}_kid_std`` (never a
-    FID from a near-singular covariance), against the Fashion-MNIST test split."""
+    FID from a near-singular covariance), against ``ref`` (default: the Fashion-MNIST test split)."""
     from ..metrics.reference import fashion_reference
     f = torch.cat([ext(images[i:i + 500]) for i in range(0, images.shape[0], 500)]).double().cpu().numpy()
-    ref = fashion_reference()
+    ref = ref if ref is not None else fashion_reference()
     if f.shape[0] >= MIN_FID_IMAGES:
         mu, sig = feature_stats(f)
         return {f"{name}_fid": frechet_distance(ref.mu, ref.sigma, mu, sig)}
@@ -95,41 +96,46 @@ def _distribution(ext, images: torch.Tensor, name: str) -> dict:
 
 
 @torch.no_grad()
-def embedding_metrics(model, ws: torch.Tensor, atlas, ext: FashionFeatures, *, directions=None, supervised=None,
-                      seed: int = 0) -> dict:
-    """Editing, PPL, style-mixing and interpolation metrics of W+ embeddings [N, L, D]."""
+def embedding_metrics(model, ws: torch.Tensor, atlas, ext, *, directions=None, supervised=None,
+                      seed: int = 0, attributes=None, reference=None) -> dict:
+    """Editing, PPL, style-mixing and interpolation metrics of W+ embeddings [N, L, D].
+    ``attributes`` (``metrics.attributes``) reads the edits (default: the feature network's
+    classes); ``reference`` is the real set of the distribution metrics (default: Fashion-MNIST)."""
+    from ..metrics.attributes import estimator_for
     m = model
+    attrs = attributes if attributes is not None else estimator_for(m, ext)
     ws = ws.to(m.device)
     N, L = ws.shape[:2]
     g = torch.Generator().manual_seed(seed)
     out = {}
-    base_f = ext(m.synthesis(ws))
     if directions is not None:
-        # II2S Table 4 reads a pose estimator; here the attribute estimator is the feature network's
-        # class probabilities: per GANSpace direction, the range of each class's mean probability
-        # over the edits at -2σ, -σ, 0, σ, 2σ, and the class that moves most
+        # II2S Table 4 reads a pose estimator; here the attribute estimator (the feature network's
+        # class probabilities, or the user's probe) is read per GANSpace direction: the range of
+        # each attribute's mean probability over the edits at -2σ, -σ, 0, σ, 2σ, and the attribute
+        # that moves most
         ranges, moved = [], []
         for i in range(min(3, len(directions))):
             u, s = directions.vectors[i].to(m.device), float(directions.sigmas[i])
-            probs = torch.stack([torch.softmax(ext.logits(m.synthesis(ws + a * s * u)), 1).mean(0)
-                                 for a in (-2, -1, 0, 1, 2)])                      # [5, classes]
+            probs = torch.stack([attrs.probs(m.synthesis(ws + a * s * u)).mean(0)
+                                 for a in (-2, -1, 0, 1, 2)])                      # [5, attributes]
             rng = probs.max(0).values - probs.min(0).values
             ranges.append(float(rng.max()))
             moved.append(int(rng.argmax()))
         out["edit_prob_range"] = float(np.mean(ranges))
-        out["edit_classes"] = moved
+        out["edit_classes"] = [attrs.names[k] for k in moved]
     if supervised is not None:
-        # one named attribute, as II2S's gender test: Sneaker images moved by -σ along
-        # (Sneaker - Sandal) and Sandal images by +σ; the share that the estimator then reads as
-        # the other class
+        # one named attribute, as II2S's gender test: A images moved by -σ along (A - B) (Sneaker -
+        # Sandal for Fashion-MNIST) and B images by +σ; the share that the estimator then reads as
+        # the other attribute
         u, s = supervised.vectors[0].to(m.device), float(supervised.sigmas[0])
-        c0 = ext.net.head(base_f).argmax(1)
+        c0 = attrs.classify(m.synthesis(ws))
         a_cls, b_cls = supervised.meta.get("classes", (7, 5))
+        out["flip_pair"] = f"{attrs.names[a_cls]} <-> {attrs.names[b_cls]}"
         flips, n_ab = 0, 0
         for cls, sign, other in ((a_cls, -1.0, b_cls), (b_cls, 1.0, a_cls)):
             sel = c0 == cls
             if sel.any():
-                c1 = ext.classify(m.synthesis(ws[sel] + sign * s * u))
+                c1 = attrs.classify(m.synthesis(ws[sel] + sign * s * u))
                 flips += int((c1 == other).sum())
                 n_ab += int(sel.sum())
         out["flip_rate"] = flips / n_ab if n_ab else float("nan")
@@ -142,18 +148,18 @@ def embedding_metrics(model, ws: torch.Tensor, atlas, ext: FashionFeatures, *, d
     cut = max(1, L // 3)
     mixed = ws[perm].clone()
     mixed[:, :cut] = ws[:, :cut]
-    out.update(_distribution(ext, m.synthesis(mixed), "style_mixing"))
+    out.update(_distribution(ext, m.synthesis(mixed), "style_mixing", reference))
     out["style_mixing_split"] = cut
     # interpolation to random samples: 5 inner points, in W+ and in P-norm+
     rnd = m.broadcast(m.mapping(m.sample_z(N, 424_242 + seed)))
     ts = torch.linspace(0, 1, 7, device=m.device)[1:-1]
     imgs_w = torch.cat([m.synthesis(ws.lerp(rnd, float(tt))) for tt in ts])
-    out.update(_distribution(ext, imgs_w, "interp_wplus"))
+    out.update(_distribution(ext, imgs_w, "interp_wplus", reference))
     if atlas is not None:
         plus = atlas.pnorm_plus.to(m.device)
         va, vb = plus.transform(ws), plus.transform(rnd)
         imgs_p = torch.cat([m.synthesis(plus.inverse_transform(va.lerp(vb, float(tt)))) for tt in ts])
-        out.update(_distribution(ext, imgs_p, "interp_pnorm+"))
+        out.update(_distribution(ext, imgs_p, "interp_pnorm+", reference))
         out.update(pnorm_outliers(va))
         out["_pnorm+"] = va.cpu()            # for the histograms (--plots); not a table column
     return out
@@ -224,17 +230,34 @@ def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
     return paths
 
 
-class InversionEval:
-    """What every row of the evaluation shares (the atlas, the feature network, the GANSpace
-    directions, the Sneaker - Sandal direction); ``row`` runs one method on one target set. The
-    same call runs here and on a Ray worker (``latentatlas.scale``)."""
+FASHION_FLIP = ("Sneaker", "Sandal")      # the flip test's attribute pair on Fashion-MNIST models
 
-    def __init__(self, model, atlas, seed: int = 0):
+
+class InversionEval:
+    """What every row of the evaluation shares (the atlas, the reference set and feature network,
+    the attribute estimator, the GANSpace directions and the flip test's A - B direction); ``row``
+    runs one method on one target set. The same call runs here and on a Ray worker
+    (``latentatlas.scale``). ``reference``/``features``/``inception`` choose the real set as in
+    ``metrics.reference.resolve``; ``probe`` is an attribute estimator (``metrics.attributes``, or
+    a probe's ``state()``), required for models other than Fashion-MNIST ones; ``flip`` names the
+    flip test's two attributes (default Sneaker, Sandal; with a probe: its first two labels)."""
+
+    def __init__(self, model, atlas, seed: int = 0, *, reference=None, features=None, inception=None, probe=None,
+                 flip: tuple[str, str] | None = None):
+        from ..metrics.attributes import estimator_for
+        from ..metrics.reference import resolve
         from ..walks.directions import ganspace, mean_diff
         self.model, self.atlas, self.seed = model, atlas, seed
-        self.ext = FashionFeatures(model.device)
+        self.ref, self.ext = resolve(model, folder=reference, features=features, device=model.device,
+                                     inception=inception, what="evaluate-inversion")
+        self.attrs = estimator_for(model, self.ext, probe)
+        flip = flip or (FASHION_FLIP if FASHION_FLIP[0] in self.attrs.names and FASHION_FLIP[1] in self.attrs.names
+                        else tuple(self.attrs.names[:2]))
+        a, b = (self.attrs.index(f) for f in flip)
+        if a == b:
+            raise LatentAtlasError(f"the flip test needs two different attributes, got {flip[0]!r} twice")
         self.dirs = ganspace(model, k=3)
-        self.sup = mean_diff(model, class_a=7, class_b=5)     # Sneaker - Sandal
+        self.sup = mean_diff(model, class_a=a, class_b=b, attributes=self.attrs)
 
     def row(self, set_name: str, x: torch.Tensor, label: str, kw: dict, steps: int, lr: float,
             progress: bool = False) -> dict:
@@ -247,17 +270,18 @@ class InversionEval:
         row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
                "lr": lr, "steps": steps, "seconds": round(res.seconds, 1)}
         row.update(embedding_metrics(model, res.ws, self.atlas, self.ext, directions=self.dirs, supervised=self.sup,
-                                     seed=self.seed))
+                                     seed=self.seed, attributes=self.attrs, reference=self.ref))
         return row
 
 
 def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None,
                        steps: int = PAPER_STEPS, lr: float = PAPER_LR, atlas=None, progress: bool = False,
-                       seed: int = 0, pool=None) -> list[dict]:
+                       seed: int = 0, pool=None, **setup) -> list[dict]:
     """Rows of II2S's evaluation table: one per (target set, method), at the paper's protocol
     (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps. ``pool``
     (``latentatlas.scale``) runs one (set, method) per task on its workers; the rows come back in
-    the same order."""
+    the same order. ``setup``: reference, features, inception, probe, flip (see ``InversionEval``;
+    a probe travels to workers as its ``state()``, a reference folder is read at the same path)."""
     import logging
 
     from ..atlas import get_atlas
@@ -271,15 +295,17 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
              est / 60 / (pool.size if pool is not None else 1), f" on {pool.describe()}" if pool is not None else "")
     jobs = [(set_name, x, label, kw) for set_name, x in targets.items() for label, kw in methods.items()]
     if pool is None:
-        ev = InversionEval(model, atlas, seed)
+        ev = InversionEval(model, atlas, seed, **setup)
         rows = []
         for j, (set_name, x, label, kw) in enumerate(jobs):
             log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j % len(methods) + 1, len(methods), label)
             rows.append(ev.row(set_name, x, label, kw, steps, lr, progress=progress))
         return rows
     pool.share_atlas(atlas)
+    if hasattr(setup.get("probe"), "state"):
+        setup = {**setup, "probe": setup["probe"].state()}
     got = {}
-    for j, row in pool.imap("inversion_row", ((j, (set_name, x.cpu(), label, kw, steps, lr, seed), {})
+    for j, row in pool.imap("inversion_row", ((j, (set_name, x.cpu(), label, kw, steps, lr, seed), {"setup": setup})
                                               for j, (set_name, x, label, kw) in enumerate(jobs))):
         log.info("evaluate-inversion: %s / %s done (%d of %d)", row["targets"], row["method"], len(got) + 1, len(jobs))
         got[j] = row

@@ -173,12 +173,17 @@ def sefa(model, *, k: int = 10, layers: list[str] | None = None) -> Directions:
                    eigenvalues=evals[order].tolist())
 
 
-def _class_scores(model, n, seed, space):
-    from ..metrics.features import FashionFeatures
-    if not (model.img_channels == 1 and model.img_resolution == 32):
-        raise LatentAtlasError(f"supervised directions use the Fashion-MNIST classifier's predictions as labels; "
-                               f"model '{model.name}' is not a 32x32 grayscale model")
-    ext = FashionFeatures(model.device)
+def _class_scores(model, n, seed, space, attributes=None):
+    """Latents of n samples and their labels: the Fashion-MNIST classifier's predictions, or the
+    most probable attribute of ``attributes`` (a ``metrics.attributes.Attributes``)."""
+    if attributes is None:
+        from ..metrics.features import FashionFeatures
+        if not (model.img_channels == 1 and model.img_resolution == 32):
+            raise LatentAtlasError(f"supervised directions use the Fashion-MNIST classifier's predictions as labels; "
+                                   f"model '{model.name}' is not a 32x32 grayscale model (give an attribute estimator)")
+        classify = FashionFeatures(model.device).classify
+    else:
+        classify = attributes.classify
     lat, cls = [], []
     with torch.no_grad():
         for i in range(0, n, 500):
@@ -186,24 +191,29 @@ def _class_scores(model, n, seed, space):
             x = model.mapping(z) if space == "w" else z
             imgs = model(z)
             lat.append(x.cpu())
-            cls.append(ext.classify(imgs).cpu())
+            cls.append(classify(imgs).cpu())
     return torch.cat(lat), torch.cat(cls)
 
 
-def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = None, class_b: int | None = None) -> Directions:
+def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = None, class_b: int | None = None,
+              attributes=None) -> Directions:
     """One direction per Fashion-MNIST class (class mean − mean of the rest), or a single
-    class_a − class_b direction. Classes are the feature network's predictions."""
+    class_a − class_b direction. Classes are the feature network's predictions, or the most
+    probable attribute of ``attributes`` (then class indices index ``attributes.names``)."""
     space = "w" if model.has_mapping else "z"
-    x, c = _class_scores(model, n, seed, space)
+    x, c = _class_scores(model, n, seed, space, attributes)
     from ..data.fashion import CLASSES
+    if attributes is not None:
+        CLASSES = attributes.names                  # noqa: N806
     if class_a is not None:
         if (c == class_a).sum() < 10 or (class_b is not None and (c == class_b).sum() < 10):
-            raise LatentAtlasError("mean-diff: fewer than 10 samples of a requested class")
+            want = [CLASSES[k] for k in (class_a, class_b) if k is not None and (c == k).sum() < 10]
+            raise LatentAtlasError(f"mean-diff: fewer than 10 of {n} samples are read as {' or '.join(want)}")
         rest = x[c == class_b] if class_b is not None else x[c != class_a]
         v = (x[c == class_a].mean(0) - rest.mean(0))[None]
         names = [f"{CLASSES[class_a]} - {CLASSES[class_b] if class_b is not None else 'rest'}"]
     else:
-        keep = [k for k in range(10) if (c == k).sum() >= 10]
+        keep = [k for k in range(len(CLASSES)) if (c == k).sum() >= 10]
         v = torch.stack([x[c == k].mean(0) - x[c != k].mean(0) for k in keep])
         names = [f"{CLASSES[k]} - rest" for k in keep]
     classes = [class_a, class_b] if class_a is not None else None
