@@ -128,7 +128,8 @@ def test_report_writes_html(tiny_file, tmp_path, capsys, monkeypatch):
     assert "samples.png" in html and "weights hash" in html
     for sec in ("latent-space", "sampling", "inversion", "walks"):
         assert f'id="{sec}"' in html
-    assert "section not available" not in html
+    assert "section not available" not in html and "not available:" not in html
+    assert 'id="overview"' in html and "early: b4.conv1" in html    # early-vs-late directions ran
     for f in ("samples.png", "marginals.png", "multilevel-em.png", "multilevel-learned.png", "inversion.png",
               "pnorm_hist.png"):
         assert (tmp_path / "rep" / f).exists(), f

@@ -23,7 +23,9 @@ def test_every_family_on_the_same_columns(tmp_path):
     base = {"strategy": "truncation", "params": "psi=1.0", "fid": 9.0, "kid": 0.1, "precision": 0.5, "recall": 0.4,
             "coverage": 0.3, "realism": 0.8, "share_unrealistic": 0.6, "pixel_dist": 0.0, "class_preserved": 1.0}
     best = {**base, "params": "psi=0.7", "fid": 7.0, "pixel_dist": 2.5, "class_preserved": 0.9}
-    ctx.figures["sampling"] = {"n": 500, "baseline": base, "best": {"truncation": best}}
+    worse = {**base, "params": "psi=0.5", "fid": 8.0, "pixel_dist": 4.0, "class_preserved": 0.8}
+    # psi=1.0 (identity, pixel_dist 0) is not a strategy's "best setting"; psi=0.7 beats psi=0.5
+    ctx.figures["sampling"] = {"n": 500, "baseline": base, "rows": [base, worse, best, {"strategy": "x", "error": "n/a"}]}
     with torch.no_grad():
         targets = m(m.sample_z(12, 3)).clamp(-1, 1)
     noisy = (targets + 0.3 * torch.randn_like(targets)).clamp(-1, 1)

@@ -119,8 +119,8 @@ def diamond_sigma(ctx) -> Claim:
     c = "the optimised σ is small for good samples and large for bad ones"
     paper = "Diamond in the rough (§3.3)"
     m = ctx.model
-    if m.has_mapping or not m.has_minibatch_std:
-        return _na(paper, c, "σ = auto needs a Z-space model with a minibatch-std critic")
+    if not m.has_minibatch_std:
+        return _na(paper, c, "σ = auto needs a minibatch-std critic (the per-sample σ is set by the critic midpoint)")
     from ..sampling import Context, apply_strategy, initial_latents
     from scipy.stats import spearmanr
     sctx = ctx.figures.get("sampling_ctx") or Context(m, atlas=ctx.atlas)

@@ -73,6 +73,8 @@ def table(rows: list[dict], floatfmt: str = "{:.4g}") -> str:
     cols = list(rows[0])
 
     def cell(v):
+        if v is None:
+            return "—"
         return floatfmt.format(v) if isinstance(v, float) else html.escape(str(v))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)

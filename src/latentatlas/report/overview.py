@@ -39,10 +39,19 @@ def shared_metrics(ref, ext, images: torch.Tensor, start: torch.Tensor, seed: in
 
 
 def _sampling_rows(res: dict) -> list[dict]:
-    rows = []
-    best = dict(res.get("best", {}))
+    """The untruncated baseline, then each strategy at its best point by the sweep's ranking (FID,
+    or KID without FID) among the points that change the samples at all (an identity point such
+    as ψ = 1 would only repeat the baseline)."""
+    from ..sampling.evaluate import _rank
+    best = {}
+    for r in res.get("rows", []):
+        if "error" in r or not r.get("pixel_dist"):
+            continue
+        if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
+            best[r["strategy"]] = r
     if res.get("baseline"):
         best = {"none (baseline)": res["baseline"], **best}
+    rows = []
     for name, r in best.items():
         rows.append({"family": "sampling", "method": name, "setting": r["params"], "n": res["n"],
                      **{k: r.get(k) for k in SHARED}, "pixel_dist": r.get("pixel_dist"),

@@ -262,13 +262,13 @@ def _directions_by_layer(m) -> list[dict]:
     """Top-3 directions of one method at an early and a late layer, measured the same way:
     SeFa on the style weights of the first vs the last synthesis conv for mapped models, GANSpace
     on the activations of the second vs the second-to-last stage for Z-only models."""
-    from ..walks.directions import compute_directions
+    from ..walks.directions import compute_directions, style_layers
     from ..walks.edit import evaluate_directions
     names = m.layer_names
     if m.has_mapping:
-        convs = [n for n in names if ".conv" in n]
+        convs = style_layers(m)
         if len(convs) < 2:
-            raise LatentAtlasError("fewer than two named synthesis convs")
+            raise LatentAtlasError(f"fewer than two synthesis layers with a style affine ({convs})")
         picks = [("sefa", {"k": 3, "layers": [convs[0]]}, convs[0]), ("sefa", {"k": 3, "layers": [convs[-1]]}, convs[-1])]
     else:
         if len(names) < 2:
@@ -459,7 +459,8 @@ def _overview(ctx: ReportContext) -> Section:
     ctx.figures["overview"] = rows
     if not rows:
         return Section("overview", "Every method on one table", _note("; ".join(notes)))
-    body = ("<p>Every sampling strategy at its best setting (by the sweep's FID), every inversion method and every "
+    body = ("<p>Every sampling strategy at its best setting (by the sweep's FID, among the settings that change the "
+            "samples), every inversion method and every "
             "direction method, scored by one function on the same metrics against the report's reference set. "
             "Within a family the rows share their starting images: the sweep's seeds for sampling, the same "
             f"targets for inversion, the same {ctx.overview_n} samples walked to ±2σ along each method's first "

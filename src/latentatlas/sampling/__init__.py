@@ -336,12 +336,20 @@ def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
             return torch.load(path, map_location="cpu", weights_only=True).to(model.device)
         except Exception:   # noqa: BLE001 - a damaged cache entry is recomputed
             path.unlink()
+    import logging
+    import sys
+
+    from tqdm import tqdm
+    logging.getLogger("latentatlas").info(
+        "Diamond mean protoimage of %s: %d samples, %d recovery steps + %d search iterations each (once per model "
+        "and settings; cached in %s)", model.name, int(n), steps, iters, path.parent)
     z0 = model.sample_z(int(n), seed=987_000 + seed)
     rec_cfg = dm.recovery_config(settings, steps, seed, n_init)
     proto_cfg = dm.proto_config(settings, iters)
     zps = []
     with torch.enable_grad():
-        for i in range(0, int(n), batch):
+        for i in tqdm(range(0, int(n), batch), desc="mean protoimage (batches)", leave=False,
+                      disable=not sys.stderr.isatty()):
             a = z0[i:i + batch]
             x = model(a).detach()
             z1 = dm.recover_z(model, x, rec_cfg)

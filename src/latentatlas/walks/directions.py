@@ -150,6 +150,14 @@ def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | 
     return _finish(model, B.float(), space, "ganspace", lat, n=n, seed=seed, layer=layer)
 
 
+def style_layers(model) -> list[str]:
+    """Names of the synthesis layers that have a style affine (SeFa's ``layers``), from the input
+    side to the output side; toRGB layers left out."""
+    model.require_mapping("style layers")
+    return [name for name, mod in model.G.synthesis.named_modules()
+            if name and hasattr(mod, "affine") and "torgb" not in name.lower()]
+
+
 def sefa(model, *, k: int = 10, layers: list[str] | None = None) -> Directions:
     """Closed-form factorisation over the style affine weights of the named synthesis layers
     (e.g. 'b4.conv1', 'b8.conv0'); default the first layer."""
