@@ -109,8 +109,9 @@ class LinearProbe(Attributes):
         few = [n for n in names if labels.count(n) < MIN_PER_LABEL]
         if few:
             raise LatentAtlasError(f"an attribute probe needs at least {MIN_PER_LABEL} images per label; too few for {few}")
+        from .suite import features_of_images
         with torch.no_grad():
-            f = torch.cat([ext(images[i: i + batch_size]).float().cpu() for i in range(0, len(images), batch_size)])
+            f = torch.from_numpy(features_of_images(images, ext, batch_size=batch_size))
         y = torch.tensor([names.index(v) for v in labels])
         held = torch.zeros(len(y), dtype=torch.bool)
         if min(labels.count(n) for n in names) >= 10:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..metrics.reference import classifier, resolve
+from ..metrics.suite import features_of_images
 
 SHARED = ("fid", "kid", "kid_std", "precision", "recall", "coverage", "realism", "share_unrealistic")
 COLUMNS = ("family", "method", "setting", "n", *SHARED, "pixel_dist", "class_kept")
@@ -24,17 +25,15 @@ def shared_metrics(ref, ext, images: torch.Tensor, start: torch.Tensor, seed: in
     distribution metrics against ``ref`` in ``ext``'s feature space, mean pixel L2 to the start
     image (the sampling sweep's ``pixel_dist``) and the share whose predicted class is kept."""
     with torch.no_grad():
-        f = torch.cat([ext(images[i: i + 500]).cpu() for i in range(0, len(images), 500)])
-        sc = ref.scores(f.numpy().astype(np.float64), kid_subsets=50, seed=seed)
+        f = features_of_images(images, ext)
+        sc = ref.scores(f.astype(np.float64), kid_subsets=50, seed=seed)
         row = {k: sc.get(k) for k in SHARED}
         row["pixel_dist"] = float((images - start).flatten(1).norm(dim=1).mean())
-        cls = classifier(ext)
-        if cls is not None:
-            f0 = torch.cat([ext(start[i: i + 500]).cpu() for i in range(0, len(start), 500)])
+        row["class_kept"] = None
+        if classifier(ext) is not None:
             head = ext.net.head
-            row["class_kept"] = float((head(f).argmax(1) == head(f0).argmax(1)).float().mean())
-        else:
-            row["class_kept"] = None
+            c1, c0 = (head(torch.from_numpy(x)).argmax(1) for x in (f, features_of_images(start, ext)))
+            row["class_kept"] = float((c1 == c0).float().mean())
     return row
 
 
@@ -86,20 +85,19 @@ def overview_rows(ctx) -> tuple[list[dict], list[str]]:
     dsets = ctx.figures.get("direction_sets") or []
     if dsets:
         from ..walks.edit import render_walk, walk_latents
-        n = ctx.overview_n
+        base_z = m.sample_z(ctx.overview_n, ctx.seed)
+        with torch.no_grad():
+            base_w = m.mapping(base_z) if m.has_mapping else None
         for method, d, dp_model in dsets:
-            base_z = m.sample_z(n, ctx.seed)
-            with torch.no_grad():
-                base = m.mapping(base_z) if d.space == "w" else base_z
-                start = (m.synthesis(base) if d.space == "w" else m(base)).clamp(-1, 1).cpu()
+            base = base_w if d.space == "w" else base_z
             for kind in ("linear", "dp"):
                 lat = walk_latents(m, d, 0, base, kind=kind, steps=3, extent=2.0, dp_model=dp_model)
                 with torch.no_grad():
-                    ends = render_walk(m, d, lat)          # [-2σ, 0, +2σ]
-                imgs = torch.cat([ends[0], ends[-1]])
+                    ends = render_walk(m, d, lat)          # [-2σ, 0 (the samples themselves), +2σ]
                 rows.append({"family": "directions", "method": f"{method} {kind}",
-                             "setting": f"direction 0 at ±2σ ({d.space})", "n": len(imgs),
-                             **shared_metrics(ref, ext, imgs, torch.cat([start, start]), ctx.seed)})
+                             "setting": f"direction 0 at ±2σ ({d.space})", "n": 2 * len(base),
+                             **shared_metrics(ref, ext, torch.cat([ends[0], ends[-1]]),
+                                              torch.cat([ends[1], ends[1]]), ctx.seed)})
     else:
         notes.append("directions: the walks section did not run")
     return [{c: r.get(c) for c in COLUMNS} for r in rows], notes

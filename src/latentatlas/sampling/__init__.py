@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -336,9 +338,6 @@ def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
             return torch.load(path, map_location="cpu", weights_only=True).to(model.device)
         except Exception:   # noqa: BLE001 - a damaged cache entry is recomputed
             path.unlink()
-    import logging
-    import sys
-
     from tqdm import tqdm
     logging.getLogger("latentatlas").info(
         "Diamond mean protoimage of %s: %d samples, %d recovery steps + %d search iterations each (once per model "
