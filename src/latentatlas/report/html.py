@@ -45,6 +45,15 @@ class ReportContext:
     reference: dict = field(default_factory=dict)  # reference/features/inception for the metrics (metrics.reference)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
     pool: object = None              # latentatlas.scale pool for the sampling sweep (--ray); None = here
+    mean_diff_n: int = 5000          # samples classified for the mean-difference directions
+
+    def mean_diff(self):
+        """The model's per-class mean-difference directions, computed once per report (the sampling
+        section's attribute control and the walks section use the same set)."""
+        if "mean_diff" not in self.figures:
+            from ..walks.directions import mean_diff
+            self.figures["mean_diff"] = mean_diff(self.model, n=self.mean_diff_n, seed=self.seed)
+        return self.figures["mean_diff"]
 
     def image(self, name: str, alt: str, caption: str, width: int | None = None) -> str:
         """A figure with its one-sentence caption: what to look for in it."""

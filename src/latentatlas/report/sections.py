@@ -211,8 +211,7 @@ def _diamond_figures(ctx, m, sctx) -> str:
                                  "Read each row left to right: the garment should grow cleaner toward the red "
                                  "frame and turn into another garment after it."))
     if not m.has_mapping and _is_fashion(m):
-        from ..walks.directions import mean_diff
-        dirs = mean_diff(m, n=5000, seed=ctx.seed)
+        dirs = ctx.mean_diff()
         dirs.save(ctx.out / "diamond-attribute-dirs.npz")
         names = dirs.meta.get("names", [])
         k = next((i for i, nm in enumerate(names) if nm.startswith("Ankle boot")), 0)
@@ -277,7 +276,7 @@ def _directions_by_layer(m) -> list[dict]:
         picks = [("ganspace", {"k": 3, "layer": early}, early), ("ganspace", {"k": 3, "layer": late}, late)]
     rows = []
     for (method, kw, layer), when in zip(picks, ("early", "late")):
-        ev = evaluate_directions(m, compute_directions(m, method, **kw), n=32, dp_steps=100)   # drift unused here
+        ev = evaluate_directions(m, compute_directions(m, method, **kw), n=32, drift=False, ppl=False)
         r = ev["rows"]
         row = {"layer": f"{when}: {layer}", "method": method}
         for key in ("classes_moved", "g1_variation", "roughness"):
@@ -406,7 +405,7 @@ def _walks(ctx: ReportContext) -> Section:
     drift_rows = []
     for method, kw in plans:
         try:
-            d = compute_directions(m, method, **kw)
+            d = ctx.mean_diff() if method == "mean-diff" else compute_directions(m, method, **kw)
         except LatentAtlasError as e:
             parts.append(f"<h3>{method}</h3>" + _note(str(e)))
             continue

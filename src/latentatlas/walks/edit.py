@@ -84,19 +84,24 @@ def _feature_fn(model):
 
 @torch.no_grad()
 def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9, extent: float = 2.0,
-                        seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None) -> dict:
+                        seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None,
+                        drift: bool = True, ppl: bool = True) -> dict:
     """Per direction: density drift (mean |log p(walk point) − log p(start)|; learned F in W,
     the exact Gaussian in Z) of the linear vs the learned/norm-preserving walk, G1
     feature variation, number of class probabilities moved by > 0.1, class-flip rate, the walk's
     roughness (squared feature change per σ between frames) and Karras et al.'s perceptual path
-    length on the walk's segment (``metrics.ppl``); plus the orthogonality error of the whole set."""
+    length on the walk's segment (``metrics.ppl``); plus the orthogonality error of the whole set.
+    ``drift=False`` skips the density drift (and so the DP model a W set without one would train),
+    ``ppl=False`` the path length."""
     from ..metrics.ppl import perceptual_path_length
     from .density import DPConfig, train_dp_lase
     dirs.check_model(model)
     z = model.sample_z(n, seed)
     base = model.mapping(z) if dirs.space == "w" else z
     dp = dp_model
-    if dirs.space == "z":
+    if not drift:
+        logp = None
+    elif dirs.space == "z":
         # Z ~ N(0, I): the exact log-density (up to a constant); the dp walk keeps ‖z‖
         logp = lambda x: -0.5 * x.square().sum(-1)
     else:
@@ -113,21 +118,23 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     rows = []
     for i in range(len(dirs)):
         lin = walk_latents(model, dirs, i, base, kind="linear", steps=steps, extent=extent)
-        dpw = walk_latents(model, dirs, i, base, kind="dp", steps=steps, extent=extent, dp_model=dp)
-        ld = lambda p: torch.stack([logp(x) for x in p])                       # [S, N]
-        l0 = logp(base)
-        drift_lin = (ld(lin) - l0).abs().mean().item()
-        drift_dp = (ld(dpw) - l0).abs().mean().item()
+        row = {"direction": i, "name": (dirs.meta.get("names") or [None] * len(dirs))[i] or f"{dirs.method} {i}"}
+        if logp is not None:
+            dpw = walk_latents(model, dirs, i, base, kind="dp", steps=steps, extent=extent, dp_model=dp)
+            ld = lambda p: torch.stack([logp(x) for x in p])                   # [S, N]
+            l0 = logp(base)
+            row["density_drift_linear"] = (ld(lin) - l0).abs().mean().item()
+            row["density_drift_dp"] = (ld(dpw) - l0).abs().mean().item()
         imgs = render_walk(model, dirs, lin)                                   # [S, N, C, H, W]
         fs = torch.stack([feat(im.to(model.device)).cpu() for im in imgs])     # [S, N, F]
         step_eps = 2 * extent / (steps - 1)
         # roughness: squared feature change per σ between the walk's frames (coarse steps);
         # ppl: Karras et al.'s PPL (ε = 1e-4) on the segment between the walk's two ends
-        roughness = ((fs[1:] - fs[:-1]).square().sum(-1) / step_eps ** 2).mean().item()
-        ppl = perceptual_path_length(model, space="w" if dirs.space == "w" else "z", endpoints=(lin[0], lin[-1]),
-                                     seed=seed)["ppl"] if dirs.space == "w" or not model.has_mapping else float("nan")
-        row = {"direction": i, "name": (dirs.meta.get("names") or [None] * len(dirs))[i] or f"{dirs.method} {i}",
-               "density_drift_linear": drift_lin, "density_drift_dp": drift_dp, "roughness": roughness, "ppl": ppl}
+        row["roughness"] = ((fs[1:] - fs[:-1]).square().sum(-1) / step_eps ** 2).mean().item()
+        if ppl:
+            row["ppl"] = perceptual_path_length(model, space="w" if dirs.space == "w" else "z",
+                                                endpoints=(lin[0], lin[-1]), seed=seed)["ppl"] \
+                if dirs.space == "w" or not model.has_mapping else float("nan")
         if layer is not None:
             mid = steps // 2
             h = lambda p: model.activation(model.forward_to(layer, p)).flatten(1)
