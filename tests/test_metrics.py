@@ -50,6 +50,26 @@ def test_kid_matches_naive_loop():
     assert abs(same) < 0.015 and shifted > 0.2
 
 
+def test_kid_reuses_the_real_term_only_for_the_same_draws():
+    # a sweep scores many fake sets against one reference: the cached real-set sums must give
+    # exactly what a cold computation gives, and a different fake-set size draws other subsets
+    from latentatlas.metrics import distribution as dist
+    x = rng(5).randn(400, 8)
+    y1, y2 = rng(6).randn(120, 8), rng(7).randn(150, 8) + 0.2
+    dist._KID_REAL_CACHE.clear()
+    cold = [kid(x, y, num_subsets=7, subset_size=100, seed=3) for y in (y1, y2)]
+    warm = [kid(x, y, num_subsets=7, subset_size=100, seed=3) for y in (y1, y2)]
+    assert len(dist._KID_REAL_CACHE) == 2 and cold == warm
+    dist._KID_REAL_CACHE.clear()
+    assert kid(x, y2, num_subsets=7, subset_size=100, seed=3) == cold[1]
+    # and the subset estimate itself is the naive one (one subset = the whole sets)
+    a, b = rng(8).randn(40, 3), rng(9).randn(40, 3)
+    k = lambda u, v: (u @ v.T / 3 + 1) ** 3
+    want = ((k(a, a).sum() - np.trace(k(a, a))) / (40 * 39) + (k(b, b).sum() - np.trace(k(b, b))) / (40 * 39)
+            - 2 * k(a, b).mean())
+    assert kid(a, b, num_subsets=1, subset_size=40)[0] == pytest.approx(want, rel=1e-12)
+
+
 def _prdc_naive(x, y, k):
     dxx = np.linalg.norm(x[:, None] - x[None], axis=2)
     dyy = np.linalg.norm(y[:, None] - y[None], axis=2)

@@ -59,6 +59,19 @@ def test_monotone_cdf_and_training(tiny_sg2):
     assert (c * g).sum(1).abs().max() < 1e-4
 
 
+def test_dplase_model_after_s_steps_is_the_s_step_model(tiny_sg2):
+    # bench_dplase.py's curve reads an s-step discovery off a longer run: that holds only while
+    # nothing in the loop depends on the total step count
+    import copy
+    kept = {}
+    cfg = dict(n_directions=2, layer="b8", batch=32, var_batch=8)
+    train_dp_lase(tiny_sg2, DPConfig(steps=5, **cfg), space="w",
+                  on_step=lambda s, dp: kept.__setitem__(s, copy.deepcopy(dp.state_dict())) if s == 3 else None)
+    short, _ = train_dp_lase(tiny_sg2, DPConfig(steps=3, **cfg), space="w")
+    for k, v in short.state_dict().items():
+        assert torch.equal(v, kept[3][k]), k
+
+
 def test_dplase_directions_orthonormal(tiny_sg2):
     d = compute_directions(tiny_sg2, "dplase", k=3, layer="b8", steps=150)
     G = d.dp_model.Gamma.detach()

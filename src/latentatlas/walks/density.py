@@ -132,12 +132,15 @@ class DPTrainLog:
 
 
 def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", directions: torch.Tensor | None = None,
-                  sigmas: torch.Tensor | None = None, progress: bool = False) -> tuple[DPWalkModel, DPTrainLog]:
+                  sigmas: torch.Tensor | None = None, progress: bool = False,
+                  on_step=None) -> tuple[DPWalkModel, DPTrainLog]:
     """Train F (+ C on walks along ``directions`` or along Γ) on samples of ``space`` ('w' for
     mapped models, 'z' otherwise). With ``cfg.n_directions > 0`` Γ is learned from l_var at
     ``cfg.layer`` (G1 = synthesis up to that layer). With fixed ``directions`` and their
     ``sigmas``, strides are drawn in ``eps_range`` units of each direction's σ, so C is trained
-    on the strides the walks will take (±2σ walks need ε up to 2σ_k)."""
+    on the strides the walks will take (±2σ walks need ε up to 2σ_k). ``on_step(step, dp)`` is
+    called after each optimiser step (the learning rate is constant, so the model after step s of
+    a longer run is the model of an s-step run)."""
     from tqdm import trange
     torch.manual_seed(cfg.seed)
     dev = model.device
@@ -227,6 +230,8 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
             opt.step()
             if step % 10 == 0 or step == cfg.steps - 1:
                 log.losses.append((step, lm.item(), ll.item(), lden.item(), lvar.item(), lreg.item()))
+            if on_step is not None:
+                on_step(step + 1, dp)
     finally:
         for p, f in zip(model.G.parameters(), flags):
             p.requires_grad_(f)
