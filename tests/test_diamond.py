@@ -182,10 +182,22 @@ def test_table1_protocol_option_misuse(capsys):
 
 def test_table1_summary_picks_the_best_nonzero_sigma():
     from latentatlas.sampling.evaluate import table1_summary
-    row = lambda strat, params, fid: {"strategy": strat, "params": params, "fid": fid, "pixel_dist": 1.0}
+    # the baseline is the point that changed no sample (pixel distance 0), whatever its name
+    row = lambda strat, params, fid: {"strategy": strat, "params": params, "fid": fid,
+                                      "pixel_dist": 0.0 if params == "t=inf" else 1.0}
     res = {"rows": [row("truncation", "t=inf", 7.0), row("truncation", "t=0.5", 9.0),
                     row("diamond", "sigma=0.0", 6.9), row("diamond", "sigma=0.01", 6.95),
                     row("diamond", "sigma=0.1", 8.0), row("diamond", "sigma=auto", 12.0)]}
     t = table1_summary(res, _model(extra={"arch": "wgangp"}))
     assert t["best_sigma"]["params"] == "sigma=0.01" and t["best_truncation"]["params"] == "t=0.5"
     assert t["diamond_beats_baseline"] is True and t["diamond_beats_truncation"] is True
+
+
+def test_z_model_sweep_finds_its_untruncated_baseline():
+    # a Z model's identity point is t = inf (no 'psi'): the summary and the method table start from it
+    from latentatlas.models.registry import load_generator
+    from latentatlas.sampling.evaluate import evaluate_sampling
+    m = load_generator("fashion-wgangp")
+    res = evaluate_sampling(m, ["truncation"], n=64, batch_size=64, progress=False,
+                            sweeps={"truncation": [{"t": 0.5}, {"t": math.inf}]})
+    assert res["baseline"]["params"] == "t=inf" and res["baseline"]["pixel_dist"] == 0.0

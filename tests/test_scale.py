@@ -70,6 +70,7 @@ def test_pooled_sampling_rows_equal_the_direct_ones():
     assert strip(direct["rows"]) == strip(pooled["rows"])
     assert strip([one]) == strip(direct["rows"][1:])
     assert direct["best"]["truncation"]["params"] == pooled["best"]["truncation"]["params"]
+    assert direct["baseline"]["params"] == "psi=1.0" and direct["baseline"]["pixel_dist"] == 0.0
 
 
 @pytest.mark.slow

@@ -107,6 +107,12 @@ class SamplingSetup:
         return row
 
 
+def _leaves_samples_alone(row: dict) -> bool:
+    """The untruncated baseline: the point that changed no sample (ψ = 1 in W, t = ∞ in Z, τ = ∞
+    — whatever the strategy calls it; Diamond's σ = 0 still projects onto the sphere and is not)."""
+    return row.get("pixel_dist") == 0.0
+
+
 def _atlas_need(strategies) -> str | None:
     """What the strategies read of the atlas: 'mixture', 'pnorm' or None."""
     from . import get_strategy
@@ -163,7 +169,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     for r in ok:
         if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
             best[r["strategy"]] = r
-    baseline = next((r for r in ok if r["params"] in ("-", "psi=1.0", "tau=inf", "sigma=0.0")), None)
+    baseline = next((r for r in ok if _leaves_samples_alone(r)), None)
     return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows,
             "best": best, "baseline": baseline}
 
@@ -204,7 +210,7 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     from .. import diamond as dm
     d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
-    base = next(r for r in ok if r["strategy"] == "truncation" and r["params"] in ("t=inf", "psi=1.0"))
+    base = next(r for r in ok if r["strategy"] == "truncation" and _leaves_samples_alone(r))
     trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=_rank, default=None)
     grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
     best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=_rank, default=None)
