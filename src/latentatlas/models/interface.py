@@ -174,11 +174,16 @@ class GANModel:
         return c
 
     def to(self, device) -> "GANModel":
-        """Move generator and discriminator to ``device`` (in place); returns the model."""
+        """Move generator and discriminator to ``device`` (in place); returns the model. On the
+        CPU the 4-d weights are stored channels-last, so every convolution runs on NHWC
+        activations, which oneDNN convolves about 1.4x faster (fashion-stylegan2, 250 images;
+        ``bench/bench_layout.py``); values agree to float rounding and ``weights_hash`` reads
+        the logical layout, so it does not change."""
         self.device = torch.device(device)
-        self.G.to(self.device)
+        fmt = {"memory_format": torch.channels_last} if self.device.type == "cpu" else {}
+        self.G.to(self.device, **fmt)
         if self.D is not None:
-            self.D.to(self.device)
+            self.D.to(self.device, **fmt)
         return self
 
     def weights_hash(self) -> str:
