@@ -108,7 +108,8 @@ def _cases():
         from latentatlas.models.registry import export_model, load_generator
         g = load_generator("fashion-wgangp")
         with torch.no_grad():
-            next(g.G.parameters()).view(-1)[0] = float("inf")
+            p = next(g.G.parameters())               # channels-last on the CPU: no .view(-1)
+            p[(0,) * p.dim()] = float("inf")
         export_model(g, t / "inf.safetensors")
         return _sample(str(t / "inf.safetensors"), t / "o.png")
     c["ckpt-inf-weights"] = nan_weights

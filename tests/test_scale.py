@@ -195,7 +195,7 @@ def test_ray_sampling_points_equal_the_single_process_rows(ray_local, tmp_path):
     from latentatlas.imageio import save_png
     from latentatlas.sampling.evaluate import evaluate_sampling
     from latentatlas.scale import RayPool
-    model = tiny_stylegan2()
+    model = tiny_stylegan2().to("cpu")   # the layout a loaded model has, as on the workers (bit-equal rows)
     f, _ = model_and_images(model, tmp_path, seed=0, n=1)
     ref = tmp_path / "ref"
     ref.mkdir()

@@ -39,3 +39,18 @@ def test_a_resumed_run_keeps_its_recipe_and_set_changes_it(tmp_path, capsys):
     assert hp()["lr"] == 2e-4 and hp()["gp_weight"] == 5.0
     assert main(["train", "wgangp", "--out", str(out), "--set", "r1_gamma=1"]) == 2
     assert "unknown hyper-parameter" in capsys.readouterr().err
+
+
+def test_a_warm_start_keeps_the_exported_recipe(tmp_path):
+    # --init-from an exported model (e.g. the bundled weights) continues with the recipe its card
+    # records, unless a --set changes it
+    from latentatlas.train.run import export_trained, train
+    first = tmp_path / "a"
+    train("wgangp", first, batch=4, total_kimg=0.008, ckpt_minutes=100, lr=3e-4)
+    hp = lambda out: torch.load(out / "checkpoint.pt", weights_only=False)["trainer"]["hparams"]   # noqa: E731
+    export_trained("wgangp", first, tmp_path / "a.pt")
+    train("wgangp", tmp_path / "b", batch=4, total_kimg=0.016, ckpt_minutes=100, init_from=str(tmp_path / "a.pt"))
+    assert hp(tmp_path / "b")["lr"] == 3e-4
+    train("wgangp", tmp_path / "c", batch=4, total_kimg=0.016, ckpt_minutes=100, init_from=str(tmp_path / "a.pt"),
+          gp_weight=5.0)
+    assert hp(tmp_path / "c")["lr"] == 3e-4 and hp(tmp_path / "c")["gp_weight"] == 5.0

@@ -181,3 +181,10 @@ def realism(real, fake, *, k: int = 3) -> np.ndarray:
         ratio = r[i: i + d.shape[0], None] / d.clamp_min(1e-12)
         best = torch.maximum(best, ratio.max(0).values)
     return best.numpy()
+
+
+def realism_summary(real, fake, *, k: int = 3) -> dict:
+    """The set-level figures of the realism score: its median, and the share of samples below 1
+    (outside the pruned real manifold)."""
+    rs = realism(real, fake, k=k)
+    return {"realism": float(np.median(rs)), "share_unrealistic": float((rs < 1).mean())}

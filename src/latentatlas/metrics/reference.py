@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import LatentAtlasError
-from .distribution import feature_stats, frechet_distance, kid, prdc, realism
+from .distribution import feature_stats, frechet_distance, kid, prdc, realism_summary
 from .features import Extractor, FashionFeatures, get_extractor, reference_stats
 
 log = logging.getLogger("latentatlas.metrics")
@@ -60,9 +60,8 @@ class Reference:
         if min(fake.shape[0], self.n) > fake.shape[1]:
             mu, sig = feature_stats(fake)
             fid = frechet_distance(self.mu, self.sigma, mu, sig)
-        rs = realism(self.feats, fake, k=k)
         return {"fid": fid, "kid": k_mean, "kid_std": k_std, **prdc(self.feats, fake, k=k, seed=seed),
-                "realism": float(np.median(rs)), "share_unrealistic": float((rs < 1).mean())}
+                **realism_summary(self.feats, fake, k=k)}
 
 
 def fits_fashion(model) -> bool:

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import LatentAtlasError
-from .distribution import feature_stats, frechet_distance, kid, prdc
+from .distribution import feature_stats, frechet_distance, kid, prdc, realism_summary
 from .features import Extractor, FashionFeatures
 
 
@@ -50,7 +50,7 @@ def quality_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, *, real_stat
     mu_f, s_f = feature_stats(fake_feats)
     k_mean, k_std = kid(real_feats, fake_feats, num_subsets=kid_subsets, seed=seed)
     return {"fid": frechet_distance(mu_r, s_r, mu_f, s_f), "kid": k_mean, "kid_std": k_std,
-            **prdc(real_feats, fake_feats, k=k, seed=seed)}
+            **prdc(real_feats, fake_feats, k=k, seed=seed), **realism_summary(real_feats, fake_feats, k=k)}
 
 
 def evaluate_model(model, *, n: int = 10000, features: str | None = None, seed: int = 0, device="cpu",

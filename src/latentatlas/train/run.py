@@ -50,10 +50,16 @@ def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: flo
             log.warning("resuming %s with changed hyper-parameters: %s", out_dir,
                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
         hp = {**{k: v for k, v in saved.items() if k != "seed"}, **hp}
+    warm = None
+    if init_from and not ck_path.exists():
+        # a warm start keeps the recipe the weights were trained with (their card's
+        # hyper-parameters) unless told otherwise, as a resumed run does
+        warm = torch.load(init_from, map_location="cpu", weights_only=True)
+        hp = {**{k: v for k, v in warm.get("meta", {}).get("hparams", {}).items() if k != "seed"}, **hp}
     trainer = build_trainer(arch, seed=seed, **hp)
     initial = None
-    if init_from and not (Path(out_dir) / "checkpoint.pt").exists():
-        ck = torch.load(init_from, map_location="cpu", weights_only=True)
+    if warm is not None:
+        ck = warm
         trainer.G.load_state_dict(ck["G"])
         trainer.G_ema.load_state_dict(ck["G"])
         trainer.D.load_state_dict(ck["D"])
