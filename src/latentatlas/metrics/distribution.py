@@ -60,6 +60,21 @@ def fid_from_features(real, fake) -> float:
     return frechet_distance(*feature_stats(real), *feature_stats(fake))
 
 
+def _array_key(x: np.ndarray) -> tuple:
+    """A key for a (reference) feature array's contents, for the caches below."""
+    import hashlib
+    return hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest(), x.shape
+
+
+def _memo(store: dict, limit: int, key, compute):
+    """``store[key]``, computed on first use; the oldest entry goes when ``limit`` is reached."""
+    if key not in store:
+        if len(store) >= limit:
+            store.pop(next(iter(store)))
+        store[key] = compute()
+    return store[key]
+
+
 def _poly_kernel_sum(a: np.ndarray, b: np.ndarray | None = None) -> float:
     """Σ of the cubic polynomial kernel (a·b/d + 1)³ over all pairs; with ``b`` None, over the
     pairs of ``a`` with itself less the diagonal. In place, cube by multiplication (``** 3`` goes
@@ -80,22 +95,15 @@ def kid(real, fake, *, num_subsets: int = 100, subset_size: int = 1000, seed: in
     """Kernel inception distance: (mean, std) of unbiased MMD² over random subsets. The real
     set's within-subset sums depend only on the real set and the draws (the seed and the two set
     sizes), so a sweep that scores many fake sets against one reference computes them once."""
-    import hashlib
     x, y = _np64(real), _np64(fake)
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise ValueError("KID needs at least 2 samples per set")
     rng = np.random.RandomState(seed)
-    draws = []
-    for _ in range(num_subsets):
-        draws.append((rng.choice(x.shape[0], m, replace=False), rng.choice(y.shape[0], m, replace=False)))
-    key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest(), x.shape,
-           y.shape[0], m, num_subsets, seed)
-    if key not in _KID_REAL_CACHE:
-        if len(_KID_REAL_CACHE) >= 8:
-            _KID_REAL_CACHE.pop(next(iter(_KID_REAL_CACHE)))
-        _KID_REAL_CACHE[key] = np.array([_poly_kernel_sum(x[ia]) for ia, _ in draws])
-    sxx = _KID_REAL_CACHE[key]
+    draws = [(rng.choice(x.shape[0], m, replace=False), rng.choice(y.shape[0], m, replace=False))
+             for _ in range(num_subsets)]
+    sxx = _memo(_KID_REAL_CACHE, 8, (_array_key(x), y.shape[0], m, num_subsets, seed),
+                lambda: np.array([_poly_kernel_sum(x[ia]) for ia, _ in draws]))
     vals = np.empty(num_subsets)
     for i, (ia, ib) in enumerate(draws):
         a, b = x[ia], y[ib]
@@ -127,13 +135,7 @@ _RADII_CACHE: dict = {}
 
 
 def _cached_radii(x: np.ndarray, k: int) -> np.ndarray:
-    import hashlib
-    key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).hexdigest(), x.shape, k)
-    if key not in _RADII_CACHE:
-        if len(_RADII_CACHE) >= 4:
-            _RADII_CACHE.pop(next(iter(_RADII_CACHE)))
-        _RADII_CACHE[key] = knn_radii(x, k)
-    return _RADII_CACHE[key]
+    return _memo(_RADII_CACHE, 4, (_array_key(x), k), lambda: knn_radii(x, k))
 
 
 def prdc(real, fake, *, k: int = 3, equalize: bool = True, seed: int = 0) -> dict:
