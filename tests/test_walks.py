@@ -59,6 +59,32 @@ def test_monotone_cdf_and_training(tiny_sg2):
     assert (c * g).sum(1).abs().max() < 1e-4
 
 
+def test_monotone_cdf_blocks_match_one_pass(monkeypatch):
+    """Row blocks (recomputed in the backward pass) give the values and gradients of one pass (in
+    float64: in float32 the finite-difference density's log-gradient is rounding noise where F' is tiny)."""
+    import latentatlas.walks.density as dens
+    torch.manual_seed(0)
+    f = MonotoneCDF(6, loc=torch.randn(6), scale=torch.rand(6) + 0.5).double()
+    x = torch.randn(50, 6, dtype=torch.float64) * 2
+
+    def run(frozen):
+        xx = x.clone().requires_grad_(True)
+        d = f.density(xx, frozen=frozen)
+        y = (d.clamp_min(1e-12).log() * torch.linspace(0.5, 2, 6, dtype=torch.float64)).sum() + f(xx, frozen=frozen).sum()
+        params = [] if frozen else list(f.parameters())
+        return (d.detach(), *torch.autograd.grad(y, [xx, *params]))
+
+    one = {fr: run(fr) for fr in (True, False)}
+    monkeypatch.setattr(dens, "_BLOCK_ELEMENTS", 6 * 16 * 7)      # 7 rows per block: 8 blocks, a short last one
+    for fr in (True, False):
+        blocks = run(fr)
+        assert len(blocks) == len(one[fr])
+        for a, b in zip(one[fr], blocks):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), (a - b).abs().max()
+    with torch.no_grad():
+        assert torch.allclose(f.density(x), one[False][0], rtol=1e-9, atol=1e-9)
+
+
 def test_dplase_model_after_s_steps_is_the_s_step_model(tiny_sg2):
     # bench_dplase.py's curve reads an s-step discovery off a longer run: that holds only while
     # nothing in the loop depends on the total step count
