@@ -30,8 +30,8 @@ from torch import nn
 
 # Rows of [rows, D, H] evaluated at a time: the monotone net's hidden tensor is D·H floats per row
 # (8192 for W of a 512-d model), so a 1280-row batch is a 42 MB tensor per elementwise op and the
-# evaluation is bound by memory traffic; blocks of ~2 MB stay in the CPU's cache (2.7x on the
-# density's forward + backward here, bench/bench_dplase.py). With gradients the blocks are
+# evaluation is bound by memory traffic; blocks of ~2 MB stay in the CPU's cache (the density's
+# forward + backward on 1280 x 512 rows: 524 -> 197 ms on a 2-core CPU). With gradients the blocks are
 # recomputed in the backward pass (torch.utils.checkpoint) instead of storing the hidden tensor.
 _BLOCK_ELEMENTS = 1 << 19
 
@@ -156,9 +156,10 @@ class DPConfig:
     var_weight: float = 1.0            # scale of l_var relative to the density terms
     c_weight: float = 1e-2             # ‖C‖² penalty
     # samples of the batch that enter l_var: the G1 passes (k × var_batch rows, forward and backward)
-    # are ~80% of a discovery step. 16 instead of 64: 2.96x faster per step on fashion-stylegan2 (k 5,
-    # b8, 1500 steps) with directions at least as good (G1 variation 55.1 vs 47.4, DP drift 10.3 vs
-    # 10.7, classes moved 1.90 vs 1.78; bench/bench_dplase.py variants, issue 16's note)
+    # are ~80% of a discovery step. 16 instead of 64: 2.6-3.0x faster per step on fashion-stylegan2
+    # (k 5, b8, 1500 steps) with directions as good on two seeds (G1 variation 55.1 vs 47.4 and 49.7
+    # vs 47.7, DP drift 10.3 vs 10.7 and 11.5 vs 11.2, classes moved 1.90 vs 1.78 and 1.88 vs 1.82;
+    # bench/bench_dplase.py compare / variants, issue 16's note)
     var_batch: int = 16
     seed: int = 0
 
