@@ -31,6 +31,12 @@ def build_trainer(arch: str, seed: int = 0, **hp):
     raise ValueError(f"unknown architecture {arch!r} (stylegan2 or wgangp)")
 
 
+def _keep_recipe(saved: dict, given: dict) -> dict:
+    """The recipe a run continues with: the saved hyper-parameters (not the seed), overridden by
+    the ones given now."""
+    return {**{k: v for k, v in saved.items() if k != "seed"}, **given}
+
+
 def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: float = 1000,
           max_minutes: float | None = None, ckpt_minutes: float = 5.0, seed: int = 0,
           threads: int | None = None, init_from: str | None = None, **hp):
@@ -42,6 +48,7 @@ def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: flo
         torch.set_num_threads(threads)
     data, _ = load_fashion_mnist("train", path=data_dir)
     ck_path = Path(out_dir) / "checkpoint.pt"
+    warm = None
     if ck_path.exists():
         # a resumed run keeps its recipe; hyper-parameters given now change it (a branch), loudly
         saved = torch.load(ck_path, map_location="cpu", weights_only=False)["trainer"].get("hparams", {})
@@ -49,21 +56,19 @@ def train(arch: str, out_dir, *, data_dir=None, batch: int = 32, total_kimg: flo
         if changed:
             log.warning("resuming %s with changed hyper-parameters: %s", out_dir,
                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
-        hp = {**{k: v for k, v in saved.items() if k != "seed"}, **hp}
-    warm = None
-    if init_from and not ck_path.exists():
+        hp = _keep_recipe(saved, hp)
+    elif init_from:
         # a warm start keeps the recipe the weights were trained with (their card's
         # hyper-parameters) unless told otherwise, as a resumed run does
         warm = torch.load(init_from, map_location="cpu", weights_only=True)
-        hp = {**{k: v for k, v in warm.get("meta", {}).get("hparams", {}).items() if k != "seed"}, **hp}
+        hp = _keep_recipe(warm.get("meta", {}).get("hparams", {}), hp)
     trainer = build_trainer(arch, seed=seed, **hp)
     initial = None
     if warm is not None:
-        ck = warm
-        trainer.G.load_state_dict(ck["G"])
-        trainer.G_ema.load_state_dict(ck["G"])
-        trainer.D.load_state_dict(ck["D"])
-        meta = ck.get("meta", {})
+        trainer.G.load_state_dict(warm["G"])
+        trainer.G_ema.load_state_dict(warm["G"])
+        trainer.D.load_state_dict(warm["D"])
+        meta = warm.get("meta", {})
         initial = {"step": int(meta.get("steps", 0)), "nimg": int(meta.get("images_seen", 0)),
                    "wall_s": float(meta.get("train_wall_hours", 0.0)) * 3600}
         log.info("warm start from %s at step %d", init_from, initial["step"])

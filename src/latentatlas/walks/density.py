@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 # Rows of [rows, D, H] evaluated at a time: the monotone net's hidden tensor is D·H floats per row
@@ -62,7 +63,6 @@ class MonotoneCDF(nn.Module):
         """``fn(rows, *extra, loc, scale, a1, b1, s2, c2)`` over row blocks of ``x``, concatenated.
         F(u) = σ(4 Σ_h s2_h σ(3 a_h u + b1_h) + b2 − 2 Σ_h s2_h) with a = softplus(w1), s2 = softplus(w2):
         positive weights through softplus make it increasing in u."""
-        from torch.utils.checkpoint import checkpoint
         w1, b1, w2, b2 = (p.detach() if frozen else p for p in (self.w1, self.b1, self.w2, self.b2))
         s2 = F.softplus(w2)
         params = (self.loc, self.scale, F.softplus(w1) * 3, b1, s2, b2 - 2 * s2.sum(-1))
