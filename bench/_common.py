@@ -9,6 +9,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from latentatlas.runtime import tune_allocator  # noqa: E402
+
+tune_allocator()        # as the CLI does (LATENTATLAS_MALLOC=default to measure without)
+
 
 def timeit(fn, *, min_time: float = 1.0, warmup: int = 1) -> float:
     """Seconds per call (median of repeated calls until ``min_time`` has passed)."""

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (the allocator policy the CLI applies)
 from latentatlas.report.html import build_report
 
 

@@ -34,6 +34,23 @@ def test_fid_singular_covariance_is_finite():
     assert np.isfinite(v) and v > 0
 
 
+def test_fid_collapsed_set_exact_and_silent():
+    # a strongly truncated sample set: all spread in 3 of 64 dimensions (rank-3 covariance)
+    import warnings
+    x = rng(0).randn(2000, 64)
+    y = rng(1).randn(2000, 3) @ rng(2).randn(3, 64) * 0.1 + 0.2
+    mu1, s1 = x.mean(0), np.cov(x, rowvar=False)
+    mu2, s2 = y.mean(0), np.cov(y, rowvar=False)
+    ev = np.linalg.eigvals(s1 @ s2).real
+    ref = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # scipy's sqrtm warned "Matrix is singular" here
+        v = frechet_distance(mu1, s1, mu2, s2)
+    assert v == pytest.approx(ref, rel=1e-6)     # √ of rank-deficient eigenvalues: ~1e-7 noise either way
+    with pytest.raises(ValueError, match="not finite"):
+        frechet_distance(mu1, s1 * np.nan, mu2, s2)
+
+
 def test_kid_matches_naive_loop():
     x, y = rng(0).randn(30, 5), rng(1).randn(30, 5) + 0.3
     mean, _ = kid(x, y, num_subsets=1, subset_size=30)

@@ -25,6 +25,7 @@ _EXPORTS = {
     "build_report": ("latentatlas.report.html", "build_report"),
     "save_grid": ("latentatlas.imageio", "save_grid"),
     "LatentAtlasError": ("latentatlas.errors", "LatentAtlasError"),
+    "tune_allocator": ("latentatlas.runtime", "tune_allocator"),
 }
 __all__ = sorted(_EXPORTS)
 

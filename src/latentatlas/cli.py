@@ -1277,6 +1277,8 @@ def _join_signed(argv: list[str]) -> list[str]:
 
 
 def main(argv=None) -> int:
+    from .runtime import tune_allocator
+    tune_allocator()
     parser = build_parser()
     try:
         args = parser.parse_args(_join_signed(list(sys.argv[1:] if argv is None else argv)))

@@ -80,6 +80,8 @@ class Worker:
     """The tasks of every command that splits: one model (and atlas) per worker, loaded once."""
 
     def __init__(self, spec: ModelSpec | None = None, atlas_bytes=None, *, model=None, atlas=None, threads: int = 0):
+        from .runtime import tune_allocator
+        tune_allocator()
         if threads:
             torch.set_num_threads(threads)
         self.model = model if model is not None else spec.load()

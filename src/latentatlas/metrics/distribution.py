@@ -2,8 +2,8 @@
 density/coverage. Pure functions of ``[N, D]`` arrays (numpy or torch), float64 inside.
 
 * FID: Heusel et al. 2017. ``‖μ1−μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})``; the matrix square root
-  is taken by ``scipy.linalg.sqrtm`` with a diagonal offset retried when the product is
-  near-singular, and the imaginary round-off discarded only when it is negligible.
+  enters only through its trace, taken from the eigenvalues of the symmetric Σ1^½ Σ2 Σ1^½
+  (exact also for singular covariances, where ``scipy.linalg.sqrtm`` warns).
 * KID: Bińkowski et al. 2018, unbiased MMD² with the cubic polynomial kernel
   ``k(x,y) = (xᵀy/D + 1)³`` averaged over random subsets.
 * Precision/recall: Kynkäänniemi et al. 2019, k-NN radius manifolds (k = 3). Precision = share
@@ -14,7 +14,6 @@ density/coverage. Pure functions of ``[N, D]`` arrays (numpy or torch), float64 
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import torch
 
 
@@ -37,23 +36,26 @@ def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr (Σ1 Σ2)^½ (FID of Heusel et al. on given statistics).
+
+    The trace term is computed as Σ_i √λ_i of the symmetric PSD matrix Σ1^½ Σ2 Σ1^½, whose
+    eigenvalues are those of Σ1 Σ2: the same number as the trace of ``scipy.linalg.sqrtm(Σ1 @ Σ2)``
+    where that is well conditioned, and still exact where a covariance is singular (a strongly
+    truncated sample set has almost no spread in some directions), where sqrtm warns and returns
+    complex rounding noise."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"statistics disagree in shape: {mu1.shape}/{s1.shape} vs {mu2.shape}/{s2.shape}")
+    if not (np.isfinite(s1).all() and np.isfinite(s2).all() and np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise ValueError("feature statistics are not finite")
     diff = mu1 - mu2
-    with np.errstate(all="ignore"):
-        covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary part "
-                             f"({np.abs(covmean.imag).max():.3g}); covariance estimates are unreliable")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    lam, vec = np.linalg.eigh((s1 + s1.T) / 2)
+    root = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T                  # Σ1^½
+    m = root @ s2 @ root
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
 def fid_from_features(real, fake) -> float:
