@@ -183,3 +183,21 @@ def test_supplement_grid_and_its_table():
     out = grid_table([row]).splitlines()
     assert "style mixing" in out[0] and "KID 0.0100±0.0200" in out[1] and "FID 3.500" in out[1]
     assert out[1].rstrip().endswith("0.310")
+
+
+def test_time_estimate_probes_at_the_jobs_batch(tiny_sg2, atlas, monkeypatch):
+    # the probe runs the jobs' batch (capped at 32) so the per-image cost it extrapolates is the
+    # jobs' own; a 4-image probe had put the n = 100 protocol at 2.8x its measured time
+    import time
+
+    from latentatlas.inversion import evaluate as ev
+    clock, seen = [0.0], []
+
+    def fake_invert(model, x, cfg, atlas=None):
+        seen.append((x.shape[0], cfg.steps))
+        clock[0] += 0.25 * x.shape[0] * cfg.steps      # 0.25 s per image and step
+    monkeypatch.setattr(ev, "invert", fake_invert)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    assert ev.estimate_seconds(tiny_sg2, 200, 8, 1200, atlas, batch=100) == pytest.approx(0.25 * 200 * 8 * 1200)
+    assert ev.estimate_seconds(tiny_sg2, 12, 1, 10, atlas, batch=6) == pytest.approx(0.25 * 12 * 10)
+    assert seen == [(32, 5), (6, 5)]
