@@ -3,7 +3,6 @@ import torch
 
 from latentatlas.models.interface import ModelInfo, StyleGANModel
 from latentatlas.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-
 from latentatlas.runtime import tune_allocator
 
 torch.set_num_threads(1)

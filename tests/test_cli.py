@@ -316,3 +316,19 @@ def test_model_card_markdown_renders_as_escaped_html():
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert "<ul><li>one</li><li>two <code>x</code></li></ul>" in out
     assert "<th>metric</th>" in out and "<td>&lt;1&gt;</td>" in out
+
+
+def test_allocator_policy_applies_and_can_be_declined():
+    # glibc here: the policy is in force; LATENTATLAS_MALLOC=default leaves the allocator alone
+    import os
+    code = "from latentatlas.runtime import tune_allocator as t; print(t(), t())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                        env={**os.environ, "LATENTATLAS_MALLOC": ""})
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "LATENTATLAS_MALLOC": "default"})
+    assert off.stdout.split() == ["False", "False"]
+    try:
+        glibc = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        glibc = False
+    assert on.stdout.split() == (["True", "True"] if glibc else ["False", "False"])
