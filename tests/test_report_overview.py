@@ -53,3 +53,17 @@ def test_every_family_on_the_same_columns(tmp_path):
 def test_without_a_reference_the_table_says_why(tmp_path, tiny_sg2):
     rows, notes = overview_rows(ReportContext(model=tiny_sg2, out=tmp_path))
     assert rows == [] and "needs --reference DIR" in notes[0]
+
+
+def test_summary_names_the_profile_and_its_sizes(tmp_path):
+    from latentatlas.report.claims import Claim
+    from latentatlas.report.html import PROFILES, ReportContext, _summary
+    ctx = ReportContext(model=None, out=tmp_path, profile="quick", **PROFILES["quick"])
+    assert _summary(ctx) == ""                      # nothing measured: no summary block
+    fields = Claim.__dataclass_fields__
+    ctx.figures["claims"] = [Claim(**{k: ("holds" if k == "verdict" else "x") for k in fields})]
+    text = _summary(ctx)
+    assert "Profile quick: 500 samples per sampling-sweep point, 60 inversion steps, 150 DP-LaSE steps" in text
+    full = ReportContext(model=None, out=tmp_path, profile="full", **PROFILES["full"])
+    full.figures["claims"] = ctx.figures["claims"]
+    assert "Profile full: 1000 samples per sampling-sweep point, 150 inversion steps, 300 DP-LaSE steps" in _summary(full)

@@ -46,6 +46,7 @@ class ReportContext:
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
     pool: object = None              # latentatlas.scale pool for the sampling sweep (--ray); None = here
     mean_diff_n: int = 5000          # samples classified for the mean-difference directions
+    profile: str = "full"            # the PROFILES entry these sizes came from (named in the summary)
 
     def mean_diff(self):
         """The model's per-class mean-difference directions, computed once per report (the sampling
@@ -169,6 +170,10 @@ def _summary(ctx) -> str:
         lines.append(f"Sampling: untruncated {key.upper()} {base[key]:.3g}; "
                      + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
     claims = ctx.figures.get("claims")
+    if lines or claims:
+        lines.append(f"Profile {ctx.profile}: {ctx.sweep_n} samples per sampling-sweep point, {ctx.invert_steps} "
+                     f"inversion steps, {ctx.dp_steps} DP-LaSE steps; compare figures with a report of the same "
+                     "profile (FID falls with N, drift magnitudes depend on the density model's training).")
     if claims:
         lines.append(f"Claims of the papers on this model: {summary_line(claims)}.")
         lines += [f"{c.paper}: {c.claim} — <b>{c.verdict}</b>" for c in claims]
@@ -210,7 +215,7 @@ def build_report(model_or_name, out_dir, *, device="cpu", n: int = 64, seed: int
         if isinstance(atlas, (str, Path)):
             from ..atlas import Atlas
             atlas = Atlas.load(atlas, model)
-        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, **PROFILES[profile],
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, profile=profile, **PROFILES[profile],
                             reference=dict(reference=reference, features=features, inception=inception), pool=pool)
         built = []
         for key, fn in _SECTIONS:
