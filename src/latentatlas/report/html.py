@@ -144,9 +144,9 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 
 # the report's mean protoimage comes from 64 samples (the strategy's own default, 1000, costs
 # ~1000 recoveries on the first build; `evaluate-sampling --protocol diamond-table1` runs it)
-# "full" (the default, `make demo`) is sized to build in ~10 min on a 2-core CPU; "thorough" is the
-# earlier full build (2000 samples per sweep point, 300 inversion and 600 DP-LaSE steps: ~19 min on
-# the same machine). Both builds of one session gave the same verdict on all ten claims (issue 17's
+# "full" (the default, `make demo`): 506 s of sections on a 2-core CPU with the model's atlas and
+# mean protoimage cached, 642 s for `make demo` on a fresh clone; "thorough" is the earlier full
+# build (2000 samples per sweep point, 300 inversion and 600 DP-LaSE steps: 1165 s fresh). Both builds of one session gave the same verdict on all ten claims (issue 17's
 # notes); the figures of "full" carry more sampling noise (FID on 1000 samples is biased upward) and
 # its DP-LaSE density model is trained for half as long, so drift magnitudes are not comparable
 # across profiles, only within one.
