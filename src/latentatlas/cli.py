@@ -949,11 +949,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0, help="first seed")
     s.add_argument("--sections", default=None,
                    help="comma-separated subset: model, samples, quality, latent-space, sampling, inversion, walks")
-    s.add_argument("--profile", default="full", choices=["full", "thorough", "quick"],
-                   help="full: every section at report size (1000 samples per sweep point, 150 inversion and 300 "
-                        "DP-LaSE steps; on a 2-core CPU ~8.5 min, ~11 min the first time a model's atlas and "
-                        "protoimage are computed); thorough: 2000 samples per point, 300 and 600 steps (~2x the "
-                        "time, less sampling noise); quick: small n for a fast look")
+    from .report.html import PROFILES, profile_sizes
+    s.add_argument("--profile", default="full", choices=list(PROFILES),
+                   help=f"full: every section at report size ({profile_sizes('full')}; on a 2-core CPU ~8.5 min, "
+                        "~11 min the first time a model's atlas and protoimage are computed); thorough: "
+                        f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n for a "
+                        "fast look")
     _add_reference(s)
     _add_ray(s, "the sampling sweep's points")
     s.set_defaults(fn=cmd_report)

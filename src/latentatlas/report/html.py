@@ -146,15 +146,26 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # ~1000 recoveries on the first build; `evaluate-sampling --protocol diamond-table1` runs it)
 # "full" (the default, `make demo`): 506 s of sections on a 2-core CPU with the model's atlas and
 # mean protoimage cached, 642 s for `make demo` on a fresh clone; "thorough" is the earlier full
-# build (2000 samples per sweep point, 300 inversion and 600 DP-LaSE steps: 1165 s fresh). Both builds of one session gave the same verdict on all ten claims (issue 17's
-# notes); the figures of "full" carry more sampling noise (FID on 1000 samples is biased upward) and
-# its DP-LaSE density model is trained for half as long, so drift magnitudes are not comparable
-# across profiles, only within one.
+# build (ReportContext's defaults: 1165 s fresh). Both gave the same verdict on all ten claims in
+# one session (issue 17's notes); "full" carries more sampling noise (FID on 1000 samples is biased
+# upward) and its DP-LaSE density model is trained half as long, so drift magnitudes compare only
+# within one profile.
 PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64)),
             "thorough": dict(diamond=dict(n_proto=64)),
             "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150, overview_n=64,
                                           atlas_n=20000, learned_steps=100,
                                           diamond=dict(n_proto=16, recovery_steps=50, proto_iter=30))}
+
+
+def sizes_text(sweep_n: int, invert_steps: int, dp_steps: int) -> str:
+    return f"{sweep_n} samples per sampling-sweep point, {invert_steps} inversion steps, {dp_steps} DP-LaSE steps"
+
+
+def profile_sizes(name: str) -> str:
+    """The sizes a profile builds with (ReportContext's defaults overridden by PROFILES[name])."""
+    from dataclasses import fields
+    d = {f.name: f.default for f in fields(ReportContext)} | PROFILES[name]
+    return sizes_text(d["sweep_n"], d["invert_steps"], d["dp_steps"])
 
 
 def _summary(ctx) -> str:
@@ -171,9 +182,9 @@ def _summary(ctx) -> str:
                      + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
     claims = ctx.figures.get("claims")
     if lines or claims:
-        lines.append(f"Profile {ctx.profile}: {ctx.sweep_n} samples per sampling-sweep point, {ctx.invert_steps} "
-                     f"inversion steps, {ctx.dp_steps} DP-LaSE steps; compare figures with a report of the same "
-                     "profile (FID falls with N, drift magnitudes depend on the density model's training).")
+        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx.sweep_n, ctx.invert_steps, ctx.dp_steps)}; compare "
+                     "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
+                     "the density model's training).")
     if claims:
         lines.append(f"Claims of the papers on this model: {summary_line(claims)}.")
         lines += [f"{c.paper}: {c.claim} — <b>{c.verdict}</b>" for c in claims]
