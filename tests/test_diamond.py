@@ -201,3 +201,25 @@ def test_z_model_sweep_finds_its_untruncated_baseline():
     res = evaluate_sampling(m, ["truncation"], n=64, batch_size=64, progress=False,
                             sweeps={"truncation": [{"t": 0.5}, {"t": math.inf}]})
     assert res["baseline"]["params"] == "t=inf" and res["baseline"]["pixel_dist"] == 0.0
+
+
+def test_mean_protoimage_reports_how_well_it_is_determined(tmp_path, monkeypatch):
+    # the mean protoimage carries its split-half cosine and its samples' cosine to their protoimages;
+    # the cached entry gives back the same vector and record, and the Latents of the mean variant carry it
+    from latentatlas.models.registry import load_generator
+    from latentatlas.sampling import _mean_proto
+    from latentatlas.sampling.evaluate import mean_proto_text
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    m = load_generator("fashion-wgangp")
+    st = dm.resolve_settings(m)
+    zp, info = _mean_proto(m, 6, 2, st, 2, 0, n_init=8, with_info=True)
+    assert info["n"] == 6 and -1 <= info["split_half_cosine"] <= 1 and -1 <= info["cos_to_samples"] <= 1
+    assert abs(float(zp.norm()) - math.sqrt(m.z_dim)) < 1e-3
+    zp2, info2 = _mean_proto(m, 6, 2, st, 2, 0, n_init=8, with_info=True)          # from the cache
+    assert torch.equal(zp.cpu(), zp2.cpu()) and info2 == info
+    ctx = Context(m)
+    lat = initial_latents(m, m.sample_z(3, seed=1))
+    new = apply_strategy(m, "diamond", lat, ctx, sigma=0.1, n_proto=6, recovery_steps=2, proto_iter=2, n_init=8)
+    assert new.info["mean_proto"] == info
+    assert "not determined" in mean_proto_text({**info, "split_half_cosine": 0.05})
+    assert "settled" in mean_proto_text({**info, "split_half_cosine": 0.95})

@@ -152,7 +152,7 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     from ..sampling.evaluate import evaluate_sampling, plot_sampling
     strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
     from ..sampling import get_strategy
-    from ..sampling.evaluate import TABLE1_ROWS, table1_summary
+    from ..sampling.evaluate import TABLE1_ROWS, mean_proto_text, table1_summary
     sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep]}
     res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps,
                             pool=ctx.pool, **ctx.reference)
@@ -183,7 +183,8 @@ def _sampling_sweep(ctx, m, sctx) -> str:
                    f"{'beats' if t1['diamond_beats_truncation'] else 'does not beat'} the best truncation on this model.")
         out += ("<h3>Diamond in the rough, Table 1 protocol (same samples as the sweep)</h3>"
                 f"<p>Settings: {html.escape(', '.join(f'{k} {v}' for k, v in t1['settings'].items()))}. "
-                "Faithfulness = mean pixel distance to the unmodified sample. " + html.escape(verdict) + "</p>"
+                "Faithfulness = mean pixel distance to the unmodified sample. " + html.escape(verdict)
+                + (" " + html.escape(mean_proto_text(t1["mean_proto"])) if t1.get("mean_proto") else "") + "</p>"
                 + table(rows))
     return out
 

@@ -114,11 +114,23 @@ class Context:
     def mean_proto(self, n_proto=1000, recovery_steps=200, settings=None, proto_iter=100, seed=0, n_init=1000) -> torch.Tensor:
         """The mean protoimage latent (Diamond in the rough appendix D: from ~1000 samples), searched
         once per setting and cached on disk per model weights."""
+        return self._proto(n_proto, recovery_steps, settings, proto_iter, seed, n_init)[0]
+
+    def mean_proto_info(self, n_proto=1000, recovery_steps=200, settings=None, proto_iter=100, seed=0,
+                        n_init=1000) -> dict:
+        """How well that mean protoimage is determined: ``split_half_cosine`` between the means of
+        the two halves of its samples (near 1: the mean direction is settled; near 0: it is mostly
+        the samples' own noise and a larger ``n_proto`` is needed) and ``cos_to_samples``, the
+        mean cosine of each sample's protoimage to the sample itself."""
+        return self._proto(n_proto, recovery_steps, settings, proto_iter, seed, n_init)[1]
+
+    def _proto(self, n_proto, recovery_steps, settings, proto_iter, seed, n_init):
         from .. import diamond as dm
         st = settings or dm.resolve_settings(self.model)
         key = ("proto", int(n_proto), int(recovery_steps), tuple(sorted(st.items())), int(proto_iter), int(seed), int(n_init))
         if key not in self.diamond:
-            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init)
+            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init,
+                                            with_info=True)
         return self.diamond[key]
 
     def __post_init__(self):
@@ -279,10 +291,12 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
     elif amount is not None:
         raise LatentAtlasError("diamond: amount applies together with attribute=DIRS.npz:K")
     st = dm.resolve_settings(model, preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma, delta=delta)
+    proto_info = None
     rec_cfg = dm.recovery_config(st, recovery_steps, seed, n_init)
     proto_cfg = dm.proto_config(st, proto_iter)
     if variant == "mean":
         z_p = ctx.mean_proto(n_proto, recovery_steps, st, proto_iter, seed, n_init).expand_as(z0)
+        proto_info = ctx.mean_proto_info(n_proto, recovery_steps, st, proto_iter, seed, n_init)
     elif variant == "per-sample":
         with torch.enable_grad():
             x = model(z0).detach()
@@ -313,7 +327,8 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
             raise LatentAtlasError(f"diamond: sigma must be in [0, 1], got {sigma}")
     z_hat = dm.realism_step(z0, z_p, s)
     ws = model.broadcast(model.mapping(z_hat)) if model.has_mapping else None
-    return Latents(z_hat, ws, {**lat.info, "sigma": s.detach().cpu(), "diamond": st})
+    extra = {"mean_proto": proto_info} if proto_info else {}
+    return Latents(z_hat, ws, {**lat.info, "sigma": s.detach().cpu(), "diamond": st, **extra})
 
 
 def _reals_for(model):
@@ -325,9 +340,10 @@ def _reals_for(model):
     raise LatentAtlasError(f"diamond: automatic m needs real images for model '{model.name}'; pass m=VALUE")
 
 
-def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
+def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250, *, with_info=False):
     """Mean protoimage of n samples: recovery and Algorithm 1 in batches of ``batch`` (the
-    critic's minibatch-std sees a batch, as in the paper), then the projected mean."""
+    critic's minibatch-std sees a batch, as in the paper), then the projected mean. With
+    ``with_info``, also how well that mean is determined (``Context.mean_proto_info``)."""
     from .. import diamond as dm
     from ..atlas import cache_dir
     key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
@@ -335,8 +351,10 @@ def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
     path = cache_dir() / f"{key}.pt"
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True).to(model.device)
-        except Exception:   # noqa: BLE001 - a damaged cache entry is recomputed
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            zp, info = entry["zp"].to(model.device), dict(entry["info"])
+            return (zp, info) if with_info else zp
+        except Exception:   # noqa: BLE001 - a damaged (or older, vector-only) cache entry is recomputed
             path.unlink()
     from tqdm import tqdm
     logging.getLogger("latentatlas").info(
@@ -353,12 +371,18 @@ def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250):
             x = model(a).detach()
             z1 = dm.recover_z(model, x, rec_cfg)
             zps.append(dm.find_protoimages(model, a, z1, proto_cfg))
-    zp = dm.mean_protoimage(torch.cat(zps))
+    zps = torch.cat(zps)
+    zp = dm.mean_protoimage(zps)
+    half = zps.shape[0] // 2
+    info = {"n": int(zps.shape[0]),
+            "split_half_cosine": float(torch.nn.functional.cosine_similarity(
+                zps[:half].mean(0), zps[half:].mean(0), dim=0)) if half else float("nan"),
+            "cos_to_samples": float(torch.nn.functional.cosine_similarity(zps, z0, dim=1).mean())}
     from ..imageio import atomic_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(zp.cpu(), tmp)
-    return zp
+        torch.save({"zp": zp.cpu(), "info": info}, tmp)
+    return (zp, info) if with_info else zp
 
 
 INF = float("inf")

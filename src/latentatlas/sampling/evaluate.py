@@ -65,12 +65,13 @@ class SamplingSetup:
         model, ext, head = self.model, self.ext, self.head
         t0 = time.perf_counter()
         feats, pix, fdist, same, classes, sigmas_seen = [], [], [], [], [], []
-        settings = None
+        settings, proto = None, None
         try:
             for lat, imgs0, f0, c0 in tqdm(self.base, disable=not progress, desc=f"{name} {_fmt_params(params)}",
                                            leave=False):
                 new = apply_strategy(model, name, lat, ctx, **params)
                 settings = new.info.get("diamond", settings)
+                proto = new.info.get("mean_proto", proto)
                 if "sigma" in new.info:
                     sigmas_seen.append(torch.as_tensor(new.info["sigma"]).flatten().cpu())
                 if _same_latents(new, lat):          # identity point (psi=1, tau=inf): reuse
@@ -100,6 +101,8 @@ class SamplingSetup:
                "seconds": round(time.perf_counter() - t0, 2)}
         if settings:
             row["settings"] = settings
+        if proto:
+            row["mean_proto"] = proto
         if sigmas_seen:
             s_all = torch.cat(sigmas_seen)
             row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
@@ -223,6 +226,7 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     t1 = {"baseline": pick(base), "best_truncation": pick(trunc), "best_sigma": pick(best_sigma), "sigma_auto": pick(auto),
           "sigma_curve": [(r["params"].split(",")[0].split("=")[1], r["fid"], r["pixel_dist"]) for r in grid],
           "settings": next((r["settings"] for r in ok if r.get("settings")), dm.resolve_settings(model, d.get("preset", "auto")))}
+    t1["mean_proto"] = next((r["mean_proto"] for r in grid + [auto] if r and r.get("mean_proto")), None)
     best_d = min((x for x in (best_sigma, auto) if x), key=_rank, default=None)
     t1["diamond_beats_baseline"] = bool(best_d and _rank(best_d) < _rank(base))
     t1["diamond_beats_truncation"] = bool(best_d and trunc and _rank(best_d) < _rank(trunc))
@@ -249,7 +253,18 @@ def format_table1(result: dict) -> str:
     lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" if f is not None else f"{s}: -" for s, f, _ in t["sigma_curve"]))
     lines.append(f"Diamond beats the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
                  f"beats the best truncation: {'yes' if t['diamond_beats_truncation'] else 'no'}")
+    if t.get("mean_proto"):
+        lines.append(mean_proto_text(t["mean_proto"]))
     return "\n".join(lines)
+
+
+def mean_proto_text(info: dict) -> str:
+    """One sentence on how well the mean protoimage is determined (``Context.mean_proto_info``)."""
+    c = info["split_half_cosine"]
+    verdict = ("settled" if c >= 0.8 else "partly determined" if c >= 0.4 else
+               "not determined: mostly its samples' own noise; a larger n_proto (the paper: ~1000) would settle it")
+    return (f"Mean protoimage of {info['n']} samples: split-half cosine {c:.2f} ({verdict}); each sample's "
+            f"protoimage lies at cosine {info['cos_to_samples']:.2f} to the sample.")
 
 
 COLUMNS = ("strategy", "params", "fid", "kid", "precision", "recall", "density", "coverage", "realism",
