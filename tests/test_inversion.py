@@ -7,7 +7,7 @@ import torch
 
 from latentatlas.atlas import fit_atlas
 from latentatlas.errors import LatentAtlasError
-from latentatlas.inversion import InversionConfig, invert
+from latentatlas.inversion import InversionConfig, invert, invert_many
 from latentatlas.metrics.reconstruction import psnr, rmse, ssim
 
 
@@ -128,6 +128,29 @@ def test_multi_start_keeps_each_targets_best_start_and_is_batch_independent(tiny
     one = invert(tiny_sg2, targets, dataclasses.replace(cfg, init="multi-start:1:32"), atlas=atlas)
     assert torch.allclose(one.codes, single.codes, atol=1e-6)
     assert len(full.init_labels) == 6 and all(lbl.startswith("pool draw") for lbl in full.init_labels)
+
+
+@pytest.mark.parametrize("init", ["best-of:32", "multi-start:2:32"])
+def test_invert_many_equals_one_inversion_per_config(tiny_sg2, targets, atlas, init):
+    # configurations that differ only in the regulariser run as one batch, each row with its own
+    # regulariser, optimiser state and early stop: every result is invert's for its configuration
+    base = dict(space="wplus", steps=12, warmup_steps=4, lr=0.05, perceptual_weight=0.05, init=init,
+                early_stop_patience=3, early_stop_tol=0.02)
+    regs = [("none", 0.0), ("pnorm-clip", 1.0), ("pnorm-project", 3.0), ("pnorm-l2", 0.01), ("mahalanobis", 0.001)]
+    cfgs = [InversionConfig(regularizer=r, reg_value=v, **base) for r, v in regs]
+    cfgs.insert(2, InversionConfig(**{**base, "space": "w"}))           # another space: its own batch
+    many = invert_many(tiny_sg2, targets, cfgs, atlas=atlas)
+    for cfg, got in zip(cfgs, many):
+        one = invert(tiny_sg2, targets, cfg, atlas=atlas)
+        assert got.config == cfg and got.codes.shape == one.codes.shape
+        assert torch.allclose(got.codes, one.codes, atol=1e-6), cfg.regularizer
+        assert torch.equal(got.steps_used, one.steps_used) and got.stop_reasons == one.stop_reasons
+        assert got.init_labels == one.init_labels
+        assert got.history == pytest.approx(one.history, rel=1e-5)
+    assert any(r.steps_used.min() < 12 for r in many)          # the early stop was exercised
+    with pytest.raises(LatentAtlasError, match="differ only in regularizer"):
+        from latentatlas.inversion import _engine
+        _engine(tiny_sg2, targets, [cfgs[0], cfgs[2]], atlas=atlas)
 
 
 def test_stop_psnr_and_stop_reasons(tiny_sg2, atlas):

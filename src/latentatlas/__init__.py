@@ -16,6 +16,7 @@ _EXPORTS = {
     "Atlas": ("latentatlas.atlas", "Atlas"),
     "fit_atlas": ("latentatlas.atlas", "fit_atlas"),
     "invert": ("latentatlas.inversion", "invert"),
+    "invert_many": ("latentatlas.inversion", "invert_many"),
     "InversionConfig": ("latentatlas.inversion", "InversionConfig"),
     "get_atlas": ("latentatlas.atlas", "get_atlas"),
     "sample_images": ("latentatlas.sample", "sample_images"),
