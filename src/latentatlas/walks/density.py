@@ -20,7 +20,9 @@ METHODS.md §4). The public DP-LaSE code has none of these; this is our implemen
 """
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -70,7 +72,7 @@ class MonotoneCDF(nn.Module):
         if x.shape[0] <= rows:
             return fn(x, *extra, *params)
         grad = torch.is_grad_enabled() and (x.requires_grad or not frozen)
-        out = [checkpoint(fn, x[i:i + rows], *extra, *params, use_reentrant=False) if grad
+        out = [checkpoint(fn, x[i:i + rows], *extra, *params, use_reentrant=False, preserve_rng_state=False) if grad
                else fn(x[i:i + rows], *extra, *params) for i in range(0, x.shape[0], rows)]
         return torch.cat(out)
 
@@ -170,6 +172,31 @@ class DPTrainLog:
     seconds: float = 0.0
 
 
+_LOCK = threading.Lock()
+_FROZEN: dict = {}        # id(generator module) -> [trainings running, saved requires_grad flags]
+
+
+@contextmanager
+def _generator_frozen(G):
+    """G's weights without gradients while any training on it runs (trainings may run side by side
+    in threads, ``runtime.run_concurrently``: the first saves the flags, the last restores them)."""
+    with _LOCK:
+        entry = _FROZEN.setdefault(id(G), [0, None])
+        if entry[0] == 0:
+            entry[1] = [p.requires_grad for p in G.parameters()]
+            G.requires_grad_(False)
+        entry[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                for p, f in zip(G.parameters(), entry[1]):
+                    p.requires_grad_(f)
+                del _FROZEN[id(G)]
+
+
 def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", directions: torch.Tensor | None = None,
                   sigmas: torch.Tensor | None = None, progress: bool = False,
                   on_step=None) -> tuple[DPWalkModel, DPTrainLog]:
@@ -181,18 +208,25 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
     called after each optimiser step (the learning rate is constant, so the model after step s of
     a longer run is the model of an s-step run)."""
     from tqdm import trange
-    torch.manual_seed(cfg.seed)
     dev = model.device
+    # one random stream of its own, seeded by cfg.seed (the same numbers the global generator gave
+    # after torch.manual_seed(cfg.seed)), so trainings can run side by side in threads
+    gen = torch.Generator().manual_seed(cfg.seed)
 
     def draw(n):
-        z = torch.randn(n, model.z_dim, device=dev)
+        z = torch.randn(n, model.z_dim, generator=gen).to(dev)
         return model.mapping(z).detach() if space == "w" else z
 
     with torch.no_grad():
         ref = draw(20000)
     dim = ref.shape[1]
     std = ref.std(0).mean().item()
-    dp = DPWalkModel(dim, cfg.n_directions, loc=ref.mean(0), scale=ref.std(0)).to(dev)
+    with _LOCK:         # the modules' initialisation draws from the global generator: continue gen's stream there
+        saved = torch.get_rng_state()
+        torch.set_rng_state(gen.get_state())
+        dp = DPWalkModel(dim, cfg.n_directions, loc=ref.mean(0), scale=ref.std(0)).to(dev)
+        gen.set_state(torch.get_rng_state())
+        torch.set_rng_state(saved)
     opt = torch.optim.Adam(dp.parameters(), lr=cfg.lr)
     log = DPTrainLog()
     t0 = time.perf_counter()
@@ -209,15 +243,14 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         fixed = directions.to(dev)
         fixed = fixed / fixed.norm(dim=1, keepdim=True)
         sig = sigmas.to(dev) if sigmas is not None else None
-    flags = [p.requires_grad for p in model.G.parameters()]
-    model.G.requires_grad_(False)            # gradients reach Γ through G1's input, never G's weights
-    try:
+    with _generator_frozen(model.G):           # gradients reach Γ through G1's input, never G's weights
         for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
             with torch.no_grad():
                 x = draw(cfg.batch)
             dens = dp.F.density(x)
             lm, ll = l_mon(dens), l_lik(dens)
-            unit = float(torch.empty(()).uniform_(*cfg.eps_range)) * (1 if torch.rand(()) < 0.5 else -1)
+            unit = float(torch.empty(()).uniform_(*cfg.eps_range, generator=gen)) * (
+                1 if torch.rand((), generator=gen) < 0.5 else -1)
             if dp.Gamma is not None:
                 gammas = (dp.Gamma / dp.Gamma.norm(dim=0, keepdim=True)).t()      # [K, D]
                 # strides in units of each direction's own σ on this batch, as the ±kσ walks of the
@@ -227,7 +260,7 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
                 gammas = fixed
                 eps = unit * (sig if sig is not None else torch.full((len(fixed),), std, device=dev))
             else:
-                gammas = F.normalize(torch.randn(4, dim, device=dev), dim=1)
+                gammas = F.normalize(torch.randn(4, dim, generator=gen).to(dev), dim=1)
                 eps = torch.full((4,), unit * std, device=dev)
             K, B = gammas.shape[0], x.shape[0]
             # all K directions in one batch: rows k*B .. (k+1)*B-1 walk along direction k
@@ -273,8 +306,5 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
                 log.losses.append((step, lm.item(), ll.item(), lden.item(), lvar.item(), lreg.item()))
             if on_step is not None:
                 on_step(step + 1, dp)
-    finally:
-        for p, f in zip(model.G.parameters(), flags):
-            p.requires_grad_(f)
     log.seconds = time.perf_counter() - t0
     return dp.eval(), log
