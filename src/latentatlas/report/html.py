@@ -150,7 +150,7 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # one session (issue 17's notes); "full" carries more sampling noise (FID on 1000 samples is biased
 # upward) and its DP-LaSE density model is trained half as long, so drift magnitudes compare only
 # within one profile.
-PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50)),
+PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),
             "thorough": dict(diamond=dict(n_proto=64)),
             "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150, overview_n=64,
                                           atlas_n=20000, learned_steps=100,
