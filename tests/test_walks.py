@@ -204,24 +204,17 @@ def test_evaluate_directions_on_a_z_model_uses_the_exact_gaussian():
     assert res["orthogonality_error"] < 1e-6
 
 
-def test_dp_trainings_side_by_side_equal_one_after_the_other(tiny_sg2):
-    # train_dp_lase keeps its own random stream and leaves G's gradient flags as it found them,
-    # so trainings run in threads (runtime.run_concurrently) give the sequential models exactly
-    from latentatlas.runtime import run_concurrently
+def test_dp_training_has_its_own_random_stream(tiny_sg2):
+    # train_dp_lase is reproducible from cfg.seed and leaves the caller's global generator alone
     from latentatlas.walks.density import DPConfig, train_dp_lase
     dirs = torch.nn.functional.normalize(torch.randn(2, tiny_sg2.w_dim, generator=torch.Generator().manual_seed(3)), dim=1)
-    flags = [p.requires_grad for p in tiny_sg2.G.parameters()]
-    threads = torch.get_num_threads()
 
-    def job(seed):
-        return lambda: train_dp_lase(tiny_sg2, DPConfig(steps=6, batch=32, seed=seed), space="w", directions=dirs)[0]
-    seq = [job(s)() for s in (0, 1, 0)]
-    torch.manual_seed(123)                       # the global generator is neither used nor disturbed
+    def train(seed):
+        return train_dp_lase(tiny_sg2, DPConfig(steps=6, batch=32, seed=seed), space="w", directions=dirs)[0]
+    torch.manual_seed(123)
     expect = torch.rand(3)
     torch.manual_seed(123)
-    par = run_concurrently([job(s) for s in (0, 1, 0)])
+    a, b, c = train(0), train(0), train(1)
     assert torch.equal(torch.rand(3), expect)
-    for a, b in zip(seq, par):
-        assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
-    assert not torch.equal(seq[0].C.net[0].weight, seq[1].C.net[0].weight)        # the seeds differ
-    assert [p.requires_grad for p in tiny_sg2.G.parameters()] == flags and torch.get_num_threads() == threads
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.C.net[0].weight, c.C.net[0].weight)

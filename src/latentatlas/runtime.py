@@ -47,27 +47,3 @@ def tune_allocator() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
     return _done
-
-
-def run_concurrently(jobs, *, device=None) -> list:
-    """Run independent jobs (callables without arguments) two at a time in threads, each with one
-    intra-op thread, and return their results in order; the process's thread count is restored
-    afterwards. Work made of many small tensor operations (a DP-LaSE density and correction
-    training: [rows, D, 16] elementwise passes) uses a second core poorly inside each operation
-    and well across two jobs: two 60-step DP-LaSE trainings on fashion-stylegan2 took 5.4 s side by
-    side vs 8.8 s one after the other with two threads per operation (1.63x). The jobs must not
-    share mutable state or the global random generator. On a GPU, with one CPU thread, or for a
-    single job they run one after the other."""
-    import torch
-    jobs = list(jobs)
-    threads = torch.get_num_threads()
-    if len(jobs) < 2 or threads < 2 or (device is not None and torch.device(device).type != "cpu"):
-        return [job() for job in jobs]
-    from concurrent.futures import ThreadPoolExecutor
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            futures = [ex.submit(job) for job in jobs]
-            return [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(threads)

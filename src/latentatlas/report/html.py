@@ -143,13 +143,15 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 
 
 # the report's mean protoimage comes from 64 samples (the strategy's own default, 1000, costs
-# ~1000 recoveries on the first build; `evaluate-sampling --protocol diamond-table1` runs it)
-# "full" (the default, `make demo`): 506 s of sections on a 2-core CPU with the model's atlas and
-# mean protoimage cached, 642 s for `make demo` on a fresh clone; "thorough" is the earlier full
-# build (ReportContext's defaults: 1165 s fresh). Both gave the same verdict on all ten claims in
-# one session (issue 17's notes); "full" carries more sampling noise (FID on 1000 samples is biased
-# upward) and its DP-LaSE density model is trained half as long, so drift magnitudes compare only
-# within one profile.
+# ~1000 recoveries on the first build; `evaluate-sampling --protocol diamond-table1` runs it), each
+# recovered in 50 steps and searched for 50 iterations: against 200 and 100, per-sample protoimages at
+# cosine 0.93 and 0.98, FIDs along sigma unchanged on 5000 paired samples (issue 17's notes); at 64
+# samples the mean itself is not determined (split-half cosine ~0.05, printed with Table 1).
+# "full" (the default, `make demo`): 588-595 s for `make demo` with an empty cache on a 2-core CPU
+# (three runs; setup not included); "thorough" is the earlier full build (ReportContext's defaults:
+# 1165 s fresh). Both gave the same verdict on all ten claims in one session; "full" carries more
+# sampling noise (FID on 1000 samples is biased upward) and its DP-LaSE density model is trained half
+# as long, so drift magnitudes compare only within one profile.
 PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),
             "thorough": dict(diamond=dict(n_proto=64)),
             "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150, overview_n=64,

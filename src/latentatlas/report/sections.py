@@ -391,7 +391,6 @@ def _inversion(ctx: ReportContext) -> Section:
 
 @report_section("walks", "Walks and directions")
 def _walks(ctx: ReportContext) -> Section:
-    from ..runtime import run_concurrently
     from ..walks.density import DPConfig, train_dp_lase
     from ..walks.directions import compute_directions
     from ..walks.edit import evaluate_directions, render_walk, save_strip, walk_latents
@@ -407,40 +406,19 @@ def _walks(ctx: ReportContext) -> Section:
             plans.append(("mean-diff", {}))
     parts = []
     drift_rows = []
-
-    def dp_job(method, kw, d):
-        """The set's DP-LaSE model: its own discovery's, or one density model + correction trained for it."""
-        def job():
-            if d is None:
-                try:
-                    found = compute_directions(m, method, **kw)
-                except LatentAtlasError as e:
-                    return e
-                return found, found.dp_model
-            return d, train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors,
-                                    sigmas=d.sigmas)[0]
-        return job
-    # the direction sets first, then every DP-LaSE training (the discovery and one per fixed set)
-    # side by side: independent small-operation work that two threads run ~1.6x faster than one
-    prepared = []
     for method, kw in plans:
         try:
-            d = None if method == "dplase" else ctx.mean_diff() if method == "mean-diff" else compute_directions(m, method, **kw)
+            d = ctx.mean_diff() if method == "mean-diff" else compute_directions(m, method, **kw)
         except LatentAtlasError as e:
-            prepared.append((method, e))
+            parts.append(f"<h3>{method}</h3>" + _note(str(e)))
             continue
-        prepared.append((method, dp_job(method, kw, d)))
-    order = sorted((i for i, (_, j) in enumerate(prepared) if callable(j)), key=lambda i: prepared[i][0] != "dplase")
-    done = dict(zip(order, run_concurrently([prepared[i][1] for i in order], device=m.device)))
-    for k, (method, job) in enumerate(prepared):
-        got = done.get(k, job)
-        if isinstance(got, LatentAtlasError):
-            parts.append(f"<h3>{method}</h3>" + _note(str(got)))
-            continue
-        d, dp_model = got
         kinds = ["linear", "dp"] + (["great-circle"] if d.space == "z" else [])
         base = m.sample_z(4, ctx.seed)
         base = m.mapping(base).detach() if d.space == "w" else base
+        dp_model = getattr(d, "dp_model", None)
+        if dp_model is None:   # one density model + correction per direction set, shared below
+            dp_model, _ = train_dp_lase(m, DPConfig(steps=ctx.dp_steps), space=d.space, directions=d.vectors,
+                                            sigmas=d.sigmas)
         ctx.figures.setdefault("direction_sets", []).append((method, d, dp_model))
         parts.append(f"<h3>{method} ({d.space})</h3>")
         for i in range(min(3, len(d))):

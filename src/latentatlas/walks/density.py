@@ -20,9 +20,7 @@ METHODS.md §4). The public DP-LaSE code has none of these; this is our implemen
 """
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -172,31 +170,6 @@ class DPTrainLog:
     seconds: float = 0.0
 
 
-_LOCK = threading.Lock()
-_FROZEN: dict = {}        # id(generator module) -> [trainings running, saved requires_grad flags]
-
-
-@contextmanager
-def _generator_frozen(G):
-    """G's weights without gradients while any training on it runs (trainings may run side by side
-    in threads, ``runtime.run_concurrently``: the first saves the flags, the last restores them)."""
-    with _LOCK:
-        entry = _FROZEN.setdefault(id(G), [0, None])
-        if entry[0] == 0:
-            entry[1] = [p.requires_grad for p in G.parameters()]
-            G.requires_grad_(False)
-        entry[0] += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            entry[0] -= 1
-            if entry[0] == 0:
-                for p, f in zip(G.parameters(), entry[1]):
-                    p.requires_grad_(f)
-                del _FROZEN[id(G)]
-
-
 def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", directions: torch.Tensor | None = None,
                   sigmas: torch.Tensor | None = None, progress: bool = False,
                   on_step=None) -> tuple[DPWalkModel, DPTrainLog]:
@@ -209,8 +182,8 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
     a longer run is the model of an s-step run)."""
     from tqdm import trange
     dev = model.device
-    # one random stream of its own, seeded by cfg.seed (the same numbers the global generator gave
-    # after torch.manual_seed(cfg.seed)), so trainings can run side by side in threads
+    # a random stream of its own, seeded by cfg.seed (on CPU the numbers torch.manual_seed(cfg.seed)
+    # gave the global generator before): the caller's global generator is neither reseeded nor used
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def draw(n):
@@ -221,11 +194,12 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         ref = draw(20000)
     dim = ref.shape[1]
     std = ref.std(0).mean().item()
-    with _LOCK:         # the modules' initialisation draws from the global generator: continue gen's stream there
-        saved = torch.get_rng_state()
-        torch.set_rng_state(gen.get_state())
+    saved = torch.get_rng_state()          # the modules' initialisation draws from the global generator:
+    torch.set_rng_state(gen.get_state())   # let it continue gen's stream, then give it back
+    try:
         dp = DPWalkModel(dim, cfg.n_directions, loc=ref.mean(0), scale=ref.std(0)).to(dev)
         gen.set_state(torch.get_rng_state())
+    finally:
         torch.set_rng_state(saved)
     opt = torch.optim.Adam(dp.parameters(), lr=cfg.lr)
     log = DPTrainLog()
@@ -243,7 +217,9 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
         fixed = directions.to(dev)
         fixed = fixed / fixed.norm(dim=1, keepdim=True)
         sig = sigmas.to(dev) if sigmas is not None else None
-    with _generator_frozen(model.G):           # gradients reach Γ through G1's input, never G's weights
+    flags = [p.requires_grad for p in model.G.parameters()]
+    model.G.requires_grad_(False)            # gradients reach Γ through G1's input, never G's weights
+    try:
         for step in trange(cfg.steps, disable=not progress, desc="DP-LaSE", leave=False):
             with torch.no_grad():
                 x = draw(cfg.batch)
@@ -306,5 +282,8 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
                 log.losses.append((step, lm.item(), ll.item(), lden.item(), lvar.item(), lreg.item()))
             if on_step is not None:
                 on_step(step + 1, dp)
+    finally:
+        for p, f in zip(model.G.parameters(), flags):
+            p.requires_grad_(f)
     log.seconds = time.perf_counter() - t0
     return dp.eval(), log
