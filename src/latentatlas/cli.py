@@ -951,7 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset: model, samples, quality, latent-space, sampling, inversion, walks")
     from .report.html import PROFILES, profile_sizes
     s.add_argument("--profile", default="full", choices=list(PROFILES),
-                   help=f"full: every section at report size ({profile_sizes('full')}; on a 2-core CPU just under 10 min "
+                   help=f"full: every section at report size ({profile_sizes('full')}; on a 2-core CPU about 10 min "
                         "the first time, when the model's atlas and mean protoimage are computed and cached, less "
                         "afterwards); thorough: "
                         f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n for a "
