@@ -343,7 +343,7 @@ STOP_REASONS = ("budget", "plateau", "target")
 
 class _RowRegs:
     """The regulariser of every optimised row, for a group of configurations that differ only in
-    it (``invert_group``): per group, the weight of the additive P-norm term (pnorm-l2,
+    it (``invert_many``): per group, the weight of the additive P-norm term (pnorm-l2,
     mahalanobis), of the sphere term, the clip value (inf: none) and the projection radius (0:
     none); indexed by each row's group."""
 
@@ -386,7 +386,9 @@ class _RowRegs:
         return var
 
 
-_REG_KEYS = ("regularizer", "reg_value")
+def _shared_settings(cfg: InversionConfig) -> dict:
+    """Every setting but the regulariser: configurations equal here can share one batch."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("regularizer", "reg_value")}
 
 
 def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(), *, atlas=None,
@@ -412,7 +414,7 @@ def invert_many(model, targets: torch.Tensor, cfgs: list, *, atlas=None, progres
     its share of its batch's wall time."""
     groups: dict = {}
     for i, c in enumerate(cfgs):
-        key = json.dumps({k: v for k, v in c.to_dict().items() if k not in _REG_KEYS}, sort_keys=True, default=str)
+        key = json.dumps(_shared_settings(c), sort_keys=True, default=str)
         groups.setdefault(key, []).append(i)
     out = [None] * len(cfgs)
     for idx in groups.values():
@@ -429,9 +431,9 @@ def _engine(model, targets, cfgs, *, atlas=None, progress=False, callback=None, 
     if not cfgs:
         raise LatentAtlasError("no inversion configuration given")
     cfg = cfgs[0]
-    shared = {k: v for k, v in cfg.to_dict().items() if k not in _REG_KEYS}
+    shared = _shared_settings(cfg)
     for c in cfgs[1:]:
-        if {k: v for k, v in c.to_dict().items() if k not in _REG_KEYS} != shared:
+        if _shared_settings(c) != shared:
             raise LatentAtlasError("inverting as one group needs configurations that differ only in "
                                    "regularizer and reg_value")
     if targets.ndim != 4 or targets.shape[1] != model.img_channels or targets.shape[-1] != model.img_resolution:

@@ -148,8 +148,8 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # cosine 0.93 and 0.98, FIDs along sigma unchanged on 5000 paired samples (issue 17's notes); at 64
 # samples the mean itself is not determined (split-half cosine ~0.05, printed with Table 1).
 # "full" (the default, `make demo`): 588-648 s for `make demo` with an empty cache on a 2-core CPU
-# (four runs, the machine's own noise ~10 %; setup not included); "thorough" is the earlier full build (ReportContext's defaults:
-# 1165 s fresh). Both gave the same verdict on all ten claims in one session; "full" carries more
+# (four runs, the machine's own noise ~10 %; setup not included); "thorough" is the earlier full
+# build (ReportContext's defaults: 1165 s fresh). Both gave the same verdict on all ten claims in one session; "full" carries more
 # sampling noise (FID on 1000 samples is biased upward) and its DP-LaSE density model is trained half
 # as long, so drift magnitudes compare only within one profile.
 PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),

@@ -295,8 +295,8 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
     rec_cfg = dm.recovery_config(st, recovery_steps, seed, n_init)
     proto_cfg = dm.proto_config(st, proto_iter)
     if variant == "mean":
-        z_p = ctx.mean_proto(n_proto, recovery_steps, st, proto_iter, seed, n_init).expand_as(z0)
-        proto_info = ctx.mean_proto_info(n_proto, recovery_steps, st, proto_iter, seed, n_init)
+        z_p, proto_info = ctx._proto(n_proto, recovery_steps, st, proto_iter, seed, n_init)
+        z_p = z_p.expand_as(z0)
     elif variant == "per-sample":
         with torch.enable_grad():
             x = model(z0).detach()
