@@ -323,3 +323,49 @@ def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny
     m = spec.load()                                   # the path does not exist here: the bytes are used
     assert m.weights_hash() == tiny_sg2.weights_hash() and m.name == f.stem
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "latentatlas-model-*"))) == before   # copy removed
+
+
+def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, monkeypatch):
+    from latentatlas.atlas import fit_atlas
+    from latentatlas.inversion import evaluate as ev
+    m = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
+    m.info.extra = {**(m.info.extra or {}), "data": "Fashion-MNIST train split"}
+    atlas = fit_atlas(m, n=2000, clusters={"coarse": 0, "medium": 0, "fine": 0})
+    with torch.no_grad():
+        x = m(m.sample_z(4, seed=11)).clamp(-1, 1)
+    methods = {k: ev.METHODS[k] for k in ("W+ (I2S)", "W+ clip 2")}
+    kw = dict(methods=methods, steps=2, atlas=atlas, seed=0, store=tmp_path / "rows")
+    computed = []
+    real_row, real_init, shared = ev.InversionEval.row, ev.InversionEval.__init__, {}
+
+    def init_once(self, *a, **k):     # the evaluation's setup (directions, reference) built once for all calls
+        if not shared:
+            real_init(self, *a, **k)
+            shared.update(self.__dict__)
+        self.__dict__.update(shared)
+    monkeypatch.setattr(ev.InversionEval, "__init__", init_once)
+    monkeypatch.setattr(ev.InversionEval, "row", lambda self, *a, **k: computed.append(a[2]) or real_row(self, *a, **k))
+    first = ev.evaluate_inversion(m, {"g": x}, **kw)
+    files = sorted((tmp_path / "rows").glob("row-*.pt"))
+    assert computed == list(methods) and len(files) == 2
+    # killed during the second row: its file never written; the first row is read back, not recomputed
+    second_file = ev.RowStore(tmp_path / "rows", m, atlas, 0, 2, ev.PAPER_LR, {}).path("g", x, "W+ clip 2",
+                                                                                     methods["W+ clip 2"])
+    second_file.unlink()
+    computed.clear()
+    again = ev.evaluate_inversion(m, {"g": x}, **kw)
+    assert computed == ["W+ clip 2"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]   # noqa: E731
+    assert repr(strip(again)) == repr(strip(first)) and again[0]["seconds"] == first[0]["seconds"]
+    # a damaged row is computed again; other steps, other targets or another seed are other rows
+    files[0].write_bytes(b"not a torch file")
+    computed.clear()
+    ev.evaluate_inversion(m, {"g": x}, **kw)
+    assert len(computed) == 1
+    computed.clear()
+    ev.evaluate_inversion(m, {"g": x[:3]}, **{**kw, "steps": 3})
+    assert computed == list(methods) and len(list((tmp_path / "rows").glob("row-*.pt"))) == 4
+    # the same settings under another name (the supplement grid's rows that the protocol has) are that row
+    computed.clear()
+    renamed = ev.evaluate_inversion(m, {"g": x}, **{**kw, "methods": {"plain W+": ev.METHODS["W+ (I2S)"]}})
+    assert computed == [] and renamed[0]["method"] == "plain W+" and renamed[0]["psnr"] == first[0]["psnr"]

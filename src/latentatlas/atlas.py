@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .defaults import LEARNED_STEPS
+
 from . import __version__
 from .errors import LatentAtlasError
 from .imageio import atomic_path
@@ -216,7 +218,7 @@ NEEDS = ("pnorm", "mixture")
 
 
 def get_atlas(model, *, need: str = "mixture", n: int = 100_000, seed: int = 0, clusters: dict | None = None,
-              learned_steps: int = 400, progress: bool = False) -> Atlas:
+              learned_steps: int = LEARNED_STEPS, progress: bool = False) -> Atlas:
     """The cached atlas for this model's weights that has what ``need`` asks for ('pnorm': the
     P-norm statistics; 'mixture': also the EM and learned mixtures). Without one, says in one
     line what it fits now and about how long it takes, fits only what is needed, and caches

@@ -728,6 +728,9 @@ def cmd_evaluate_inversion(args):
         if args.lr != 0.01:
             raise LatentAtlasError("--lr applies to W/W+/P-norm+ inversion; Diamond in the rough's Z recovery "
                                    "runs at its own lr 0.01")
+        if args.resume:
+            raise LatentAtlasError("--resume keeps the rows of the W/W+/P-norm+ methods; a Z-only model has one Z "
+                                   "recovery per set")
         if args.attribute_probe or args.flip or args.reference or args.features:
             raise LatentAtlasError("--attribute-probe/--flip/--reference/--features serve the editing and "
                                    "distribution metrics of W+ embeddings; a Z-only model has Diamond's Z recovery "
@@ -751,7 +754,7 @@ def cmd_evaluate_inversion(args):
             rows = evaluate_inversion(model, {real_name: real, "generated": gen}, methods=methods,
                                       atlas=atlas, steps=args.steps, lr=args.lr,
                                       progress=sys.stderr.isatty() and not args.json, seed=args.seed,
-                                      pool=pool, **setup)
+                                      pool=pool, store=args.resume, **setup)
         if args.plots:
             from .inversion.evaluate import plot_pnorm
             for p in plot_pnorm(rows, args.plots):
@@ -954,8 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"full: every section at report size ({profile_sizes('full')}; on a 2-core CPU about 10 min "
                         "the first time, when the model's atlas and mean protoimage are computed and cached, less "
                         "afterwards); thorough: "
-                        f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n for a "
-                        "fast look")
+                        f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n and a "
+                        f"thinned sweep for a fast look ({profile_sizes('quick')}; about 3 min the first time)")
     _add_reference(s)
     _add_ray(s, "the sampling sweep's points")
     s.set_defaults(fn=cmd_report)
@@ -1169,6 +1172,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "for models other than Fashion-MNIST ones, which default to the feature network's classes)")
     s.add_argument("--flip", default=None, metavar="A,B",
                    help="the flip test's two attributes (default Sneaker,Sandal; with a probe: its first two labels)")
+    s.add_argument("--resume", default=None, metavar="DIR",
+                   help="keep each finished (target set, method) row in DIR; the same command with the same DIR "
+                        "again skips the rows already there, so an interrupted run (the n = 100 protocol takes "
+                        "hours on a CPU) continues where it stopped")
     s.add_argument("--seed", type=_seed, default=0)
     _add_ray(s, "one task per method and target set")
     s.set_defaults(fn=cmd_evaluate_inversion)
@@ -1218,8 +1225,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (all 0: the P-norm statistics only, no mixture)")
     s.add_argument("--levels", default=None, help="W+ rows per level, e.g. coarse=0:3,medium=3:6,fine=6:8")
     s.add_argument("--plots", default=None, metavar="PNG", help="also write marginal histograms / joint plots")
-    s.add_argument("--learned-steps", type=int, default=400,
-                   help="training steps of the learned multi-level mixture per level (0 = EM baseline only)")
+    from .defaults import LEARNED_STEPS
+    s.add_argument("--learned-steps", type=int, default=LEARNED_STEPS,
+                   help="training steps of the learned multi-level mixture per level (default %(default)s; 0 = EM "
+                        "baseline only)")
     _add_ray(s, "the mapping and moments (shards summed exactly; the mixtures are fitted here)")
     s.set_defaults(fn=cmd_fit)
 

@@ -19,6 +19,8 @@ hundred images is mostly estimation error, and singular below 129).
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -278,14 +280,84 @@ class InversionEval:
         return row
 
 
+class RowStore:
+    """Finished rows of an evaluation kept on disk, one file per (target set, method), so that a
+    long run (the n = 100 protocol is hours on a CPU) survives an interruption: the same call with
+    the same directory skips the rows already there. A row's file name is a digest of everything
+    that decides it (the weights, the target images, the method's settings, steps, lr, seed, the
+    atlas's statistics and the metrics' setup; a reference folder by its path); rows are written
+    atomically and read back with ``torch.load(weights_only=True)``."""
+
+    def __init__(self, directory, model, atlas, seed: int, steps: int, lr: float, setup: dict):
+        from pathlib import Path
+        self.dir = Path(directory)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise LatentAtlasError(f"the evaluation's row store {self.dir} exists and is not a directory")
+        probe = setup.get("probe")
+        if probe is not None and not hasattr(probe, "state"):
+            raise LatentAtlasError("a resumable evaluation keys its rows on the attribute estimator, and a function "
+                                   "estimator cannot be keyed; give a probe (LinearProbe) or no row store")
+        h = hashlib.sha256()
+        _digest(h, {"weights": model.weights_hash(), "seed": seed, "steps": steps, "lr": lr,
+                    "atlas": None if atlas is None else {"pnorm": atlas.pnorm.state(),
+                                                         "em": atlas.em.state() if atlas.em is not None else None},
+                    "setup": {k: (v.state() if hasattr(v, "state") else v) for k, v in sorted(setup.items())}})
+        self._base = h.copy()
+
+    def path(self, set_name: str, x: torch.Tensor, label: str, kw: dict):
+        # the label is not part of the key: the same settings under two names (the protocol's
+        # "W+ clip 2" and the supplement grid's) are one row
+        h = self._base.copy()
+        _digest(h, {"targets": set_name, "kw": kw, "x": x})
+        return self.dir / f"row-{h.hexdigest()[:24]}.pt"
+
+    def get(self, *job) -> dict | None:
+        p = self.path(*job)
+        if not p.is_file():
+            return None
+        try:
+            row = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:      # noqa: BLE001 - an unreadable row is computed again
+            return None
+        return {**row, "method": job[2]}
+
+    def put(self, job, row: dict) -> None:
+        from ..imageio import atomic_path
+        with atomic_path(self.path(*job)) as tmp:
+            torch.save(row, tmp)
+
+
+def _digest(h, obj) -> None:
+    """Feed ``obj`` (dicts, lists, tensors, arrays, plain values) into the hash ``h`` unambiguously."""
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            h.update(f"<{k}>".encode())
+            _digest(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"[{len(obj)}".encode())
+        for v in obj:
+            _digest(h, v)
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.shape}{obj.dtype}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    else:
+        h.update(repr(obj).encode())
+
+
 def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict | None = None,
                        steps: int = PAPER_STEPS, lr: float = PAPER_LR, atlas=None, progress: bool = False,
-                       seed: int = 0, pool=None, **setup) -> list[dict]:
+                       seed: int = 0, pool=None, store=None, **setup) -> list[dict]:
     """Rows of II2S's evaluation table: one per (target set, method), at the paper's protocol
     (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps. ``pool``
     (``latentatlas.scale``) runs one (set, method) per task on its workers; the rows come back in
-    the same order. ``setup``: reference, features, inception, probe, flip (see ``InversionEval``;
-    a probe travels to workers as its ``state()``, a reference folder is read at the same path)."""
+    the same order. ``store``: a directory where each finished row is kept (``RowStore``); rows
+    already there are not computed again, so an interrupted run resumes. ``setup``: reference,
+    features, inception, probe, flip (see ``InversionEval``; a probe travels to workers as its
+    ``state()``, a reference folder is read at the same path)."""
     import logging
 
     from ..atlas import get_atlas
@@ -293,27 +365,43 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
     model.require_mapping("the II2S evaluation")
     atlas = atlas or get_atlas(model)
     methods = methods or METHODS
-    est = estimate_seconds(model, sum(x.shape[0] for x in targets.values()), len(methods), steps, atlas,
-                           batch=max(x.shape[0] for x in targets.values()))
-    log.info("evaluate-inversion: %d methods x %s images, lr %g x %d steps: about %.0f min at most%s",
-             len(methods), "+".join(str(x.shape[0]) for x in targets.values()), lr, steps,
-             est / 60 / (pool.size if pool is not None else 1), f" on {pool.describe()}" if pool is not None else "")
     jobs = [(set_name, x, label, kw) for set_name, x in targets.items() for label, kw in methods.items()]
-    if pool is None:
-        ev = InversionEval(model, atlas, seed, **setup)
-        rows = []
-        for j, (set_name, x, label, kw) in enumerate(jobs):
-            log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j % len(methods) + 1, len(methods), label)
-            rows.append(ev.row(set_name, x, label, kw, steps, lr, progress=progress))
-        return rows
-    pool.share_atlas(atlas)
-    if hasattr(setup.get("probe"), "state"):
-        setup = {**setup, "probe": setup["probe"].state()}
-    got = {}
-    for j, row in pool.imap("inversion_row", ((j, (set_name, x.cpu(), label, kw, steps, lr, seed), {"setup": setup})
-                                              for j, (set_name, x, label, kw) in enumerate(jobs))):
-        log.info("evaluate-inversion: %s / %s done (%d of %d)", row["targets"], row["method"], len(got) + 1, len(jobs))
+    rows = RowStore(store, model, atlas, seed, steps, lr, setup) if store is not None else None
+    got = {j: r for j, job in enumerate(jobs) if rows is not None and (r := rows.get(*job)) is not None}
+    todo = [j for j in range(len(jobs)) if j not in got]
+    if got:
+        log.info("evaluate-inversion: %d of %d rows already in %s; computing the other %d", len(got), len(jobs),
+                 store, len(todo))
+    if todo:
+        by_set = {}
+        for j in todo:
+            by_set.setdefault(jobs[j][0], set()).add(jobs[j][2])
+        n_img = sum(targets[s].shape[0] * len(ms) for s, ms in by_set.items())
+        est = estimate_seconds(model, n_img, 1, steps, atlas, batch=max(x.shape[0] for x in targets.values()))
+        log.info("evaluate-inversion: %d rows (%s images each), lr %g x %d steps: about %.0f min at most%s",
+                 len(todo), "/".join(str(x.shape[0]) for x in targets.values()), lr, steps,
+                 est / 60 / (pool.size if pool is not None else 1), f" on {pool.describe()}" if pool is not None else "")
+
+    def keep(j, row):
         got[j] = row
+        if rows is not None:
+            rows.put(jobs[j], row)
+
+    if pool is None and todo:
+        ev = InversionEval(model, atlas, seed, **setup)
+        for j in todo:
+            set_name, x, label, kw = jobs[j]
+            log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j % len(methods) + 1, len(methods), label)
+            keep(j, ev.row(set_name, x, label, kw, steps, lr, progress=progress))
+    elif todo:
+        pool.share_atlas(atlas)
+        if hasattr(setup.get("probe"), "state"):
+            setup = {**setup, "probe": setup["probe"].state()}
+        for j, row in pool.imap("inversion_row", ((j, (jobs[j][0], jobs[j][1].cpu(), jobs[j][2], jobs[j][3], steps, lr,
+                                                       seed), {"setup": setup}) for j in todo)):
+            log.info("evaluate-inversion: %s / %s done (%d of %d)", row["targets"], row["method"], len(got) + 1,
+                     len(jobs))
+            keep(j, row)
     return [got[j] for j in range(len(jobs))]
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import LEARNED_STEPS
 from ..errors import LatentAtlasError
 
 
@@ -79,7 +80,7 @@ class _Level(nn.Module):
 class LearnedMixture:
     kind = "learned"
 
-    def __init__(self, model, pnorm, n_clusters: dict, level_ranges: dict, *, steps: int = 400,
+    def __init__(self, model, pnorm, n_clusters: dict, level_ranges: dict, *, steps: int = LEARNED_STEPS,
                  batch: int = 256, lr: float = 3e-3, info_weight: float = 1.0, seed: int = 0):
         model.require_mapping("the learned multi-level mixture")
         self.model, self.space = model, pnorm

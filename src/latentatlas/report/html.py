@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..defaults import LEARNED_STEPS
 from ..errors import LatentAtlasError
 from ..imageio import save_grid
 
@@ -39,13 +40,14 @@ class ReportContext:
     dp_steps: int = 600              # DP-LaSE training steps
     atlas_n: int = 100_000           # mapped latents for the atlas
     atlas: object = None             # a given atlas (--atlas); None = the cached one
-    learned_steps: int = 400         # learned multi-level mixture steps per level
+    learned_steps: int = LEARNED_STEPS   # learned multi-level mixture steps per level
     overview_n: int = 256            # base samples walked along each direction in the method table
     diamond: dict = field(default_factory=dict)   # protoimage search settings (n_proto, recovery_steps, proto_iter)
     reference: dict = field(default_factory=dict)  # reference/features/inception for the metrics (metrics.reference)
     figures: dict = field(default_factory=dict)   # figures other sections can reuse
     pool: object = None              # latentatlas.scale pool for the sampling sweep (--ray); None = here
     mean_diff_n: int = 5000          # samples classified for the mean-difference directions
+    sweep_values: dict = field(default_factory=dict)   # per parameter, the values the sampling sweep keeps (empty: all)
     profile: str = "full"            # the PROFILES entry these sizes came from (named in the summary)
 
     def mean_diff(self):
@@ -152,22 +154,32 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # build (ReportContext's defaults: 1165 s fresh). Both gave the same verdict on all ten claims in one session; "full" carries more
 # sampling noise (FID on 1000 samples is biased upward) and its DP-LaSE density model is trained half
 # as long, so drift magnitudes compare only within one profile.
+# "quick": 174-180 s with an empty cache (session 13; 266 s before the sweep was thinned to 13 points and
+# the DP-LaSE, inversion, mixture and protoimage sizes were cut) -- a preview of the page's structure
+# on a model, its figures noisier than full's.
 PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),
             "thorough": dict(diamond=dict(n_proto=64)),
-            "quick": dict(eval_n=1000, sweep_n=500, invert_n=8, invert_steps=60, dp_steps=150, overview_n=64,
-                                          atlas_n=20000, learned_steps=100,
-                                          diamond=dict(n_proto=16, recovery_steps=50, proto_iter=30))}
+            "quick": dict(eval_n=1000, sweep_n=400, invert_n=8, invert_steps=40, dp_steps=60, overview_n=48,
+                          atlas_n=20000, learned_steps=75, mean_diff_n=2000,
+                          # 13 sweep points instead of 31 (the untruncated point is shared, σ = auto kept)
+                          sweep_values=dict(psi=(1.0, 0.6, 0.2), tau=(float("inf"), 2.0, 1.0, 0.0),
+                                            sigma=(0.0, 0.02, 0.1, 0.3, "auto")),
+                          diamond=dict(n_proto=8, recovery_steps=50, proto_iter=30))}
 
 
-def sizes_text(sweep_n: int, invert_steps: int, dp_steps: int) -> str:
-    return f"{sweep_n} samples per sampling-sweep point, {invert_steps} inversion steps, {dp_steps} DP-LaSE steps"
+def sizes_text(sweep_n: int, invert_steps: int, dp_steps: int, sweep_values: dict | None = None) -> str:
+    thin = ("; sweep at " + "; ".join(f"{k} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}"
+                                      for k, vs in sweep_values.items())) if sweep_values else ""
+    return (f"{sweep_n} samples per sampling-sweep point, {invert_steps} inversion steps, {dp_steps} DP-LaSE steps"
+            + thin)
 
 
 def profile_sizes(name: str) -> str:
     """The sizes a profile builds with (ReportContext's defaults overridden by PROFILES[name])."""
-    from dataclasses import fields
-    d = {f.name: f.default for f in fields(ReportContext)} | PROFILES[name]
-    return sizes_text(d["sweep_n"], d["invert_steps"], d["dp_steps"])
+    from dataclasses import MISSING, fields
+    d = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(ReportContext)
+         if f.default is not MISSING or f.default_factory is not MISSING} | PROFILES[name]
+    return sizes_text(d["sweep_n"], d["invert_steps"], d["dp_steps"], d["sweep_values"])
 
 
 def _summary(ctx) -> str:
@@ -184,7 +196,7 @@ def _summary(ctx) -> str:
                      + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
     claims = ctx.figures.get("claims")
     if lines or claims:
-        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx.sweep_n, ctx.invert_steps, ctx.dp_steps)}; compare "
+        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx.sweep_n, ctx.invert_steps, ctx.dp_steps, ctx.sweep_values)}; compare "
                      "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
                      "the density model's training).")
     if claims:

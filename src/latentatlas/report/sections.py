@@ -153,7 +153,12 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
     from ..sampling import get_strategy
     from ..sampling.evaluate import TABLE1_ROWS, mean_proto_text, table1_summary
-    sweeps = {"diamond": [{**p, **ctx.diamond} for p in get_strategy("diamond").sweep]}
+    from ..sampling import default_sweep
+
+    def kept(p):        # the profile's sweep_values thin each strategy's sweep to the values it names
+        return all(v in ctx.sweep_values.get(k, (v,)) for k, v in p.items())
+    sweeps = {name: [p for p in default_sweep(m, name) if kept(p)] for name in strategies}
+    sweeps["diamond"] = [{**p, **ctx.diamond} for p in sweeps["diamond"]]
     res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps,
                             pool=ctx.pool, **ctx.reference)
     ctx.figures["sampling"] = res
@@ -431,11 +436,11 @@ def _walks(ctx: ReportContext) -> Section:
                                             "The middle image is the sample itself; a good direction changes "
                                             "one thing steadily and keeps the garment realistic at both ends."))
         try:
-            ev = evaluate_directions(m, d, n=32, dp_model=dp_model)
+            ev = evaluate_directions(m, d, n=32, dp_model=dp_model, first=3)
         except LatentAtlasError as e:
             parts.append(_note(f"measurements not available: {e}"))
             continue
-        for r in ev["rows"][:3]:
+        for r in ev["rows"]:
             drift_rows.append({"method": method, "orthogonality error": ev["orthogonality_error"], **r})
     ctx.figures["walks"] = drift_rows
     try:

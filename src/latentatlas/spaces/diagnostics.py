@@ -47,7 +47,7 @@ def plot_marginals(samples: dict[str, np.ndarray], path, dims=(0, 1, 2, 3)) -> P
         x = samples[name]
         for c, d in enumerate(dims):
             ax = axes[r, c]
-            ax.hist(x[:, d], bins=80, density=True, color="#4070a0")
+            ax.hist(x[:, d], bins=80, density=True, color="#4070a0", histtype="stepfilled")
             g = np.linspace(x[:, d].min(), x[:, d].max(), 200)
             ax.plot(g, scipy.stats.norm.pdf(g, x[:, d].mean(), x[:, d].std()), "r-", lw=0.8)
             ax.set_title(f"{name} dim {d}", fontsize=8)

@@ -85,14 +85,15 @@ def _feature_fn(model):
 @torch.no_grad()
 def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9, extent: float = 2.0,
                         seed: int = 0, layer: str | None = None, dp_steps: int = 600, dp_model=None,
-                        drift: bool = True, ppl: bool = True) -> dict:
+                        drift: bool = True, ppl: bool = True, first: int | None = None) -> dict:
     """Per direction: density drift (mean |log p(walk point) − log p(start)|; learned F in W,
     the exact Gaussian in Z) of the linear vs the learned/norm-preserving walk, G1
     feature variation, number of class probabilities moved by > 0.1, class-flip rate, the walk's
     roughness (squared feature change per σ between frames) and Karras et al.'s perceptual path
     length on the walk's segment (``metrics.ppl``); plus the orthogonality error of the whole set.
     ``drift=False`` skips the density drift (and so the DP model a W set without one would train),
-    ``ppl=False`` the path length."""
+    ``ppl=False`` the path length; ``first``: measure only the first ``first`` directions (the
+    orthogonality error is still the whole set's)."""
     from ..metrics.ppl import perceptual_path_length
     from .density import DPConfig, train_dp_lase
     dirs.check_model(model)
@@ -116,7 +117,7 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     V = dirs.vectors
     rows = []
-    for i in range(len(dirs)):
+    for i in range(len(dirs) if first is None else min(first, len(dirs))):
         lin = walk_latents(model, dirs, i, base, kind="linear", steps=steps, extent=extent)
         row = {"direction": i, "name": (dirs.meta.get("names") or [None] * len(dirs))[i] or f"{dirs.method} {i}"}
         if logp is not None:
