@@ -325,7 +325,7 @@ def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "latentatlas-model-*"))) == before   # copy removed
 
 
-def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, monkeypatch):
+def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, monkeypatch, caplog):
     from latentatlas.atlas import fit_atlas
     from latentatlas.inversion import evaluate as ev
     m = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
@@ -345,7 +345,10 @@ def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, mon
         self.__dict__.update(shared)
     monkeypatch.setattr(ev.InversionEval, "__init__", init_once)
     monkeypatch.setattr(ev.InversionEval, "row", lambda self, *a, **k: computed.append(a[2]) or real_row(self, *a, **k))
-    first = ev.evaluate_inversion(m, {"g": x}, **kw)
+    with caplog.at_level("INFO", logger="latentatlas"):
+        first = ev.evaluate_inversion(m, {"g": x}, **kw)
+    # without a terminal, each row's progress goes to the log
+    assert "W+ clip 2 on g: step 2/2" in caplog.text
     files = sorted((tmp_path / "rows").glob("row-*.pt"))
     assert computed == list(methods) and len(files) == 2
     # killed during the second row: its file never written; the first row is read back, not recomputed

@@ -239,6 +239,22 @@ def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
 FASHION_FLIP = ("Sneaker", "Sandal")      # the flip test's attribute pair on Fashion-MNIST models
 
 
+def _log_every(steps: int, what: str, parts: int = 10):
+    """An ``invert`` callback that logs a line every tenth of the run (progress in a log file, where
+    no bar is drawn)."""
+    import logging
+    import time
+    log, t0, every = logging.getLogger("latentatlas"), time.perf_counter(), max(1, steps // parts)
+
+    def cb(step, loss, active):
+        if (step + 1) % every == 0 or step + 1 == steps:
+            el = time.perf_counter() - t0
+            log.info("evaluate-inversion: %s: step %d/%d, mean loss %.4g, %d images still optimised, %.0f s "
+                     "(about %.0f s left)", what, step + 1, steps, float(loss.mean()), int(active.sum()), el,
+                     el / (step + 1) * (steps - step - 1))
+    return cb
+
+
 class InversionEval:
     """What every row of the evaluation shares (the atlas, the reference set and feature network,
     the attribute estimator, the GANSpace directions and the flip test's A - B direction); ``row``
@@ -271,7 +287,8 @@ class InversionEval:
         x = x.to(model.device)
         cfg = InversionConfig(steps=steps, lr=lr, perceptual="discriminator" if model.has_discriminator else "none",
                               perceptual_weight=0.05, seed=self.seed, **method_kwargs(model, kw))
-        res = invert(model, x, cfg, atlas=self.atlas, progress=progress)
+        res = invert(model, x, cfg, atlas=self.atlas, progress=progress,
+                     callback=None if progress else _log_every(steps, f"{label} on {set_name}"))
         rec = reconstruction_metrics(x, res.images, FeatureDistance(self.ext))
         row = {"targets": set_name, "method": label, **{k: float(v.mean()) for k, v in rec.items()},
                "lr": lr, "steps": steps, "seconds": round(res.seconds, 1)}
