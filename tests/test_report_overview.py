@@ -65,6 +65,8 @@ def test_summary_names_the_profile_and_its_sizes(tmp_path):
     text = _summary(ctx)
     assert ("Profile quick: 400 samples per sampling-sweep point, 40 inversion steps, 60 DP-LaSE steps; sweep at "
             "psi 1, 0.6, 0.2; tau inf, 2, 1, 0; sigma 0, 0.02, 0.1, 0.3, auto") in text
+    assert "build the full report before quoting them" in text
     full = ReportContext(model=None, out=tmp_path, profile="full", **PROFILES["full"])
     full.figures["claims"] = ctx.figures["claims"]
     assert "Profile full: 1000 samples per sampling-sweep point, 150 inversion steps, 300 DP-LaSE steps" in _summary(full)
+    assert "preview" not in _summary(full)

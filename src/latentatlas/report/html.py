@@ -198,7 +198,10 @@ def _summary(ctx) -> str:
     if lines or claims:
         lines.append(f"Profile {ctx.profile}: {sizes_text(ctx.sweep_n, ctx.invert_steps, ctx.dp_steps, ctx.sweep_values)}; compare "
                      "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
-                     "the density model's training).")
+                     "the density model's training)."
+                     + (" The quick profile is a preview: its models are trained briefly and its sets are small, so "
+                        "some verdicts differ from the full profile's; build the full report before quoting them."
+                        if ctx.profile == "quick" else ""))
     if claims:
         lines.append(f"Claims of the papers on this model: {summary_line(claims)}.")
         lines += [f"{c.paper}: {c.claim} — <b>{c.verdict}</b>" for c in claims]
