@@ -383,8 +383,8 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
     atlas = atlas or get_atlas(model)
     methods = methods or METHODS
     jobs = [(set_name, x, label, kw) for set_name, x in targets.items() for label, kw in methods.items()]
-    rows = RowStore(store, model, atlas, seed, steps, lr, setup) if store is not None else None
-    got = {j: r for j, job in enumerate(jobs) if rows is not None and (r := rows.get(*job)) is not None}
+    kept = RowStore(store, model, atlas, seed, steps, lr, setup) if store is not None else None
+    got = {j: r for j, job in enumerate(jobs) if kept is not None and (r := kept.get(*job)) is not None}
     todo = [j for j in range(len(jobs)) if j not in got]
     if got:
         log.info("evaluate-inversion: %d of %d rows already in %s; computing the other %d", len(got), len(jobs),
@@ -401,8 +401,8 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
 
     def keep(j, row):
         got[j] = row
-        if rows is not None:
-            rows.put(jobs[j], row)
+        if kept is not None:
+            kept.put(jobs[j], row)
 
     if pool is None and todo:
         ev = InversionEval(model, atlas, seed, **setup)
