@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .defaults import LEARNED_STEPS
-
 from . import __version__
+from .defaults import LEARNED_STEPS
 from .errors import LatentAtlasError
 from .imageio import atomic_path
 from .priors import EMMixture, GaussianPrior, default_level_ranges

@@ -149,12 +149,13 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # recovered in 50 steps and searched for 50 iterations: against 200 and 100, per-sample protoimages at
 # cosine 0.93 and 0.98, FIDs along sigma unchanged on 5000 paired samples (issue 17's notes); at 64
 # samples the mean itself is not determined (split-half cosine ~0.05, printed with Table 1).
-# "full" (the default, `make demo`): 588-648 s for `make demo` with an empty cache on a 2-core CPU
-# (four runs, the machine's own noise ~10 %; setup not included); "thorough" is the earlier full
+# "full" (the default, `make demo`): with an empty cache on a 2-core CPU 559, 509 and 405 s for the
+# report in session 13 (the machine's speed varied by ~25 % between runs; 588-648 s in session 12
+# before the learned mixture went to 200 steps); a fresh clone's set-up adds ~50 s; "thorough" is the earlier full
 # build (ReportContext's defaults: 1165 s fresh). Both gave the same verdict on all ten claims in one session; "full" carries more
 # sampling noise (FID on 1000 samples is biased upward) and its DP-LaSE density model is trained half
 # as long, so drift magnitudes compare only within one profile.
-# "quick": 174-180 s with an empty cache (session 13; 266 s before the sweep was thinned to 13 points and
+# "quick": 117-180 s with an empty cache (session 13, three runs; 266 s before the sweep was thinned to 13 points and
 # the DP-LaSE, inversion, mixture and protoimage sizes were cut) -- a preview of the page's structure
 # on a model, its figures noisier than full's.
 PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),

@@ -151,9 +151,8 @@ def _sampling(ctx: ReportContext) -> Section:
 def _sampling_sweep(ctx, m, sctx) -> str:
     from ..sampling.evaluate import evaluate_sampling, plot_sampling
     strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
-    from ..sampling import get_strategy
-    from ..sampling.evaluate import TABLE1_ROWS, mean_proto_text, table1_summary
     from ..sampling import default_sweep
+    from ..sampling.evaluate import TABLE1_ROWS, mean_proto_text, table1_summary
 
     def kept(p):        # the profile's sweep_values thin each strategy's sweep to the values it names
         return all(v in ctx.sweep_values.get(k, (v,)) for k, v in p.items())
