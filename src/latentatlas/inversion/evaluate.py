@@ -390,10 +390,7 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
         log.info("evaluate-inversion: %d of %d rows already in %s; computing the other %d", len(got), len(jobs),
                  store, len(todo))
     if todo:
-        by_set = {}
-        for j in todo:
-            by_set.setdefault(jobs[j][0], set()).add(jobs[j][2])
-        n_img = sum(targets[s].shape[0] * len(ms) for s, ms in by_set.items())
+        n_img = sum(jobs[j][1].shape[0] for j in todo)
         est = estimate_seconds(model, n_img, 1, steps, atlas, batch=max(x.shape[0] for x in targets.values()))
         log.info("evaluate-inversion: %d rows (%s images each), lr %g x %d steps: about %.0f min at most%s",
                  len(todo), "/".join(str(x.shape[0]) for x in targets.values()), lr, steps,

@@ -168,19 +168,17 @@ PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300, diamond=d
                           diamond=dict(n_proto=8, recovery_steps=50, proto_iter=30))}
 
 
-def sizes_text(sweep_n: int, invert_steps: int, dp_steps: int, sweep_values: dict | None = None) -> str:
+def sizes_text(ctx: ReportContext) -> str:
+    """The sizes that set a build's figures, in one line (the summary and ``--profile`` help)."""
     thin = ("; sweep at " + "; ".join(f"{k} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}"
-                                      for k, vs in sweep_values.items())) if sweep_values else ""
-    return (f"{sweep_n} samples per sampling-sweep point, {invert_steps} inversion steps, {dp_steps} DP-LaSE steps"
-            + thin)
+                                      for k, vs in ctx.sweep_values.items())) if ctx.sweep_values else ""
+    return (f"{ctx.sweep_n} samples per sampling-sweep point, {ctx.invert_steps} inversion steps, {ctx.dp_steps} "
+            "DP-LaSE steps" + thin)
 
 
 def profile_sizes(name: str) -> str:
     """The sizes a profile builds with (ReportContext's defaults overridden by PROFILES[name])."""
-    from dataclasses import MISSING, fields
-    d = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(ReportContext)
-         if f.default is not MISSING or f.default_factory is not MISSING} | PROFILES[name]
-    return sizes_text(d["sweep_n"], d["invert_steps"], d["dp_steps"], d["sweep_values"])
+    return sizes_text(ReportContext(model=None, out=Path("."), **PROFILES[name]))
 
 
 def _summary(ctx) -> str:
@@ -197,7 +195,7 @@ def _summary(ctx) -> str:
                      + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
     claims = ctx.figures.get("claims")
     if lines or claims:
-        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx.sweep_n, ctx.invert_steps, ctx.dp_steps, ctx.sweep_values)}; compare "
+        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx)}; compare "
                      "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
                      "the density model's training)."
                      + (" The quick profile is a preview: its models are trained briefly and its sets are small, so "
