@@ -750,8 +750,11 @@ def cmd_evaluate_inversion(args):
             if bad:
                 raise LatentAtlasError(f"unknown method(s) {bad}; methods: {', '.join(METHODS)}")
             methods = {k: METHODS[k] for k in want}
+        # the supplement's regulariser tables embed real images only (II2S supplement §3: a set of 10
+        # representative real images); the protocol table also inverts generated ones
+        sets = {real_name: real} if args.grid else {real_name: real, "generated": gen}
         with _pool(args, model, atlas) as pool:
-            rows = evaluate_inversion(model, {real_name: real, "generated": gen}, methods=methods,
+            rows = evaluate_inversion(model, sets, methods=methods,
                                       atlas=atlas, steps=args.steps, lr=args.lr,
                                       progress=sys.stderr.isatty() and not args.json, seed=args.seed,
                                       pool=pool, store=args.resume, **setup)
@@ -1158,7 +1161,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--methods", default=None, help="comma-separated subset of the method names")
     s.add_argument("--grid", default=None, choices=["supplement"],
                    help="supplement: II2S's Tables 6-7 grid (clip 1/2/5/7/10, project 1/3/5/10, L2 1e-8..1e-5 and "
-                        "plain W+), printed as reconstruction + style mixing + interpolation + edit range")
+                        "plain W+) on the real images only, as the supplement did, printed as reconstruction + style mixing + "
+                        "interpolation + edit range")
     s.add_argument("--plots", default=None, metavar="DIR",
                    help="write histograms of the embeddings' P-norm+ coordinates (first 10 dimensions and the rest)")
     s.add_argument("--data-dir", default=None)
