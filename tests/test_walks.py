@@ -60,7 +60,7 @@ def test_monotone_cdf_and_training(tiny_sg2):
 
 
 def test_monotone_cdf_blocks_match_one_pass(monkeypatch):
-    """Row blocks (recomputed in the backward pass) give the values and gradients of one pass (in
+    """Row blocks give the values and gradients of one pass (in
     float64: in float32 the finite-difference density's log-gradient is rounding noise where F' is tiny)."""
     import latentatlas.walks.density as dens
     torch.manual_seed(0)
@@ -136,6 +136,27 @@ def _g1_move(model, dirs, w):
 
 
 @torch.no_grad()
+def test_g1_features_skip_the_image_path_and_the_pool_skips_g1_on_fresh_samples(tiny_sg2, monkeypatch):
+    """features_at is activation(forward_to) without the to-RGB path; with the pool, a discovery
+    step runs G1 once (the walked rows), with var_pool=0 twice (also the fresh starting points)."""
+    w = tiny_sg2.mapping(torch.randn(4, tiny_sg2.z_dim))
+    for layer in tiny_sg2.layer_names:
+        assert torch.equal(tiny_sg2.features_at(layer, w), tiny_sg2.activation(tiny_sg2.forward_to(layer, w)))
+    with pytest.raises(ValueError, match="stop layer"):
+        tiny_sg2.G.synthesis(tiny_sg2.broadcast(w), image=False)
+    calls = []
+    real = type(tiny_sg2).features_at
+    monkeypatch.setattr(type(tiny_sg2), "features_at", lambda self, l, v: calls.append(v.shape[0]) or real(self, l, v))
+    for pool, per_step in ((64, 1), (0, 2)):
+        calls.clear()
+        with torch.enable_grad():
+            train_dp_lase(tiny_sg2, DPConfig(steps=4, n_directions=2, layer="b8", batch=32, var_batch=8,
+                                                    var_pool=pool), space="w")
+        setup = 1 + (1 if pool else 0)          # the size probe and the pool's one chunk
+        assert len(calls) == (setup if pool else 0) + 4 * per_step, calls
+        assert calls[-1] == 2 * 8                 # the k x var_batch walked rows
+
+
 def test_dplase_directions_maximise_g1_variation(tiny_sg2):
     """l_var must steer Γ: the learned set moves G1 more than random orthonormal sets do."""
     with torch.enable_grad():

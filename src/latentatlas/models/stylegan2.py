@@ -264,8 +264,9 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if in_c == 0 else 2
         self.register_buffer("fir", make_fir(fir), persistent=False)
 
-    def forward(self, x, img, ws, **kw):
-        # ws: [N, num_conv + 1, w_dim] (the last row feeds the to-RGB, when there is one)
+    def forward(self, x, img, ws, *, image: bool = True, **kw):
+        # ws: [N, num_conv + 1, w_dim] (the last row feeds the to-RGB, when there is one);
+        # image=False: features only, no image path (img stays None)
         grouped = kw.get("grouped", False)
         if self.in_c == 0:
             x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
@@ -278,6 +279,8 @@ class SynthesisBlock(nn.Module):
         else:
             x = self.conv0(x, ws[:, 0], **kw)
             x = self.conv1(x, ws[:, 1], **kw)
+        if not image:
+            return x, None
         if img is not None:
             img = upsample2x(img, self.fir)
         if self.has_torgb:
@@ -315,7 +318,10 @@ class Synthesis(nn.Module):
                 **kw):
         """Run blocks from ``start`` (exclusive; None = from the input) to ``stop``
         (inclusive; None = to the end). With ``stop``, returns the state ``(x, img)`` after
-        that block; with ``start``, ``state`` is the ``(x, img)`` after that block."""
+        that block; with ``start``, ``state`` is the ``(x, img)`` after that block.
+        ``image=False`` (with ``stop``): the features only, img None (nothing can continue)."""
+        if not kw.get("image", True) and stop is None:
+            raise ValueError("image=False needs a stop layer: the image is the output")
         x, img = state if state is not None else (None, None)
         running = start is None
         for res, block, idx in self._ws_slices():

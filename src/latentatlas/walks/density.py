@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 
 # Rows of [rows, D, H] evaluated at a time: the monotone net's hidden tensor is D·H floats per row
 # (8192 for W of a 512-d model), so a 1280-row batch is a 42 MB tensor per elementwise op and the
 # evaluation is bound by memory traffic; blocks of ~2 MB stay in the CPU's cache (the density's
-# forward + backward on 1280 x 512 rows: 524 -> 197 ms on a 2-core CPU). With gradients the blocks are
-# recomputed in the backward pass (torch.utils.checkpoint) instead of storing the hidden tensor.
+# forward + backward on 1280 x 512 rows: 524 -> 197 ms on a 2-core CPU). With gradients each block's
+# intermediates are kept for the backward pass (~130 B per hidden unit: 170 MB for 1280 x 512 rows);
+# recomputing them instead (torch.utils.checkpoint) cost 30-50 % more time: the frozen density's
+# forward + backward on 1280 rows, 25.0 -> 16.3 ms at D = 128, 83 -> 60 ms at D = 512.
 _BLOCK_ELEMENTS = 1 << 19
 
 
@@ -69,10 +70,7 @@ class MonotoneCDF(nn.Module):
         rows = max(1, _BLOCK_ELEMENTS // w1.numel())
         if x.shape[0] <= rows:
             return fn(x, *extra, *params)
-        grad = torch.is_grad_enabled() and (x.requires_grad or not frozen)
-        out = [checkpoint(fn, x[i:i + rows], *extra, *params, use_reentrant=False, preserve_rng_state=False) if grad
-               else fn(x[i:i + rows], *extra, *params) for i in range(0, x.shape[0], rows)]
-        return torch.cat(out)
+        return torch.cat([fn(x[i:i + rows], *extra, *params) for i in range(0, x.shape[0], rows)])
 
     def forward(self, x, frozen: bool = False):
         """``frozen=True`` uses detached parameters: gradients reach ``x`` but not F."""
@@ -161,6 +159,14 @@ class DPConfig:
     # vs 47.7, DP drift 10.3 vs 10.7 and 11.5 vs 11.2, classes moved 1.90 vs 1.78 and 1.88 vs 1.82;
     # bench/bench_dplase.py compare / variants, issue 16's note)
     var_batch: int = 16
+    # samples of the batch (per direction) that enter l_den, the K walks through C and the frozen F
+    den_batch: int = 256
+    # l_var's starting points z0 come from a pool of this many samples whose G1 features are
+    # computed once (capped at 256 MB of features); 0: fresh samples and a G1 pass on them per step.
+    # On fashion-stylegan2 (k 5, b8, 1500 steps, seeds 0/1) the pool makes a step 1.12x faster;
+    # G1 variation 51.7/47.7 vs 52.8/52.9 fresh, DP drift 10.3/10.7 vs 9.0/10.8, classes moved
+    # 1.91/1.87 vs 1.92/1.90 (bench/bench_dplase.py variants var_pool=0 / compare, issue 16's note)
+    var_pool: int = 4096
     seed: int = 0
 
 
@@ -208,10 +214,16 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
     if cfg.n_directions:
         if cfg.layer is None:
             raise ValueError("direction discovery needs a split layer (cfg.layer)")
-        if space == "w":
-            g1 = lambda w: model.activation(model.forward_to(cfg.layer, w))
-        else:
-            g1 = lambda z: model.activation(model.forward_to(cfg.layer, z))
+        g1 = lambda v: model.features_at(cfg.layer, v)          # v: w (space 'w') or z
+    n_pool = 0
+    if g1 is not None and cfg.var_pool > 0:
+        # the pool of l_var's starting points (the first rows of ref) and their G1 features, once
+        with torch.no_grad():
+            per_row = g1(ref[:1]).numel()
+            n_pool = max(cfg.var_batch, min(cfg.var_pool, ref.shape[0], int(256e6 // (4 * per_row))))
+            pool_x = ref[:n_pool]
+            pool_h = torch.cat([g1(pool_x[i:i + 256]).flatten(1) for i in range(0, n_pool, 256)])
+        pick = torch.Generator().manual_seed(cfg.seed + 1)      # own stream: gen's draws stay as they were
     fixed, sig = None, None
     if directions is not None:
         fixed = directions.to(dev)
@@ -238,28 +250,34 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
             else:
                 gammas = F.normalize(torch.randn(4, dim, generator=gen).to(dev), dim=1)
                 eps = torch.full((4,), unit * std, device=dev)
-            K, B = gammas.shape[0], x.shape[0]
+            xd = x[:cfg.den_batch]
+            K, B = gammas.shape[0], xd.shape[0]
             # all K directions in one batch: rows k*B .. (k+1)*B-1 walk along direction k
             # The terms are split by what they train: l_den trains C (Γ enters detached — through
             # l_den, Γ would turn toward whatever directions C corrects most easily, and at 1e2-1e3
             # it drowns l_var), l_var steers Γ (C's output enters detached — with C trainable there,
             # l_var is maximised by large corrections, not by the directions).
-            x_all = x.repeat(K, 1)
+            x_all = xd.repeat(K, 1)
             g_all = gammas.detach().repeat_interleave(B, 0)
             e_all = eps.detach().repeat_interleave(B)
             # log F'(x) is the same for every direction and is what l_mon/l_lik already evaluated
-            base = dens.detach().clamp_min(1e-12).log().sum(-1).repeat(K)
+            base = dens[:B].detach().clamp_min(1e-12).log().sum(-1).repeat(K)
             lden = dp.l_den(x_all, g_all, e_all, base=base).mean()      # = mean over k of each one's mean
             lvar = torch.zeros((), device=dev)
             lreg = torch.zeros((), device=dev)
             if g1 is not None:
-                xv = x[:cfg.var_batch]
+                if n_pool:
+                    idx = torch.randperm(n_pool, generator=pick)[:cfg.var_batch].to(dev)
+                    xv, h0 = pool_x[idx], pool_h[idx]
+                else:
+                    xv = x[:cfg.var_batch]
+                    with torch.no_grad():
+                        h0 = g1(xv).flatten(1)
                 nv = xv.shape[0]
                 with torch.no_grad():
-                    h0 = g1(xv).flatten(1)
-                    # Δ in units of the G1 features' spread: ‖Δ‖² is the share of the total variance
-                    # of G1 that one walk moves, O(1) whatever the layer's activation scale, so l_var
-                    # competes with the density terms instead of vanishing next to them.
+                    # Δ in units of the G1 features' spread on this batch: ‖Δ‖² is the share of the
+                    # total variance of G1 that one walk moves, O(1) whatever the layer's activation
+                    # scale, so l_var competes with the density terms instead of vanishing next to them
                     h_scale = h0.var(0).sum().clamp_min(1e-12).sqrt()
                     xv_all = xv.repeat(K, 1)
                     e_v = eps.detach().repeat_interleave(nv)

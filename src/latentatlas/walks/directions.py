@@ -138,7 +138,7 @@ def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | 
     n = min(n, 5000)      # activations are large ([n, C*H*W]); randomized PCA on a subsample
     with torch.no_grad():
         lat = _samples(model, n, seed, space)
-        acts = torch.cat([model.activation(model.forward_to(layer, lat[i:i + 250])).flatten(1)
+        acts = torch.cat([model.features_at(layer, lat[i:i + 250]).flatten(1)
                           for i in range(0, n, 250)])
     mu = acts.mean(0)
     _, _, V = torch.pca_lowrank(acts - mu, q=min(k + 10, min(acts.shape)), center=False, niter=4)
@@ -267,6 +267,7 @@ def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, se
     G = dp.Gamma.detach().t()
     x = _samples(model, 5000, seed, space)
     d = _finish(model, G, space, "dplase", x, layer=layer, steps=steps, lam=cfg.lam, zeta=cfg.zeta,
+                var_batch=cfg.var_batch, var_pool=cfg.var_pool,
                 orthogonality_error=float((dp.Gamma.t() @ dp.Gamma - torch.eye(k)).norm().detach()),
                 train_seconds=round(log.seconds, 1), final_losses=log.losses[-1])
     d.dp_state = {k_: v.detach().cpu() for k_, v in dp.state_dict().items() if not k_.startswith("Gamma")}

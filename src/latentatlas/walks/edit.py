@@ -138,7 +138,7 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
                 if dirs.space == "w" or not model.has_mapping else float("nan")
         if layer is not None:
             mid = steps // 2
-            h = lambda p: model.activation(model.forward_to(layer, p)).flatten(1)
+            h = lambda p: model.features_at(layer, p).flatten(1)
             row["g1_variation"] = (h(lin[-1]) - h(lin[mid])).norm(dim=1).mean().item()
         if logits is not None:
             p0 = torch.softmax(logits(imgs[steps // 2].to(model.device)), 1).cpu()
