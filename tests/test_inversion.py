@@ -208,6 +208,25 @@ def test_supplement_grid_and_its_table():
     assert out[1].rstrip().endswith("0.310")
 
 
+def test_the_supplement_grid_embeds_the_real_images_only(monkeypatch, capsys):
+    # II2S's supplement ran its regulariser tables on real images; the protocol table adds generated ones
+    import json
+
+    import latentatlas.inversion.evaluate as ev
+    from latentatlas.cli import main
+    seen = []
+
+    def fake(model, targets, *, methods, **kw):
+        seen.append((list(targets), list(methods)))
+        return [{"targets": t, "method": m} for t in targets for m in methods]
+    monkeypatch.setattr(ev, "evaluate_inversion", fake)
+    for extra, sets, n_methods in (([], ["test images", "generated"], len(ev.METHODS)),
+                                   (["--grid", "supplement"], ["test images"], len(ev.SUPPLEMENT_GRID))):
+        assert main(["evaluate-inversion", "--model", "fashion-stylegan2", "--n", "3", "--json", *extra]) == 0
+        assert seen[-1][0] == sets and len(seen[-1][1]) == n_methods
+        assert len(json.loads(capsys.readouterr().out)) == len(sets) * n_methods
+
+
 def test_time_estimate_probes_at_the_jobs_batch(tiny_sg2, atlas, monkeypatch):
     # the probe runs the jobs' batch (capped at 32) so the per-image cost it extrapolates is the
     # jobs' own; a 4-image probe had put the n = 100 protocol at 2.8x its measured time
