@@ -160,7 +160,7 @@ class DPConfig:
     # bench/bench_dplase.py compare / variants, issue 16's note)
     var_batch: int = 16
     # samples of the batch (per direction) that enter l_den, the K walks through C and the frozen F.
-    # 128 made a step 1.2x faster but the DP walks drift more on seed 0 (10.3 -> 12.5 at 1500 steps;
+    # 128 made a step 1.2x faster but the DP walks drift more on seed 0 (9.0 -> 12.5 at 1500 steps;
     # seed 1 10.8 -> 10.6): kept at the whole batch
     den_batch: int = 256
     # l_var's starting points z0 come from a pool of this many samples whose G1 features are
