@@ -60,8 +60,8 @@ def test_monotone_cdf_and_training(tiny_sg2):
 
 
 def test_monotone_cdf_blocks_match_one_pass(monkeypatch):
-    """Row blocks give the values and gradients of one pass (in
-    float64: in float32 the finite-difference density's log-gradient is rounding noise where F' is tiny)."""
+    """Row blocks give the values and gradients of one pass (in float64: in float32 the
+    finite-difference density's log-gradient is rounding noise where F' is tiny)."""
     import latentatlas.walks.density as dens
     torch.manual_seed(0)
     f = MonotoneCDF(6, loc=torch.randn(6), scale=torch.rand(6) + 0.5).double()
