@@ -192,6 +192,23 @@ def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
     assert [p.name for p in plot_pnorm(rows, tmp_path)] == ["pnorm-hist-generated.png"]
 
 
+def test_stored_rows_get_the_current_ppl_from_their_pnorm_codes(tiny_sg2, atlas, monkeypatch):
+    """A row kept before the PPL pairing was raised is recomputed from its stored P-norm+ codes:
+    the same figure as from the embeddings themselves; a current row is left alone."""
+    import latentatlas.inversion.evaluate as ev
+    from latentatlas.metrics import ppl
+    monkeypatch.setattr(ppl, "EMBEDDING_PAIRS", 40)
+    monkeypatch.setattr(ppl, "default_distance", lambda model: "discriminator")
+    m = tiny_sg2
+    with torch.no_grad():
+        ws = m.broadcast(m.mapping(m.sample_z(6, 4))) + 0.3 * torch.randn(6, m.num_ws, m.w_dim)
+        direct = ev._ppl(m, ws, seed=3)
+    old = {"ppl": 1.0, "_pnorm+": atlas.pnorm_plus.transform(ws)}
+    assert ev.refresh_ppl(m, atlas, old, seed=3)
+    assert old["ppl_pairs"] == 40 and old["ppl"] == pytest.approx(direct["ppl"], rel=1e-3)
+    assert not ev.refresh_ppl(m, atlas, old, seed=3)
+
+
 def test_supplement_grid_and_its_table():
     from latentatlas.inversion.evaluate import SUPPLEMENT_GRID, grid_table
     regs = [(k["regularizer"], k["reg_value"]) for k in SUPPLEMENT_GRID.values() if "regularizer" in k]

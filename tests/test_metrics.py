@@ -3,6 +3,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from latentatlas.errors import LatentAtlasError
 from latentatlas.metrics.distribution import (feature_stats, fid_from_features, frechet_distance,
                                               kid, prdc)
 
@@ -225,6 +226,24 @@ def test_ppl_definition(tiny_sg2):
     assert full["ppl"] == perceptual_path_length(m, n=64, space="z", distance="discriminator", seed=1)["ppl"]
     d = np.r_[np.ones(990), np.full(5, 1e6), np.full(5, -1e6)]       # 0.5% outliers on each side
     assert filtered_mean(d) == 1.0
+
+
+def test_embedding_ppl_pairs_two_different_embeddings_and_more_pairs_narrow_it(tiny_sg2):
+    """PPL between embeddings: every pair joins two different embeddings (with two embeddings, no
+    segment is a point, whose PPL would be 0), the same call gives the same figure, and its
+    standard error falls as pairs are added."""
+    from latentatlas.metrics.ppl import embedding_ppl
+    m = tiny_sg2
+    with torch.no_grad():
+        ws = m.broadcast(m.mapping(m.sample_z(2, 9)))
+        r = embedding_ppl(m, ws, pairs=60, distance="discriminator")
+        assert r["pairs"] == r["n"] == 60 and r["median"] > 0
+        assert r["ppl"] == embedding_ppl(m, ws, pairs=60, distance="discriminator")["ppl"]
+        many = m.broadcast(m.mapping(m.sample_z(12, 10)))
+        few, lots = (embedding_ppl(m, many, pairs=p, distance="discriminator") for p in (12, 400))
+    assert lots["sem"] < few["sem"]
+    with pytest.raises(LatentAtlasError, match="at least 2"):
+        embedding_ppl(m, ws[:1], distance="discriminator")
 
 
 def test_realism_score():

@@ -70,3 +70,18 @@ def test_summary_names_the_profile_and_its_sizes(tmp_path):
     full.figures["claims"] = ctx.figures["claims"]
     assert "Profile full: 1000 samples per sampling-sweep point, 150 inversion steps, 300 DP-LaSE steps" in _summary(full)
     assert "preview" not in _summary(full)
+
+
+def test_the_regulariser_claim_reads_editing_by_the_edit_range_not_by_a_shorter_ppl(tmp_path):
+    """II2S reads a short PPL as a sign of embeddings outside the semantic range, so a regulariser
+    that lengthens PPL while the attribute moves further is better editing, not worse."""
+    from latentatlas.report.claims import HOLDS, NOT, NA, regularisers
+    ctx = ReportContext(model=None, out=tmp_path)
+    base = {"method": "W+ (I2S)", "psnr": 30.0, "ppl": 40.0, "edit range": 0.40}
+    clip = {"method": "W+ clip 2", "psnr": 28.5, "ppl": 55.0, "edit range": 0.45}
+    ctx.figures["inversion"] = [base, clip]
+    assert regularisers(ctx).verdict == HOLDS
+    ctx.figures["inversion"] = [base, {**clip, "ppl": 30.0, "edit range": 0.35}]
+    assert regularisers(ctx).verdict == NOT
+    ctx.figures["inversion"] = [{k: v for k, v in r.items() if k != "edit range"} for r in (base, clip)]
+    assert regularisers(ctx).verdict == NA

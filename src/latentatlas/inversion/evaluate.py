@@ -97,6 +97,26 @@ def _distribution(ext, images: torch.Tensor, name: str, ref=None) -> dict:
     return {f"{name}_kid": k_mean, f"{name}_kid_std": k_std}
 
 
+def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
+    """Karras et al.'s PPL (ε = 1e-4, lerp in W+) between random pairs of the embeddings."""
+    from ..metrics.ppl import EMBEDDING_PAIRS, embedding_ppl
+    r = embedding_ppl(model, ws, pairs=EMBEDDING_PAIRS, seed=seed)
+    return {"ppl": r["ppl"], "ppl_sem": r["sem"], "ppl_pairs": r["pairs"]}
+
+
+def refresh_ppl(model, atlas, row: dict, seed: int) -> bool:
+    """Bring a stored row's PPL to the current pairing (``metrics.ppl.EMBEDDING_PAIRS``): rows kept
+    before it was raised from one pairing of the N embeddings are recomputed from their stored
+    P-norm+ codes (the P-norm+ map is inverted exactly). True if the row changed."""
+    from ..metrics.ppl import EMBEDDING_PAIRS
+    if row.get("ppl_pairs") == EMBEDDING_PAIRS or row.get("_pnorm+") is None or atlas is None or "ppl" not in row:
+        return False
+    with torch.no_grad():
+        ws = atlas.pnorm_plus.to(model.device).inverse_transform(row["_pnorm+"].to(model.device))
+        row.update(_ppl(model, ws, seed))
+    return True
+
+
 @torch.no_grad()
 def embedding_metrics(model, ws: torch.Tensor, atlas, ext, *, directions=None, supervised=None,
                       seed: int = 0, attributes=None, reference=None) -> dict:
@@ -142,10 +162,8 @@ def embedding_metrics(model, ws: torch.Tensor, atlas, ext, *, directions=None, s
                 n_ab += int(sel.sum())
         out["flip_rate"] = flips / n_ab if n_ab else float("nan")
         out["flip_n"] = n_ab
-    # PPL (Karras et al., ε = 1e-4, lerp in W+) between random pairs of embeddings
-    from ..metrics.ppl import perceptual_path_length
     perm = torch.randperm(N, generator=g)
-    out["ppl"] = perceptual_path_length(m, space="wplus", endpoints=(ws, ws[perm]), seed=seed)["ppl"]
+    out.update(_ppl(m, ws, seed))
     # style mixing: coarse rows (first third) from one embedding, the rest from another
     cut = max(1, L // 3)
     mixed = ws[perm].clone()
@@ -386,6 +404,11 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
     kept = RowStore(store, model, atlas, seed, steps, lr, setup) if store is not None else None
     got = {j: r for j, job in enumerate(jobs) if kept is not None and (r := kept.get(*job)) is not None}
     todo = [j for j in range(len(jobs)) if j not in got]
+    refreshed = [j for j, r in got.items() if refresh_ppl(model, atlas, r, seed)]
+    for j in refreshed:
+        kept.put(jobs[j], got[j])
+    if refreshed:
+        log.info("evaluate-inversion: PPL of %d stored rows recomputed with the current pairing", len(refreshed))
     if got:
         log.info("evaluate-inversion: %d of %d rows already in %s; computing the other %d", len(got), len(jobs),
                  store, len(todo))

@@ -242,9 +242,8 @@ def _diamond_figures(ctx, m, sctx) -> str:
 def _embedding_quality(ctx, m, ws) -> dict:
     """What makes an embedding useful beyond its reconstruction: Karras et al.'s PPL between pairs of
     embeddings, and for Fashion-MNIST models the attribute estimator's reading of GANSpace edits."""
-    from ..metrics.ppl import perceptual_path_length
-    perm = torch.roll(torch.arange(ws.shape[0]), 1)
-    out = {"ppl": perceptual_path_length(m, space="wplus", endpoints=(ws, ws[perm]))["ppl"]}
+    from ..metrics.ppl import embedding_ppl
+    out = {"ppl": embedding_ppl(m, ws, seed=ctx.seed)["ppl"]}
     if _is_fashion(m):
         from ..metrics.features import FashionFeatures
         from ..walks.directions import ganspace
