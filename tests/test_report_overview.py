@@ -85,3 +85,15 @@ def test_the_regulariser_claim_reads_editing_by_the_edit_range_not_by_a_shorter_
     assert regularisers(ctx).verdict == NOT
     ctx.figures["inversion"] = [{k: v for k, v in r.items() if k != "edit range"} for r in (base, clip)]
     assert regularisers(ctx).verdict == NA
+
+
+def test_the_prior_claim_counts_a_ppl_drop_only_beyond_its_noise(tmp_path):
+    from latentatlas.report.claims import HOLDS, MIXED, SEM, gaussian_prior
+    ctx = ReportContext(model=None, out=tmp_path)
+    a = {"method": "W+ (I2S)", "psnr": 30.0, "ppl": 40.0, SEM: 3.0, "edit range": 0.40}
+    b = {"method": "W+ Gaussian prior 1e-5", "psnr": 24.0, "ppl": 35.0, SEM: 3.0, "edit range": 0.45}
+    ctx.figures["inversion"] = [a, b]
+    assert gaussian_prior(ctx).verdict == MIXED          # 5 below, within 2 x 4.2 of noise
+    ctx.figures["inversion"] = [a, {**b, "ppl": 30.0}]
+    claim = gaussian_prior(ctx)
+    assert claim.verdict == HOLDS and "±8.5 is noise" in claim.measured

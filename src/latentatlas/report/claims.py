@@ -16,6 +16,7 @@ import torch
 from ..errors import LatentAtlasError
 
 HOLDS, NOT, MIXED, NA = "holds", "does not hold", "mixed", "not applicable"
+SEM = "ppl ± (s.e.)"                 # the inversion rows' standard error of the PPL
 
 
 @dataclass
@@ -92,9 +93,12 @@ def gaussian_prior(ctx) -> Claim:
     a, b = rows.get("W+ (I2S)"), rows.get("W+ Gaussian prior 1e-5")
     if not (a and b) or "ppl" not in a:
         return _na(paper, c, "needs W+ inversions with and without the prior (a mapping network)")
-    meas = (f"PPL between embeddings {a['ppl']:.3g} → {b['ppl']:.3g} with the prior; PSNR {a['psnr']:.2f} → {b['psnr']:.2f} dB"
+    # smoother only where the drop is beyond twice the two PPLs' combined standard error
+    noise = 2 * (a.get(SEM, 0.0) ** 2 + b.get(SEM, 0.0) ** 2) ** 0.5
+    smoother = b["ppl"] < a["ppl"] - noise
+    meas = (f"PPL between embeddings {a['ppl']:.3g} → {b['ppl']:.3g} with the prior"
+            + (f" (±{noise:.2g} is noise)" if noise else "") + f"; PSNR {a['psnr']:.2f} → {b['psnr']:.2f} dB"
             + (f"; edit range {a['edit range']:.3f} → {b['edit range']:.3f}" if "edit range" in a else ""))
-    smoother = b["ppl"] < a["ppl"]
     edits = ("edit range" not in a) or b["edit range"] >= a["edit range"]
     return Claim(paper, c, meas, HOLDS if smoother and edits else MIXED if smoother or edits else NOT)
 
