@@ -31,6 +31,8 @@ def main():
             cell = "—" if v is None else fmt.format(v)
             if key.endswith("_kid") and r.get(key + "_std") is not None:
                 cell += f"±{r[key + '_std']:.4f}"
+            if key == "ppl" and r.get("ppl_sem") is not None:
+                cell += f"±{r['ppl_sem']:.1f}"
             if key == "flip_rate" and r.get("flip_n") is not None:
                 cell += f" (n {r['flip_n']})"
             cells.append(cell)
