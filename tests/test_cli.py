@@ -332,3 +332,18 @@ def test_allocator_policy_applies_and_can_be_declined():
     except (ValueError, OSError):
         glibc = False
     assert on.stdout.split() == (["True", "True"] if glibc else ["False", "False"])
+
+
+def test_plots_names_a_folder_for_evaluate_inversion_and_a_file_for_atlas(tmp_path):
+    """The two commands' --plots differ: evaluate-inversion writes histograms into a folder that may
+    already exist; atlas writes one PNG, and a folder there is refused before any work."""
+    import argparse
+
+    from latentatlas.cli import _check_outputs
+    from latentatlas.errors import LatentAtlasError
+    _check_outputs(argparse.Namespace(command="evaluate-inversion", plots=str(tmp_path)))
+    with pytest.raises(LatentAtlasError, match="is a directory, expected a file name"):
+        _check_outputs(argparse.Namespace(command="atlas", plots=str(tmp_path)))
+    with pytest.raises(LatentAtlasError, match="is a file, expected a directory"):
+        (tmp_path / "f").write_text("x")
+        _check_outputs(argparse.Namespace(command="evaluate-inversion", plots=str(tmp_path / "f")))

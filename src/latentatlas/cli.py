@@ -1334,13 +1334,15 @@ def main(argv=None) -> int:
         return 2
 
 
-# Output options and what they name: checked before any work starts.
+# Output options and what they name: checked before any work starts. A command whose option of
+# the same name means something else says so in _OUTPUTS_OF.
 _OUTPUTS = {"out": None, "out_dir": "dir", "output": "file", "plots": "file"}
+_OUTPUTS_OF = {"evaluate-inversion": {"plots": "dir"}}
 
 
 def _check_outputs(args):
     from .validate import check_output
-    for dest, kind in _OUTPUTS.items():
+    for dest, kind in {**_OUTPUTS, **_OUTPUTS_OF.get(args.command, {})}.items():
         value = getattr(args, dest, None)
         if isinstance(value, str) and value:
             check_output(value, kind)
