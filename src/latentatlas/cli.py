@@ -768,6 +768,9 @@ def cmd_evaluate_inversion(args):
         if getattr(args, "grid", None):
             from .inversion.evaluate import grid_table
             return grid_table(rows)
+        if "edit_prob_range" in rows[0]:
+            from .inversion.evaluate import protocol_table
+            return protocol_table(rows)
         cols = list(rows[0])
         return "\n".join(["  ".join(f"{c:>14.14}" for c in cols)] + [
             "  ".join(f"{r[c]:>14.4f}" if isinstance(r[c], float) else f"{str(r[c]):>14.14}" for c in cols) for r in rows])

@@ -74,6 +74,43 @@ def grid_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the protocol table's columns: (header, row key, format); KIDs carry their std, PPL its standard
+# error, the flip rate its count of Sneaker/Sandal-like images
+TABLE_COLUMNS = (("PSNR", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.3f}"), ("perceptual", "perceptual", "{:.3f}"),
+                 ("edit range", "edit_prob_range", "{:.3f}"), ("flip", "flip_rate", "{:.2f}"), ("PPL", "ppl", "{:.1f}"),
+                 ("style-mix KID", "style_mixing_kid", "{:.4f}"), ("interp. W+ KID", "interp_wplus_kid", "{:.4f}"),
+                 ("interp. P-norm+ KID", "interp_pnorm+_kid", "{:.4f}"),
+                 ("beyond ±3 first 10", "share_beyond_3_first10", "{:.3f}"),
+                 ("beyond ±3 later", "share_beyond_3_after10", "{:.3f}"), ("seconds", "seconds", "{:.0f}"))
+
+
+def _cell(r: dict, key: str, fmt: str) -> str:
+    v = r.get(key)
+    if v is None:
+        return "-"
+    cell = fmt.format(v)
+    if key.endswith("_kid") and r.get(key + "_std") is not None:
+        cell += f"±{r[key + '_std']:.4f}"
+    if key == "ppl" and r.get("ppl_sem") is not None:
+        cell += f"±{r['ppl_sem']:.1f}"
+    if key == "flip_rate" and r.get("flip_n") is not None:
+        cell += f" (n {r['flip_n']})"
+    return cell
+
+
+def protocol_table(rows: list[dict], markdown: bool = False) -> str:
+    """The evaluation's table (one row per target set and method, the columns of TABLE_COLUMNS) as
+    aligned text, or as a Markdown table."""
+    head = ["targets", "method"] + [c for c, _, _ in TABLE_COLUMNS]
+    body = [[r["targets"], r["method"]] + [_cell(r, k, f) for _, k, f in TABLE_COLUMNS] for r in rows]
+    if markdown:
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                         + ["| " + " | ".join(b) + " |" for b in body])
+    width = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(x[i].ljust(width[i]) if i < 2 else x[i].rjust(width[i]) for i in range(len(head)))
+                     for x in [head] + body)
+
+
 def method_kwargs(model, kw: dict) -> dict:
     if kw.get("reg_value") == "scaled":
         return {**kw, "reg_value": round(5.0 * (model.num_ws / 18) ** 0.5, 3)}
