@@ -274,6 +274,8 @@ def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
                                 (axes[1], slice(first, None), f"dimensions after {first}")):
             for r in rs:
                 vals = r["_pnorm+"][..., part].flatten().numpy()
+                if not vals.size:           # a space of at most `first` dimensions has no later ones
+                    continue
                 ax.hist(np.clip(vals, -8, 8), bins=bins, density=True, histtype="step", label=r["method"])
             ax.plot(bins, gauss, "k--", lw=1, label="N(0, 1)")
             ax.set_yscale("log")
