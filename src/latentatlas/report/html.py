@@ -159,10 +159,10 @@ figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-w
 # "quick": 117-180 s with an empty cache (session 13, three runs; 266 s before the sweep was thinned to 13 points and
 # the DP-LaSE, inversion, mixture and protoimage sizes were cut) -- a preview of the page's structure
 # on a model, its figures noisier than full's.
-PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, ppl_pairs=200, dp_steps=300,
+PROFILES = {"full": dict(sweep_n=1000, invert_steps=150, dp_steps=300,
                          diamond=dict(n_proto=64, recovery_steps=50, proto_iter=50)),
             "thorough": dict(diamond=dict(n_proto=64)),
-            "quick": dict(eval_n=1000, sweep_n=400, invert_n=8, invert_steps=40, ppl_pairs=48, dp_steps=60, overview_n=48,
+            "quick": dict(eval_n=1000, sweep_n=400, invert_n=8, invert_steps=40, ppl_pairs=200, dp_steps=60, overview_n=48,
                           atlas_n=20000, learned_steps=75, mean_diff_n=2000,
                           # 13 sweep points instead of 31 (the untruncated point is shared, σ = auto kept)
                           sweep_values=dict(psi=(1.0, 0.6, 0.2), tau=(float("inf"), 2.0, 1.0, 0.0),
