@@ -267,3 +267,19 @@ def test_time_estimate_probes_at_the_jobs_batch(tiny_sg2, atlas, monkeypatch):
     assert ev.estimate_seconds(tiny_sg2, 200, 8, 1200, atlas, batch=100) == pytest.approx(0.25 * 200 * 8 * 1200)
     assert ev.estimate_seconds(tiny_sg2, 12, 1, 10, atlas, batch=6) == pytest.approx(0.25 * 12 * 10)
     assert seen == [(32, 5), (6, 5)]
+
+
+def test_the_prior_and_l2_at_the_same_weight_are_one_stored_row(tiny_sg2, atlas, tmp_path):
+    """Wulff & Torralba's Mahalanobis prior in P is II2S's L2 in P-norm+ (whitened P): one penalty,
+    so the protocol's prior row and the grid's L2 row of the same weight share a file."""
+    from latentatlas.inversion.evaluate import METHODS, SUPPLEMENT_GRID, RowStore
+    store = RowStore(tmp_path, tiny_sg2, atlas, 0, 5, 0.01, {})
+    x = torch.zeros(2, 1, 8, 8)
+    prior = store.path("t", x, "W+ Gaussian prior 1e-5", METHODS["W+ Gaussian prior 1e-5"])
+    assert prior == store.path("t", x, "W+ L2 1e-05", SUPPLEMENT_GRID["W+ L2 1e-05"])
+    assert prior != store.path("t", x, "W+ L2 1e-06", SUPPLEMENT_GRID["W+ L2 1e-06"])
+    cfgs = [InversionConfig(steps=3, seed=0, space="wplus", regularizer=r, reg_value=1e-3) for r in ("mahalanobis", "pnorm-l2")]
+    with torch.no_grad():
+        y = tiny_sg2(tiny_sg2.sample_z(2, seed=5)).clamp(-1, 1)
+    a, b = (invert(tiny_sg2, y, c, atlas=atlas).ws for c in cfgs)
+    assert torch.allclose(a, b, atol=1e-6)

@@ -380,7 +380,11 @@ class RowStore:
 
     def path(self, set_name: str, x: torch.Tensor, label: str, kw: dict):
         # the label is not part of the key: the same settings under two names (the protocol's
-        # "W+ clip 2" and the supplement grid's) are one row
+        # "W+ clip 2" and the supplement grid's) are one row, and so are the same penalty under two
+        # names (Wulff & Torralba's Mahalanobis prior is II2S's L2 in P-norm+: "W+ Gaussian prior
+        # 1e-5" is the grid's "W+ L2 1e-05")
+        if kw.get("regularizer") == "mahalanobis":
+            kw = {**kw, "regularizer": "pnorm-l2"}
         h = self._base.copy()
         _digest(h, {"targets": set_name, "kw": kw, "x": x})
         return self.dir / f"row-{h.hexdigest()[:24]}.pt"
