@@ -78,6 +78,7 @@ def test_pooled_inversion_evaluation_rows_equal_the_direct_ones():
     from latentatlas.atlas import fit_atlas
     from latentatlas.inversion.evaluate import METHODS, evaluate_inversion
     tiny_sg2 = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
+    tiny_sg2.info.extra = {**(tiny_sg2.info.extra or {}), "data": "Fashion-MNIST train split"}
     atlas = fit_atlas(tiny_sg2, n=2000, clusters={"coarse": 0, "medium": 0, "fine": 0})
     with torch.no_grad():
         x = tiny_sg2(tiny_sg2.sample_z(6, seed=11)).clamp(-1, 1)
@@ -258,7 +259,10 @@ def test_ray_invert_killed_twice_resumes_to_exactly_one_output_each(tmp_path):
             time.sleep(0.2)
 
     log1 = tmp_path / "run1.log"
-    p = subprocess.Popen(cmd, env=env, stderr=open(log1, "w"), stdout=subprocess.DEVNULL)
+    # Ctrl-C reaches the driver however the suite was started: a shell's background job (`make
+    # test-slow &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    p = subprocess.Popen(cmd, env=env, stderr=open(log1, "w"), stdout=subprocess.DEVNULL,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: done() >= 2)
     workers = subprocess.run(["pgrep", "-f", "ray::Worker"], capture_output=True, text=True).stdout.split()
     assert workers, "no Ray worker process found"
@@ -372,3 +376,26 @@ def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, mon
     computed.clear()
     renamed = ev.evaluate_inversion(m, {"g": x}, **{**kw, "methods": {"plain W+": ev.METHODS["W+ (I2S)"]}})
     assert computed == [] and renamed[0]["method"] == "plain W+" and renamed[0]["psnr"] == first[0]["psnr"]
+
+
+def test_joining_by_address_uses_a_local_ray_token_unless_a_mode_is_chosen(tmp_path, monkeypatch):
+    """Ray >= 2.59's `ray start --head` asks for a token; a driver joining by HOST:PORT sends one
+    only in RAY_AUTH_MODE=token. The pool sets that mode when a token is at hand and the user chose
+    none; an authentication failure says what to do."""
+    from latentatlas.scale import _join_error, _refresh_ray_config, _token_auth_for
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert not _token_auth_for("10.0.0.1:6379") and "RAY_AUTH_MODE" not in os.environ    # no token here
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x" * 64)
+    assert not _token_auth_for(None) and not _token_auth_for("auto")      # a local instance / auto: Ray decides
+    assert _token_auth_for("10.0.0.1:6379") and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert not _token_auth_for("10.0.0.1:6379") and os.environ["RAY_AUTH_MODE"] == "disabled"   # the user's choice
+    err = _join_error("the Ray cluster at '10.0.0.1:6379'", RuntimeError("RPC error: InvalidAuthToken: missing"))
+    assert "authentication token" in str(err) and "~/.ray/auth_token" in str(err)
+    assert str(_join_error("x", ConnectionError("refused\nmore"))) == "could not start or join x: refused"
+    assert "if the cluster uses token authentication" in str(_join_error("x", ConnectionError("refused"), joining=True))
+    monkeypatch.undo()
+    _refresh_ray_config()              # Ray's cached configuration back to this session's environment

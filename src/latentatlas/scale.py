@@ -43,6 +43,45 @@ def require_ray():
     return ray
 
 
+def _token_auth_for(address: str | None) -> bool:
+    """Ray >= 2.59 starts local clusters (`ray start --head`) with token authentication, but a
+    driver joining by HOST:PORT connects without a token unless RAY_AUTH_MODE=token is set (and
+    then fails after ~30 s of retries). When the user has not chosen a mode and a token is at hand
+    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), join in token mode: a cluster
+    without authentication accepts such a driver as well. True if the mode was set here."""
+    if address is None or address == "auto" or os.environ.get("RAY_AUTH_MODE"):
+        return False
+    have = bool(os.environ.get("RAY_AUTH_TOKEN")) or bool(os.environ.get("RAY_AUTH_TOKEN_PATH")) \
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    if have:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        _refresh_ray_config()
+    return have
+
+
+def _refresh_ray_config() -> None:
+    """Ray (>= 2.52) caches its configuration, RAY_AUTH_MODE included, when it is imported."""
+    try:
+        from ray._raylet import Config
+        Config.initialize("")
+    except (ImportError, AttributeError):      # older Ray: no token authentication, nothing cached
+        pass
+
+
+TOKEN_HINT = "put the cluster's token (`ray get-auth-token` on its head node) in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+
+
+def _join_error(where: str, e: Exception, joining: bool = False) -> LatentAtlasError:
+    """One line for a failed ray.init. Ray reports a refused token as a bare connection failure
+    (the reason is only in its log), so a failed join by address names the token as a possible cause."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "auth" in str(e).lower():
+        return LatentAtlasError(f"could not join {where}: it asks for an authentication token and none was "
+                                f"accepted; {TOKEN_HINT}")
+    hint = f" (if the cluster uses token authentication: {TOKEN_HINT})" if joining else ""
+    return LatentAtlasError(f"could not start or join {where}: {first}{hint}")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How a worker loads the driver's model: the bundled name or the file (its bytes travel
@@ -195,16 +234,21 @@ class RayPool(LocalPool):
         ray = require_ray()
         self.ray = ray
         self.started = False
+        self.token_mode = False              # RAY_AUTH_MODE set here for this run (unset on close)
         if not ray.is_initialized():
             kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             try:
                 if address is None:
                     ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), **kw)
                 else:
+                    self.token_mode = _token_auth_for(address)
+                    if self.token_mode:
+                        log.info("joining %s with the Ray token found here (RAY_AUTH_MODE=token)", address)
                     ray.init(address=address, **kw)
-            except Exception as e:      # ConnectionError, RuntimeError, ValueError from ray.init
+            except Exception as e:      # ConnectionError, RuntimeError, ValueError, AuthenticationError
+                self._unset_token_mode()
                 where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
-                raise LatentAtlasError(f"could not start or join {where}: {str(e).splitlines()[0]}") from None
+                raise _join_error(where, e, joining=address not in (None, "auto")) from None
             self.started = True
         res = ray.cluster_resources()
         cpus, gpus = int(res.get("CPU", 0)), int(res.get("GPU", 0))
@@ -309,10 +353,17 @@ class RayPool(LocalPool):
             fill()
             yield task[0], result
 
+    def _unset_token_mode(self):
+        if self.token_mode:
+            os.environ.pop("RAY_AUTH_MODE", None)
+            _refresh_ray_config()
+            self.token_mode = False
+
     def close(self):
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
             self.started = False
+        self._unset_token_mode()
 
 
 def _bundled() -> set:
