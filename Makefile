@@ -41,7 +41,10 @@ demo: setup data
 test: setup-test data
 	$(PY) -m pytest -q
 
+# test-slow adds what its browser test drives: Playwright (no browser download) and Debian's chromium
 test-slow: setup-test data
+	$(PIP) -e '.[browser]'
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 	$(PY) -m pytest -q -m slow
 
 bench: setup-test data
