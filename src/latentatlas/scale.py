@@ -75,7 +75,7 @@ def _join_error(where: str, e: Exception, joining: bool = False) -> LatentAtlasE
     """One line for a failed ray.init. Ray reports a refused token as a bare connection failure
     (the reason is only in its log), so a failed join by address names the token as a possible cause."""
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if "auth" in str(e).lower():
+    if "authenticat" in str(e).lower() or "authtoken" in str(e).lower():
         return LatentAtlasError(f"could not join {where}: it asks for an authentication token and none was "
                                 f"accepted; {TOKEN_HINT}")
     hint = f" (if the cluster uses token authentication: {TOKEN_HINT})" if joining else ""

@@ -241,7 +241,8 @@ def _diamond_figures(ctx, m, sctx) -> str:
 
 def _embedding_quality(ctx, m, ws) -> dict:
     """What makes an embedding useful beyond its reconstruction: Karras et al.'s PPL between
-    ``ctx.ppl_pairs`` random pairs of embeddings (with its standard error), and for Fashion-MNIST models the attribute estimator's reading of GANSpace edits."""
+    ``ctx.ppl_pairs`` random pairs of embeddings (with its standard error), and for Fashion-MNIST
+    models the attribute estimator's reading of GANSpace edits."""
     from ..metrics.ppl import embedding_ppl
     r = embedding_ppl(m, ws, pairs=ctx.ppl_pairs, seed=ctx.seed)
     out = {"ppl": r["ppl"], "ppl ± (s.e.)": r["sem"]}
