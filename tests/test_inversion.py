@@ -192,21 +192,33 @@ def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
     assert [p.name for p in plot_pnorm(rows, tmp_path)] == ["pnorm-hist-generated.png"]
 
 
-def test_stored_rows_get_the_current_ppl_from_their_pnorm_codes(tiny_sg2, atlas, monkeypatch):
-    """A row kept before the PPL pairing was raised is recomputed from its stored P-norm+ codes:
-    the same figure as from the embeddings themselves; a current row is left alone."""
+def test_stored_rows_get_the_current_figures_from_their_pnorm_codes(tiny_sg2, atlas, monkeypatch):
+    """A row kept before the PPL pairing was raised, or before the edit range had its bootstrap
+    std, is recomputed from its stored P-norm+ codes: the same figures as from the embeddings
+    themselves (the edit range itself unchanged); a current row is left alone."""
+    import types
+
     import latentatlas.inversion.evaluate as ev
     from latentatlas.metrics import ppl
+    from latentatlas.metrics.attributes import FunctionAttributes
+    from latentatlas.walks.directions import ganspace
     monkeypatch.setattr(ppl, "EMBEDDING_PAIRS", 40)
     monkeypatch.setattr(ppl, "default_distance", lambda model: "discriminator")
     m = tiny_sg2
+    attrs = FunctionAttributes(lambda x: torch.softmax(torch.stack([x.mean((1, 2, 3)), x.std((1, 2, 3))], 1) * 20, 1),
+                               ["bright", "busy"])
+    built = []
+    evaluation = lambda: built.append(1) or types.SimpleNamespace(dirs=ganspace(m, k=3, n=1000), attrs=attrs)  # noqa: E731
     with torch.no_grad():
         ws = m.broadcast(m.mapping(m.sample_z(6, 4))) + 0.3 * torch.randn(6, m.num_ws, m.w_dim)
-        direct = ev._ppl(m, ws, seed=3)
-    old = {"ppl": 1.0, "_pnorm+": atlas.pnorm_plus.transform(ws)}
-    assert ev.refresh_ppl(m, atlas, old, seed=3)
+        direct = {**ev._ppl(m, ws, seed=3), **ev.edit_ranges(m, ws, ganspace(m, k=3, n=1000), attrs, seed=3)}
+    assert direct["edit_prob_range_std"] > 0 and len(direct["edit_classes"]) == 3
+    old = {"ppl": 1.0, "edit_prob_range": direct["edit_prob_range"], "_pnorm+": atlas.pnorm_plus.transform(ws)}
+    assert ev.refresh_row(m, atlas, old, seed=3, evaluation=evaluation) and built == [1]
     assert old["ppl_pairs"] == 40 and old["ppl"] == pytest.approx(direct["ppl"], rel=1e-3)
-    assert not ev.refresh_ppl(m, atlas, old, seed=3)
+    for k in ("edit_prob_range", "edit_prob_range_std"):
+        assert old[k] == pytest.approx(direct[k], rel=1e-3)
+    assert not ev.refresh_row(m, atlas, old, seed=3, evaluation=evaluation) and built == [1]
 
 
 def test_supplement_grid_and_its_table():

@@ -59,18 +59,21 @@ GRIDS = {"supplement": SUPPLEMENT_GRID}
 
 def grid_table(rows: list[dict]) -> str:
     """Tables 6-7's layout as text: reconstruction, then style mixing and interpolation (FID, or
-    KID ± its std where a set is too small for a FID), then the edit range."""
+    KID ± its std where a set is too small for a FID), then the edit range (± its bootstrap std)."""
     def dist(r, pre):
         if f"{pre}fid" in r:
             return f"FID {r[pre + 'fid']:.3f}"
         return f"KID {r[pre + 'kid']:.4f}±{r[pre + 'kid_std']:.4f}" if f"{pre}kid" in r else "-"
     head = ("targets", "method", "PSNR", "SSIM", "perc.", "style mixing", "interp. W+", "interp. P-norm+", "edit range")
+    def edit(r):
+        v = f"{r.get('edit_prob_range', float('nan')):.3f}"
+        return v + (f"±{r['edit_prob_range_std']:.3f}" if r.get("edit_prob_range_std") is not None else "")
     lines = [f"{head[0]:<12}{head[1]:<16}{head[2]:>7}{head[3]:>7}{head[4]:>7}  {head[5]:<22}{head[6]:<22}{head[7]:<22}"
-             f"{head[8]:>10}"]
+             f"{head[8]:>12}"]
     for r in rows:
         lines.append(f"{r['targets']:<12}{r['method']:<16}{r['psnr']:>7.2f}{r['ssim']:>7.3f}{r['perceptual']:>7.3f}  "
                      f"{dist(r, 'style_mixing_'):<22}{dist(r, 'interp_wplus_'):<22}{dist(r, 'interp_pnorm+_'):<22}"
-                     f"{r.get('edit_prob_range', float('nan')):>10.3f}")
+                     f"{edit(r):>12}")
     return "\n".join(lines)
 
 
@@ -91,6 +94,8 @@ def _cell(r: dict, key: str, fmt: str) -> str:
     cell = fmt.format(v)
     if key.endswith("_kid") and r.get(key + "_std") is not None:
         cell += f"±{r[key + '_std']:.4f}"
+    if key == "edit_prob_range" and r.get("edit_prob_range_std") is not None:
+        cell += f"±{r['edit_prob_range_std']:.3f}"
     if key == "ppl" and r.get("ppl_sem") is not None:
         cell += f"±{r['ppl_sem']:.1f}"
     if key == "flip_rate" and r.get("flip_n") is not None:
@@ -134,6 +139,36 @@ def _distribution(ext, images: torch.Tensor, name: str, ref=None) -> dict:
     return {f"{name}_kid": k_mean, f"{name}_kid_std": k_std}
 
 
+EDIT_BOOTSTRAP = 200      # resamples of the embeddings for the edit range's standard deviation
+
+
+@torch.no_grad()
+def edit_ranges(model, ws: torch.Tensor, directions, attrs, *, seed: int = 0, boot: int = EDIT_BOOTSTRAP) -> dict:
+    """II2S Table 4 reads a pose estimator; here the attribute estimator (the feature network's
+    class probabilities, or the user's probe) is read per GANSpace direction (the first three): the
+    range of each attribute's mean probability over the edits at -2σ, -σ, 0, σ, 2σ, its largest
+    value averaged over the directions (``edit_prob_range``), the attribute that moves most per
+    direction, and the standard deviation of ``edit_prob_range`` over ``boot`` resamples of the
+    embeddings (``edit_prob_range_std``: how far apart two methods must be to differ)."""
+    probs = []
+    for i in range(min(3, len(directions))):
+        u, s = directions.vectors[i].to(model.device), float(directions.sigmas[i])
+        probs.append(torch.stack([attrs.probs(model.synthesis(ws + a * s * u)).float().cpu()
+                                  for a in (-2, -1, 0, 1, 2)]))                 # [5, N, attributes]
+    p = torch.stack(probs)                                                      # [dirs, 5, N, attributes]
+
+    def ranges(idx=None):
+        mean = (p if idx is None else p[:, :, idx]).mean(2)                     # [dirs, 5, attributes]
+        return (mean.max(1).values - mean.min(1).values).max(1)                # per direction: (range, attribute)
+
+    full = ranges()
+    g = torch.Generator().manual_seed(seed + 5_557)
+    n = p.shape[2]
+    boots = [float(ranges(torch.randint(n, (n,), generator=g)).values.mean()) for _ in range(boot)]
+    return {"edit_prob_range": float(full.values.double().mean()), "edit_prob_range_std": float(np.std(boots, ddof=1)),
+            "edit_classes": [attrs.names[int(k)] for k in full.indices]}
+
+
 def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
     """Karras et al.'s PPL (ε = 1e-4, lerp in W+) between random pairs of the embeddings."""
     from ..metrics.ppl import EMBEDDING_PAIRS, embedding_ppl
@@ -141,16 +176,27 @@ def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
     return {"ppl": r["ppl"], "ppl_sem": r["sem"], "ppl_pairs": r["pairs"]}
 
 
-def refresh_ppl(model, atlas, row: dict, seed: int) -> bool:
-    """Bring a stored row's PPL to the current pairing (``metrics.ppl.EMBEDDING_PAIRS``): rows kept
-    before it was raised from one pairing of the N embeddings are recomputed from their stored
-    P-norm+ codes (the P-norm+ map is inverted exactly). True if the row changed."""
+def refresh_row(model, atlas, row: dict, seed: int, evaluation=None) -> bool:
+    """Bring a stored row to the current figures where they can be recomputed from its stored
+    P-norm+ codes (the P-norm+ map is inverted exactly): the PPL at the current pairing
+    (``metrics.ppl.EMBEDDING_PAIRS``; rows kept before it was raised paired the N embeddings once)
+    and the edit range's bootstrap std (rows kept before it existed). ``evaluation``: a callable
+    returning the ``InversionEval`` (its directions and attribute estimator), built only when
+    needed. True if the row changed."""
     from ..metrics.ppl import EMBEDDING_PAIRS
-    if row.get("ppl_pairs") == EMBEDDING_PAIRS or row.get("_pnorm+") is None or atlas is None or "ppl" not in row:
+    if row.get("_pnorm+") is None or atlas is None:
+        return False
+    stale_ppl = "ppl" in row and row.get("ppl_pairs") != EMBEDDING_PAIRS
+    stale_edit = "edit_prob_range" in row and "edit_prob_range_std" not in row and evaluation is not None
+    if not (stale_ppl or stale_edit):
         return False
     with torch.no_grad():
         ws = atlas.pnorm_plus.to(model.device).inverse_transform(row["_pnorm+"].to(model.device))
-        row.update(_ppl(model, ws, seed))
+        if stale_ppl:
+            row.update(_ppl(model, ws, seed))
+        if stale_edit:
+            ev = evaluation()
+            row.update(edit_ranges(model, ws, ev.dirs, ev.attrs, seed=seed))
     return True
 
 
@@ -168,20 +214,7 @@ def embedding_metrics(model, ws: torch.Tensor, atlas, ext, *, directions=None, s
     g = torch.Generator().manual_seed(seed)
     out = {}
     if directions is not None:
-        # II2S Table 4 reads a pose estimator; here the attribute estimator (the feature network's
-        # class probabilities, or the user's probe) is read per GANSpace direction: the range of
-        # each attribute's mean probability over the edits at -2σ, -σ, 0, σ, 2σ, and the attribute
-        # that moves most
-        ranges, moved = [], []
-        for i in range(min(3, len(directions))):
-            u, s = directions.vectors[i].to(m.device), float(directions.sigmas[i])
-            probs = torch.stack([attrs.probs(m.synthesis(ws + a * s * u)).mean(0)
-                                 for a in (-2, -1, 0, 1, 2)])                      # [5, attributes]
-            rng = probs.max(0).values - probs.min(0).values
-            ranges.append(float(rng.max()))
-            moved.append(int(rng.argmax()))
-        out["edit_prob_range"] = float(np.mean(ranges))
-        out["edit_classes"] = [attrs.names[k] for k in moved]
+        out.update(edit_ranges(m, ws, directions, attrs, seed=seed))
     if supervised is not None:
         # one named attribute, as II2S's gender test: A images moved by -σ along (A - B) (Sneaker -
         # Sandal for Fashion-MNIST) and B images by +σ; the share that the estimator then reads as
@@ -447,11 +480,19 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
     kept = RowStore(store, model, atlas, seed, steps, lr, setup) if store is not None else None
     got = {j: r for j, job in enumerate(jobs) if kept is not None and (r := kept.get(*job)) is not None}
     todo = [j for j in range(len(jobs)) if j not in got]
-    refreshed = [j for j, r in got.items() if refresh_ppl(model, atlas, r, seed)]
+    built = {}
+
+    def evaluation():
+        if "ev" not in built:
+            built["ev"] = InversionEval(model, atlas, seed, **setup)
+        return built["ev"]
+
+    refreshed = [j for j, r in got.items() if refresh_row(model, atlas, r, seed, evaluation)]
     for j in refreshed:
         kept.put(jobs[j], got[j])
     if refreshed:
-        log.info("evaluate-inversion: PPL of %d stored rows recomputed with the current pairing", len(refreshed))
+        log.info("evaluate-inversion: %d stored rows brought to the current figures (PPL pairing, edit range std) "
+                 "from their embeddings", len(refreshed))
     if got:
         log.info("evaluate-inversion: %d of %d rows already in %s; computing the other %d", len(got), len(jobs),
                  store, len(todo))
@@ -468,7 +509,7 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
             kept.put(jobs[j], row)
 
     if pool is None and todo:
-        ev = InversionEval(model, atlas, seed, **setup)
+        ev = evaluation()
         for j in todo:
             set_name, x, label, kw = jobs[j]
             log.info("evaluate-inversion: %s, method %d/%d: %s", set_name, j % len(methods) + 1, len(methods), label)
