@@ -150,23 +150,32 @@ def edit_ranges(model, ws: torch.Tensor, directions, attrs, *, seed: int = 0, bo
     value averaged over the directions (``edit_prob_range``), the attribute that moves most per
     direction, and the standard deviation of ``edit_prob_range`` over ``boot`` resamples of the
     embeddings (``edit_prob_range_std``: how far apart two methods must be to differ)."""
-    probs = []
-    for i in range(min(3, len(directions))):
-        u, s = directions.vectors[i].to(model.device), float(directions.sigmas[i])
-        probs.append(torch.stack([attrs.probs(model.synthesis(ws + a * s * u)).float().cpu()
-                                  for a in (-2, -1, 0, 1, 2)]))                 # [5, N, attributes]
-    p = torch.stack(probs)                                                      # [dirs, 5, N, attributes]
-
-    def ranges(idx=None):
-        mean = (p if idx is None else p[:, :, idx]).mean(2)                     # [dirs, 5, attributes]
-        return (mean.max(1).values - mean.min(1).values).max(1)                # per direction: (range, attribute)
-
-    full = ranges()
+    p = edit_probs(model, ws, directions, attrs)
+    full = edit_range_of(p)
     g = torch.Generator().manual_seed(seed + 5_557)
     n = p.shape[2]
-    boots = [float(ranges(torch.randint(n, (n,), generator=g)).values.mean()) for _ in range(boot)]
+    boots = [float(edit_range_of(p, torch.randint(n, (n,), generator=g)).values.mean()) for _ in range(boot)]
     return {"edit_prob_range": float(full.values.double().mean()), "edit_prob_range_std": float(np.std(boots, ddof=1)),
             "edit_classes": [attrs.names[int(k)] for k in full.indices]}
+
+
+@torch.no_grad()
+def edit_probs(model, ws: torch.Tensor, directions, attrs, k: int = 3) -> torch.Tensor:
+    """The estimator's probabilities of every embedding edited along the first ``k`` directions at
+    -2σ, -σ, 0, σ, 2σ: [directions, 5, N, attributes] on the CPU."""
+    probs = []
+    for i in range(min(k, len(directions))):
+        u, s = directions.vectors[i].to(model.device), float(directions.sigmas[i])
+        probs.append(torch.stack([attrs.probs(model.synthesis(ws + a * s * u)).float().cpu()
+                                  for a in (-2, -1, 0, 1, 2)]))
+    return torch.stack(probs)
+
+
+def edit_range_of(p: torch.Tensor, idx: torch.Tensor | None = None):
+    """Per direction, the largest range over the five edits of an attribute's mean probability
+    (over the embeddings ``idx``, default all) and that attribute: a (values, indices) pair."""
+    mean = (p if idx is None else p[:, :, idx]).mean(2)                         # [dirs, 5, attributes]
+    return (mean.max(1).values - mean.min(1).values).max(1)
 
 
 def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
