@@ -97,3 +97,27 @@ def test_the_prior_claim_counts_a_ppl_drop_only_beyond_its_noise(tmp_path):
     ctx.figures["inversion"] = [a, {**b, "ppl": 30.0}]
     claim = gaussian_prior(ctx)
     assert claim.verdict == HOLDS and "±8.5 is noise" in claim.measured
+
+
+def test_the_regulariser_claim_compares_edit_ranges_paired_where_the_readings_are_kept(tmp_path):
+    """With each method's per-image readings kept, 'better editing' needs the paired 95% interval
+    above zero: a higher edit range that the targets' own spread explains does not count."""
+    from latentatlas.report.claims import HOLDS, NOT, regularisers
+    torch.manual_seed(0)
+    n, t = 16, torch.linspace(-1, 1, 5).reshape(1, 5, 1)
+    slope = torch.rand(1, 1, n) * 0.3
+
+    def readings(s):                    # [directions, 5 edits, images, 2 attributes]
+        a = (0.5 + s * t).clamp(0, 1)
+        return torch.stack([a, 1 - a], -1)
+    ctx = ReportContext(model=None, out=tmp_path)
+    base = {"method": "W+ (I2S)", "psnr": 30.0, "ppl": 40.0, "edit range": 0.30}
+    clip = {"method": "W+ clip 2", "psnr": 28.5, "ppl": 40.0, "edit range": 0.32}
+    ctx.figures["inversion"] = [base, clip]
+    ctx.figures["edit_probs"] = {"W+ (I2S)": readings(slope), "W+ clip 2": readings(slope + 0.1)}
+    claim = regularisers(ctx)
+    assert claim.verdict == HOLDS and "95% [+" in claim.measured
+    noisy = slope + 0.05 * torch.randn(1, 1, n)
+    noisy = noisy - noisy.mean() + slope.mean()          # the same mean reading, images shuffled around it
+    ctx.figures["edit_probs"]["W+ clip 2"] = readings(noisy)
+    assert regularisers(ctx).verdict == NOT

@@ -178,6 +178,23 @@ def edit_range_of(p: torch.Tensor, idx: torch.Tensor | None = None):
     return (mean.max(1).values - mean.min(1).values).max(1)
 
 
+def paired_edit_difference(p: torch.Tensor, base: torch.Tensor, *, boot: int = 2000, seed: int = 0) -> dict:
+    """The edit range of ``p`` minus that of ``base`` (``edit_probs`` of two methods' embeddings of
+    the same images, in the same order), with a 95% interval from resampling the images once for
+    both, so the images' own spread cancels: ``{"diff", "lo", "hi", "share_above"}``."""
+    if p.shape[2] != base.shape[2]:
+        raise LatentAtlasError(f"a paired comparison needs the same images: {p.shape[2]} vs {base.shape[2]} embeddings")
+    g = torch.Generator().manual_seed(seed + 8_191)
+    n = p.shape[2]
+    d = np.empty(boot)
+    for b in range(boot):
+        idx = torch.randint(n, (n,), generator=g)
+        d[b] = float(edit_range_of(p, idx).values.mean() - edit_range_of(base, idx).values.mean())
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    return {"diff": float(edit_range_of(p).values.mean() - edit_range_of(base).values.mean()), "lo": float(lo),
+            "hi": float(hi), "share_above": float((d > 0).mean())}
+
+
 def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
     """Karras et al.'s PPL (ε = 1e-4, lerp in W+) between random pairs of the embeddings."""
     from ..metrics.ppl import EMBEDDING_PAIRS, embedding_ppl

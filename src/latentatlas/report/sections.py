@@ -239,27 +239,24 @@ def _diamond_figures(ctx, m, sctx) -> str:
     return "".join(parts)
 
 
-def _embedding_quality(ctx, m, ws) -> dict:
+def _embedding_quality(ctx, m, ws, label: str) -> dict:
     """What makes an embedding useful beyond its reconstruction: Karras et al.'s PPL between
     ``ctx.ppl_pairs`` random pairs of embeddings (with its standard error), and for Fashion-MNIST
-    models the attribute estimator's reading of GANSpace edits."""
+    models the attribute estimator's reading of GANSpace edits (its per-image probabilities kept in
+    ``ctx.figures["edit_probs"][label]`` for the claims' paired comparison)."""
     from ..metrics.ppl import embedding_ppl
     r = embedding_ppl(m, ws, pairs=ctx.ppl_pairs, seed=ctx.seed)
     out = {"ppl": r["ppl"], "ppl ± (s.e.)": r["sem"]}
     if _is_fashion(m):
+        from ..inversion.evaluate import edit_probs, edit_range_of
+        from ..metrics.attributes import estimator_for
         from ..metrics.features import FashionFeatures
         from ..walks.directions import ganspace
         if "inv_dirs" not in ctx.figures:
             ctx.figures["inv_dirs"] = ganspace(m, k=3)
-        d, ext, w = ctx.figures["inv_dirs"], FashionFeatures(m.device), ws.to(m.device)
-        ranges = []
-        with torch.no_grad():
-            for i in range(len(d)):
-                u, sg = d.vectors[i].to(m.device), float(d.sigmas[i])
-                probs = torch.stack([torch.softmax(ext.logits(m.synthesis(w + a * sg * u)), 1).mean(0)
-                                     for a in (-2, -1, 0, 1, 2)])
-                ranges.append(float((probs.max(0).values - probs.min(0).values).max()))
-        out["edit range"] = sum(ranges) / len(ranges)
+        p = edit_probs(m, ws.to(m.device), ctx.figures["inv_dirs"], estimator_for(m, FashionFeatures(m.device)))
+        out["edit range"] = float(edit_range_of(p).values.mean())
+        ctx.figures.setdefault("edit_probs", {})[label] = p
     return out
 
 
@@ -360,7 +357,7 @@ def _inversion(ctx: ReportContext) -> Section:
             row["> 3, first 10 dims"], row["> 3, later dims"] = split["share_beyond_3_first10"], split["share_beyond_3_after10"]
             hist_data[label] = v.flatten().numpy()
         if res.ws is not None and len(targets) > 1:
-            row.update(_embedding_quality(ctx, m, res.ws))
+            row.update(_embedding_quality(ctx, m, res.ws, label))
         rows.append(row)
         grids.append(res.images)
         outputs[label] = res.images.clamp(-1, 1).cpu()
