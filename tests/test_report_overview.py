@@ -102,7 +102,7 @@ def test_the_prior_claim_counts_a_ppl_drop_only_beyond_its_noise(tmp_path):
 def test_the_regulariser_claim_compares_edit_ranges_paired_where_the_readings_are_kept(tmp_path):
     """With each method's per-image readings kept, 'better editing' needs the paired 95% interval
     above zero: a higher edit range that the targets' own spread explains does not count."""
-    from latentatlas.report.claims import HOLDS, NOT, regularisers
+    from latentatlas.report.claims import HOLDS, NOT, regularisers, render
     torch.manual_seed(0)
     n, t = 16, torch.linspace(-1, 1, 5).reshape(1, 5, 1)
     slope = torch.rand(1, 1, n) * 0.3
@@ -117,6 +117,7 @@ def test_the_regulariser_claim_compares_edit_ranges_paired_where_the_readings_ar
     ctx.figures["edit_probs"] = {"W+ (I2S)": readings(slope), "W+ clip 2": readings(slope + 0.1)}
     claim = regularisers(ctx)
     assert claim.verdict == HOLDS and "95% [+" in claim.measured
+    assert claim.claim.startswith("clip / project / L2") and render([claim]).count("<tr>") == 2     # header + the claim
     noisy = slope + 0.05 * torch.randn(1, 1, n)
     noisy = noisy - noisy.mean() + slope.mean()          # the same mean reading, images shuffled around it
     ctx.figures["edit_probs"]["W+ clip 2"] = readings(noisy)

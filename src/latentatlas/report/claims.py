@@ -179,8 +179,8 @@ def regularisers(ctx) -> Claim:
             better = False
         elif r["method"] in probs and base["method"] in probs:
             from ..inversion.evaluate import paired_edit_difference
-            c = paired_edit_difference(probs[r["method"]], probs[base["method"]], seed=ctx.seed)
-            better, interval = c["lo"] > 0, f" ({c['diff']:+.3f}, 95% [{c['lo']:+.3f}, {c['hi']:+.3f}])"
+            pair = paired_edit_difference(probs[r["method"]], probs[base["method"]], seed=ctx.seed)
+            better, interval = pair["lo"] > 0, f" ({pair['diff']:+.3f}, 95% [{pair['lo']:+.3f}, {pair['hi']:+.3f}])"
         else:
             better = r["edit range"] > base["edit range"]
         trade += bool(better and loss < 3)
