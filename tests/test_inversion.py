@@ -239,7 +239,7 @@ def test_supplement_grid_and_its_table():
     row.update(ppl=24.04, ppl_sem=1.83, flip_rate=0.5455, flip_n=22, seconds=12.3)
     text, md = protocol_table([row]).splitlines(), protocol_table([row], markdown=True).splitlines()
     assert len(text) == 2 and len(text[0]) == len(text[1])            # aligned columns
-    for cell in ("W+ clip 2", "24.0±1.8", "0.55 (n 22)", "0.0100±0.0200", "0.310"):
+    for cell in ("W+ clip 2", "24.0±1.8", "0.55±0.11 (n 22)", "0.0100±0.0200", "0.310"):
         assert cell in text[1] and f" {cell} |" in md[2]
     assert md[0].startswith("| targets | method | PSNR |") and " - |" in md[2]   # a missing column says so
 

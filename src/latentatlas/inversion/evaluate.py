@@ -77,8 +77,9 @@ def grid_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# the protocol table's columns: (header, row key, format); KIDs carry their std, PPL its standard
-# error, the flip rate its count of Sneaker/Sandal-like images
+# the protocol table's columns: (header, row key, format); KIDs carry their std, the edit range its
+# bootstrap std, PPL its standard error, the flip rate its binomial standard error and its count of
+# images of the two attributes
 TABLE_COLUMNS = (("PSNR", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.3f}"), ("perceptual", "perceptual", "{:.3f}"),
                  ("edit range", "edit_prob_range", "{:.3f}"), ("flip", "flip_rate", "{:.2f}"), ("PPL", "ppl", "{:.1f}"),
                  ("style-mix KID", "style_mixing_kid", "{:.4f}"), ("interp. W+ KID", "interp_wplus_kid", "{:.4f}"),
@@ -98,8 +99,9 @@ def _cell(r: dict, key: str, fmt: str) -> str:
         cell += f"±{r['edit_prob_range_std']:.3f}"
     if key == "ppl" and r.get("ppl_sem") is not None:
         cell += f"±{r['ppl_sem']:.1f}"
-    if key == "flip_rate" and r.get("flip_n") is not None:
-        cell += f" (n {r['flip_n']})"
+    if key == "flip_rate" and r.get("flip_n"):
+        n = r["flip_n"]                     # binomial standard error of a share of n images
+        cell += f"±{(v * (1 - v) / n) ** 0.5:.2f} (n {n})"
     return cell
 
 
