@@ -65,15 +65,12 @@ def grid_table(rows: list[dict]) -> str:
             return f"FID {r[pre + 'fid']:.3f}"
         return f"KID {r[pre + 'kid']:.4f}±{r[pre + 'kid_std']:.4f}" if f"{pre}kid" in r else "-"
     head = ("targets", "method", "PSNR", "SSIM", "perc.", "style mixing", "interp. W+", "interp. P-norm+", "edit range")
-    def edit(r):
-        v = f"{r.get('edit_prob_range', float('nan')):.3f}"
-        return v + (f"±{r['edit_prob_range_std']:.3f}" if r.get("edit_prob_range_std") is not None else "")
     lines = [f"{head[0]:<12}{head[1]:<16}{head[2]:>7}{head[3]:>7}{head[4]:>7}  {head[5]:<22}{head[6]:<22}{head[7]:<22}"
              f"{head[8]:>12}"]
     for r in rows:
         lines.append(f"{r['targets']:<12}{r['method']:<16}{r['psnr']:>7.2f}{r['ssim']:>7.3f}{r['perceptual']:>7.3f}  "
                      f"{dist(r, 'style_mixing_'):<22}{dist(r, 'interp_wplus_'):<22}{dist(r, 'interp_pnorm+_'):<22}"
-                     f"{edit(r):>12}")
+                     f"{_cell(r, 'edit_prob_range', '{:.3f}'):>12}")
     return "\n".join(lines)
 
 

@@ -327,6 +327,12 @@ class GANModel:
         (``activation(forward_to(...))``; an architecture may skip work only G2 needs)."""
         return self.activation(self.forward_to(layer, latent))
 
+    @torch.no_grad()
+    def features_flat(self, layer: str, latents: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """``features_at`` of many latents, ``batch_size`` at a time, flattened to [N, C*H*W]."""
+        return torch.cat([self.features_at(layer, latents[i:i + batch_size]).flatten(1)
+                          for i in range(0, latents.shape[0], batch_size)])
+
 
 class StyleGANModel(GANModel):
     """Adapter for our StyleGAN2 and StyleGAN3 (targets of the NVIDIA, rosinality and

@@ -245,8 +245,9 @@ def _embedding_quality(ctx, m, ws, label: str) -> dict:
     models the attribute estimator's reading of GANSpace edits (its per-image probabilities kept in
     ``ctx.figures["edit_probs"][label]`` for the claims' paired comparison)."""
     from ..metrics.ppl import embedding_ppl
+    from .claims import SEM
     r = embedding_ppl(m, ws, pairs=ctx.ppl_pairs, seed=ctx.seed)
-    out = {"ppl": r["ppl"], "ppl ± (s.e.)": r["sem"]}
+    out = {"ppl": r["ppl"], SEM: r["sem"]}
     if _is_fashion(m):
         from ..inversion.evaluate import edit_probs, edit_range_of
         from ..metrics.attributes import estimator_for
@@ -254,7 +255,8 @@ def _embedding_quality(ctx, m, ws, label: str) -> dict:
         from ..walks.directions import ganspace
         if "inv_dirs" not in ctx.figures:
             ctx.figures["inv_dirs"] = ganspace(m, k=3)
-        p = edit_probs(m, ws.to(m.device), ctx.figures["inv_dirs"], estimator_for(m, FashionFeatures(m.device)))
+            ctx.figures["inv_attrs"] = estimator_for(m, FashionFeatures(m.device))
+        p = edit_probs(m, ws.to(m.device), ctx.figures["inv_dirs"], ctx.figures["inv_attrs"])
         out["edit range"] = float(edit_range_of(p).values.mean())
         ctx.figures.setdefault("edit_probs", {})[label] = p
     return out

@@ -224,7 +224,7 @@ def train_dp_lase(model, cfg: DPConfig = DPConfig(), *, space: str = "w", direct
             per_row = g1(ref[:1]).numel()
             n_pool = max(cfg.var_batch, min(cfg.var_pool, ref.shape[0], int(256e6 // (4 * per_row))))
             pool_x = ref[:n_pool]
-            pool_h = torch.cat([g1(pool_x[i:i + 256]).flatten(1) for i in range(0, n_pool, 256)])
+            pool_h = model.features_flat(cfg.layer, pool_x)
         pick = torch.Generator().manual_seed(cfg.seed + 1)      # own stream: gen's draws stay as they were
     fixed, sig = None, None
     if directions is not None:

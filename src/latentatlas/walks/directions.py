@@ -138,8 +138,7 @@ def ganspace(model, *, k: int = 10, n: int = 20000, seed: int = 0, layer: str | 
     n = min(n, 5000)      # activations are large ([n, C*H*W]); randomized PCA on a subsample
     with torch.no_grad():
         lat = _samples(model, n, seed, space)
-        acts = torch.cat([model.features_at(layer, lat[i:i + 250]).flatten(1)
-                          for i in range(0, n, 250)])
+        acts = model.features_flat(layer, lat, batch_size=250)
     mu = acts.mean(0)
     _, _, V = torch.pca_lowrank(acts - mu, q=min(k + 10, min(acts.shape)), center=False, niter=4)
     coords = ((acts - mu) @ V[:, :k]).double()                          # [n, k]
