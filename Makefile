@@ -38,7 +38,9 @@ demo: setup data
 	$(VENV)/bin/latentatlas report --model $(MODEL) --out out/report
 	@echo "open out/report/index.html"
 
+# test: the import-linter contracts (the layers, pyproject.toml), then the default suite
 test: setup-test data
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # test-slow adds what its browser test drives: Playwright (no browser download) and Debian's chromium

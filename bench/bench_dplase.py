@@ -111,7 +111,7 @@ def compare(steps: int = 600, commit: str = "b95e9c7"):
 
 
 def variants(steps: int, specs: list[str]):
-    from latentatlas.sample import parse_params
+    from latentatlas.sampling.generate import parse_params
     m = load_generator("fashion-stylegan2")
     mod = sys.modules["latentatlas.walks.density"]
     print(f"DP-LaSE discovery on {m.name}, k = 5, split b8, {steps} steps, seed 0: DPConfig variants")

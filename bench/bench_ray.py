@@ -25,7 +25,7 @@ def main(n=128, steps=50, batch=16):
     from latentatlas.inversion import InversionConfig
     from latentatlas.inversion.files import invert_files
     from latentatlas.models.registry import load_generator
-    from latentatlas.scale import RayPool, require_ray
+    from latentatlas.parallel import RayPool, require_ray
     ray = require_ray()
     torch.set_num_threads(1)
     model = load_generator("fashion-stylegan2")

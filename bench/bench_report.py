@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (the allocator policy the CLI applies)
-from latentatlas.report.html import build_report
+from latentatlas.report.build import build_report
 
 
 def main():

@@ -13,7 +13,7 @@ import torch
 from latentatlas import diamond as dm
 from latentatlas.models.registry import load_generator
 from latentatlas.sampling import Context, _reals_for
-from latentatlas.sampling.evaluate import evaluate_sampling, format_table, plot_sampling, save_json
+from latentatlas.evaluation.sampling import evaluate_sampling, format_table, plot_sampling, save_json
 
 
 def solver_comparison(m, ctx, n=256):

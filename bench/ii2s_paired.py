@@ -13,7 +13,7 @@ import torch
 
 from latentatlas import load_generator
 from latentatlas.atlas import Atlas
-from latentatlas.inversion.evaluate import InversionEval, edit_probs, edit_range_of, paired_edit_difference
+from latentatlas.evaluation.inversion import InversionEval, edit_probs, edit_range_of, paired_edit_difference
 
 BOOT = 2000
 

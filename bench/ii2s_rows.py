@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from latentatlas.inversion.evaluate import protocol_table
+from latentatlas.evaluation.inversion import protocol_table
 
 
 def main():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,8 @@ def test_atlas_refused_where_it_does_not_apply_or_mismatches(tmp_path, capsys):
 
 def test_without_an_atlas_the_fit_is_announced_and_minimal(tmp_path, caplog):
     """pca-log needs only the P-norm statistics: no mixture is fitted, and it says so first."""
-    from latentatlas.atlas import cache_dir, get_atlas
+    from latentatlas.atlas import get_atlas
+    from latentatlas.cache import cache_dir
     from latentatlas.models.registry import load_generator
     m = load_generator("fashion-stylegan2")
     with caplog.at_level("WARNING"):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.imageio import save_png
 from latentatlas.metrics.attributes import FunctionAttributes, LinearProbe, probe_from_csv, read_labels_csv

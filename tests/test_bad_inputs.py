@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 R1 = ROOT.parent / "shared" / "fixtures"

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_stylegan2
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.models.registry import load_generator, save_model
 
 
@@ -188,7 +188,7 @@ def test_invert_command_resumable(tiny_file, tmp_path, capsys):
 def test_every_option_of_every_command_has_help():
     import argparse
 
-    from latentatlas.cli import build_parser
+    from latentatlas.cli.main import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
@@ -203,7 +203,7 @@ def test_every_option_of_every_command_has_help():
 def test_help_tables_come_from_the_registries():
     import argparse
 
-    from latentatlas.cli import build_parser
+    from latentatlas.cli.main import build_parser
     from latentatlas.inversion import REGULARIZER_TABLE
     from latentatlas.inversion.inits import INIT_TABLE
     from latentatlas.sampling import strategy_names
@@ -225,7 +225,7 @@ def test_global_options_before_or_after_the_subcommand(capsys):
     """--json/--device/--debug mean the same before and after the subcommand, on every one."""
     import json as _json
 
-    from latentatlas.cli import build_parser
+    from latentatlas.cli.main import build_parser
     p = build_parser()
     sub = next(a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction))
     for name, sp in sub.choices.items():
@@ -339,7 +339,7 @@ def test_plots_names_a_folder_for_evaluate_inversion_and_a_file_for_atlas(tmp_pa
     already exist; atlas writes one PNG, and a folder there is refused before any work."""
     import argparse
 
-    from latentatlas.cli import _check_outputs
+    from latentatlas.cli.main import _check_outputs
     from latentatlas.errors import LatentAtlasError
     _check_outputs(argparse.Namespace(command="evaluate-inversion", plots=str(tmp_path)))
     with pytest.raises(LatentAtlasError, match="is a directory, expected a file name"):

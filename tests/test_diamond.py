@@ -147,7 +147,7 @@ def test_protoimage_walk_passes_through_the_protoimage(tiny_sg2, monkeypatch):
 
 
 def test_walk_cli_great_circle_without_direction_and_misuse(tmp_path, capsys):
-    from latentatlas.cli import main
+    from latentatlas.cli.main import main
     assert main(["walk", "--model", "fashion-wgangp", "--kind", "linear", "--out", str(tmp_path / "a.png")]) == 2
     assert "give --direction" in capsys.readouterr().err
     assert main(["walk", "--model", "fashion-wgangp", "--kind", "great-circle", "--extent", "3",
@@ -172,7 +172,7 @@ def test_attribute_control_moves_first_then_realism(tiny_sg2, tmp_path):
 
 
 def test_table1_protocol_option_misuse(capsys):
-    from latentatlas.cli import main
+    from latentatlas.cli.main import main
     assert main(["evaluate-sampling", "--model", "fashion-wgangp", "--protocol", "diamond-table1",
                  "--strategies", "truncation"]) == 2
     assert "fixes the strategies" in capsys.readouterr().err
@@ -181,7 +181,7 @@ def test_table1_protocol_option_misuse(capsys):
 
 
 def test_table1_summary_picks_the_best_nonzero_sigma():
-    from latentatlas.sampling.evaluate import table1_summary
+    from latentatlas.evaluation.sampling import table1_summary
     # the baseline is the point that changed no sample (pixel distance 0), whatever its name
     row = lambda strat, params, fid: {"strategy": strat, "params": params, "fid": fid,
                                       "pixel_dist": 0.0 if params == "t=inf" else 1.0}
@@ -196,7 +196,7 @@ def test_table1_summary_picks_the_best_nonzero_sigma():
 def test_z_model_sweep_finds_its_untruncated_baseline():
     # a Z model's identity point is t = inf (no 'psi'): the summary and the method table start from it
     from latentatlas.models.registry import load_generator
-    from latentatlas.sampling.evaluate import evaluate_sampling
+    from latentatlas.evaluation.sampling import evaluate_sampling
     m = load_generator("fashion-wgangp")
     res = evaluate_sampling(m, ["truncation"], n=64, batch_size=64, progress=False,
                             sweeps={"truncation": [{"t": 0.5}, {"t": math.inf}]})
@@ -207,8 +207,8 @@ def test_mean_protoimage_reports_how_well_it_is_determined(tmp_path, monkeypatch
     # the mean protoimage carries its split-half cosine and its samples' cosine to their protoimages;
     # the cached entry gives back the same vector and record, and the Latents of the mean variant carry it
     from latentatlas.models.registry import load_generator
-    from latentatlas.sampling import _mean_proto
-    from latentatlas.sampling.evaluate import mean_proto_text
+    from latentatlas.diamond import cached_mean_protoimage as _mean_proto
+    from latentatlas.evaluation.sampling import mean_proto_text
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     m = load_generator("fashion-wgangp")
     st = dm.resolve_settings(m)

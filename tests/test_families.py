@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models.inspect import capabilities
 from latentatlas.models.registry import load_generator
@@ -249,3 +249,26 @@ def test_unreadable_discriminator_never_blocks_the_generator():
     with torch.no_grad():
         assert _mx(m(torch.from_numpy(ref["z"])), ref["img"]) <= 1e-4
     assert capabilities(m)["diamond"] == "no discriminator"
+
+
+def test_report_class_renders_that_class(tmp_path, monkeypatch):
+    """``report --class K`` loads the model with the class, as every command does (it used to be
+    dropped unless --ray was given): the page's sample grid is class K's."""
+    from PIL import Image
+
+    from latentatlas.imageio import preview_scale, save_grid
+    from latentatlas.sampling.generate import sample_images
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = str(R2 / "c1-sg2ada-64-cond.pkl")
+    assert main(["report", "--model", path, "--class", "3", "--sections", "model,samples", "--n", "8",
+                 "--out", str(tmp_path / "rep")]) == 0
+    got = np.asarray(Image.open(tmp_path / "rep" / "samples.png"))
+    m = load_generator(path)
+    grids = {}
+    for k in (3, 5):
+        m.set_class(k)
+        res = sample_images(m, n=8, seed=0)
+        save_grid(res.images, tmp_path / f"class{k}.png", nrow=8, scale=preview_scale(m.img_resolution))
+        grids[k] = np.asarray(Image.open(tmp_path / f"class{k}.png"))
+    assert np.array_equal(got, grids[3])
+    assert not np.array_equal(grids[3], grids[5])

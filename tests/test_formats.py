@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models.interface import wrap_generator
 from latentatlas.models.registry import load_checkpoint_file, load_generator

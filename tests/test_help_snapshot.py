@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from latentatlas.cli import build_parser
+from latentatlas.cli.main import build_parser
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "help"
 

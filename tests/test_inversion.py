@@ -94,7 +94,8 @@ def test_best_of_n_init(tiny_sg2, targets, atlas):
 @pytest.mark.parametrize("space", ["z", "w", "wplus", "pnorm+"])
 def test_best_of_start_is_the_pool_member_nearest_each_target(tiny_sg2, targets, atlas, space):
     """best-of:N picks, per target, the candidate the brute-force image distance ranks first."""
-    from latentatlas.inversion import ImageDistance, _Space, perceptual_fn
+    from latentatlas.inversion import ImageDistance, _Space
+    from latentatlas.metrics.perceptual import perceptual_fn
     from latentatlas.inversion.inits import _pool, make_starts
     cfg = InversionConfig(space=space, init="best-of:32", perceptual="none")
     sp = _Space(tiny_sg2, cfg, atlas)
@@ -172,7 +173,7 @@ def test_bad_init_specs(spec):
 
 def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
     pytest.importorskip("latentatlas.metrics.features")
-    from latentatlas.inversion.evaluate import embedding_metrics
+    from latentatlas.evaluation.inversion import embedding_metrics
     from latentatlas.metrics.features import FashionFeatures
     from latentatlas.walks.directions import ganspace
     try:
@@ -187,7 +188,7 @@ def test_embedding_metrics_tiny(tiny_sg2, atlas, tmp_path):
         assert k in out and math.isfinite(out[k])
     assert not any(k.endswith("_fid") for k in out) and out["style_mixing_split"] >= 1
     assert 0 <= out["edit_prob_range"] <= 1 and len(out["edit_classes"]) == 3
-    from latentatlas.inversion.evaluate import plot_pnorm
+    from latentatlas.evaluation.inversion import plot_pnorm
     rows = [{"targets": "generated", "method": "W+", **out}]
     assert [p.name for p in plot_pnorm(rows, tmp_path)] == ["pnorm-hist-generated.png"]
 
@@ -198,7 +199,7 @@ def test_stored_rows_get_the_current_figures_from_their_pnorm_codes(tiny_sg2, at
     themselves (the edit range itself unchanged); a current row is left alone."""
     import types
 
-    import latentatlas.inversion.evaluate as ev
+    import latentatlas.evaluation.inversion as ev
     from latentatlas.metrics import ppl
     from latentatlas.metrics.attributes import FunctionAttributes
     from latentatlas.walks.directions import ganspace
@@ -222,7 +223,7 @@ def test_stored_rows_get_the_current_figures_from_their_pnorm_codes(tiny_sg2, at
 
 
 def test_supplement_grid_and_its_table():
-    from latentatlas.inversion.evaluate import SUPPLEMENT_GRID, grid_table
+    from latentatlas.evaluation.inversion import SUPPLEMENT_GRID, grid_table
     regs = [(k["regularizer"], k["reg_value"]) for k in SUPPLEMENT_GRID.values() if "regularizer" in k]
     assert [v for r, v in regs if r == "pnorm-clip"] == [1, 2, 5, 7, 10]
     assert [v for r, v in regs if r == "pnorm-project"] == [1, 3, 5, 10]
@@ -235,7 +236,7 @@ def test_supplement_grid_and_its_table():
     out = grid_table([row]).splitlines()
     assert "style mixing" in out[0] and "KID 0.0100±0.0200" in out[1] and "FID 3.500" in out[1]
     assert out[1].rstrip().endswith("0.310")
-    from latentatlas.inversion.evaluate import protocol_table
+    from latentatlas.evaluation.inversion import protocol_table
     row.update(ppl=24.04, ppl_sem=1.83, flip_rate=0.5455, flip_n=22, seconds=12.3)
     text, md = protocol_table([row]).splitlines(), protocol_table([row], markdown=True).splitlines()
     assert len(text) == 2 and len(text[0]) == len(text[1])            # aligned columns
@@ -248,8 +249,8 @@ def test_the_supplement_grid_embeds_the_real_images_only(monkeypatch, capsys):
     # II2S's supplement ran its regulariser tables on real images; the protocol table adds generated ones
     import json
 
-    import latentatlas.inversion.evaluate as ev
-    from latentatlas.cli import main
+    import latentatlas.evaluation.inversion as ev
+    from latentatlas.cli.main import main
     seen = []
 
     def fake(model, targets, *, methods, **kw):
@@ -268,7 +269,7 @@ def test_time_estimate_probes_at_the_jobs_batch(tiny_sg2, atlas, monkeypatch):
     # jobs' own; a 4-image probe had put the n = 100 protocol at 2.8x its measured time
     import time
 
-    from latentatlas.inversion import evaluate as ev
+    from latentatlas.evaluation import inversion as ev
     clock, seen = [0.0], []
 
     def fake_invert(model, x, cfg, atlas=None):
@@ -284,7 +285,7 @@ def test_time_estimate_probes_at_the_jobs_batch(tiny_sg2, atlas, monkeypatch):
 def test_the_prior_and_l2_at_the_same_weight_are_one_stored_row(tiny_sg2, atlas, tmp_path):
     """Wulff & Torralba's Mahalanobis prior in P is II2S's L2 in P-norm+ (whitened P): one penalty,
     so the protocol's prior row and the grid's L2 row of the same weight share a file."""
-    from latentatlas.inversion.evaluate import METHODS, SUPPLEMENT_GRID, RowStore
+    from latentatlas.evaluation.inversion import METHODS, SUPPLEMENT_GRID, RowStore
     store = RowStore(tmp_path, tiny_sg2, atlas, 0, 5, 0.01, {})
     x = torch.zeros(2, 1, 8, 8)
     prior = store.path("t", x, "W+ Gaussian prior 1e-5", METHODS["W+ Gaussian prior 1e-5"])

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import model_and_images
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.inversion import InversionConfig, invert
 from latentatlas.inversion import encoder as enc_mod

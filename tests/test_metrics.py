@@ -194,7 +194,7 @@ def test_reference_folder_is_scored_and_cached_by_content(tiny_sg2, tmp_path, mo
 
 
 def test_cli_reference_for_rgb_models(tmp_path, capsys):
-    from latentatlas.cli import main
+    from latentatlas.cli.main import main
     assert main(["evaluate", "--model", "faces-dcgan", "--n", "64"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--reference DIR" in err and "\n" not in err

@@ -3,7 +3,7 @@ one function from the images a method produced and the images it started from.""
 import torch
 
 from latentatlas.models.interface import ModelInfo, StyleGANModel
-from latentatlas.report.html import ReportContext
+from latentatlas.report.context import ReportContext
 from latentatlas.report.overview import overview_rows
 from latentatlas.walks.density import DPConfig, train_dp_lase
 from latentatlas.walks.directions import compute_directions
@@ -57,7 +57,8 @@ def test_without_a_reference_the_table_says_why(tmp_path, tiny_sg2):
 
 def test_summary_names_the_profile_and_its_sizes(tmp_path):
     from latentatlas.report.claims import Claim
-    from latentatlas.report.html import PROFILES, ReportContext, _summary
+    from latentatlas.report.build import _summary
+    from latentatlas.report.context import PROFILES, ReportContext
     ctx = ReportContext(model=None, out=tmp_path, profile="quick", **PROFILES["quick"])
     assert _summary(ctx) == ""                      # nothing measured: no summary block
     fields = Claim.__dataclass_fields__

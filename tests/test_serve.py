@@ -19,7 +19,8 @@ from conftest import tiny_stylegan2
 
 @pytest.fixture(scope="module")
 def server():
-    from latentatlas.serve import Explorer, start
+    from latentatlas.serve.explorer import Explorer
+    from latentatlas.serve.server import start
     m = tiny_stylegan2()
     ex = Explorer(m, max_jobs=2, invert_steps=20)
     srv = start(ex, "127.0.0.1", 0)
@@ -136,7 +137,7 @@ def test_upload_invert_download_and_reupload(server):
     Image.new("L", (20000, 20000)).save(bomb, format="PNG")
     code, _, body = call(base + "/api/invert", bomb.getvalue(), "image/png")
     assert code == 400 and "pixels" in json.loads(body)["error"]
-    from latentatlas.serve import MAX_UPLOAD
+    from latentatlas.serve.wire import MAX_UPLOAD
     assert call(base + "/api/invert", b"\0" * (MAX_UPLOAD + 1), "image/png")[0] == 413
     evil = io.BytesIO()
     np.save(evil, np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -198,7 +199,8 @@ def test_page_in_a_real_browser(server, tmp_path):
 
 
 def test_class_picker_for_conditional_models():
-    from latentatlas.serve import Explorer, start
+    from latentatlas.serve.explorer import Explorer
+    from latentatlas.serve.server import start
     m = tiny_stylegan2(c_dim=3)
     ex = Explorer(m, max_jobs=1)
     srv = start(ex, "127.0.0.1", 0)

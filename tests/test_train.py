@@ -27,7 +27,7 @@ def test_stylegan2_and_wgangp_train_resume_export(tmp_path):
 
 
 def test_a_resumed_run_keeps_its_recipe_and_set_changes_it(tmp_path, capsys):
-    from latentatlas.cli import main
+    from latentatlas.cli.main import main
     from latentatlas.train.run import train
     out = tmp_path / "w"
     hp = lambda: torch.load(out / "checkpoint.pt", weights_only=False)["trainer"]["hparams"]   # noqa: E731

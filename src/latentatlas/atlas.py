@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,11 +18,15 @@ import numpy as np
 import torch
 
 from . import __version__
+from .cache import cache_dir
 from .defaults import LEARNED_STEPS
 from .errors import LatentAtlasError
 from .imageio import atomic_path
-from .priors import EMMixture, GaussianPrior, default_level_ranges
+from .priors import EMMixture, GaussianPrior
+from .priors.learned import LearnedMixture
+from .priors.levels import default_level_ranges
 from .spaces import PNormPlusSpace, PNormSpace, check_p_space, mapped_moments
+from .validate import read_npz
 
 log = logging.getLogger("latentatlas")
 
@@ -101,7 +104,6 @@ class Atlas:
     @classmethod
     def load(cls, path, model=None) -> "Atlas":
         """Read an atlas .npz (validated; no pickle); with ``model``, check it was fitted on it."""
-        from .validate import read_npz
         path = Path(path)
         arrays = read_npz(path, "atlas", {"meta_json": ("U", 0)})
         try:
@@ -126,7 +128,6 @@ class Atlas:
             atlas.check_model(model)
             atlas.to(model.device)
             if lstate:
-                from .priors.learned import LearnedMixture
                 atlas.learned = LearnedMixture.from_state(model, pn, lstate, meta["learned_clusters"], level_ranges)
         return atlas
 
@@ -177,7 +178,7 @@ def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None =
     fit P's Gaussian and the P-norm PCA whitening, the EM mixture per level (``clusters``, e.g.
     {'coarse': 8, 'medium': 8, 'fine': 8}, on ``em_samples`` codes) and, with ``learned_steps`` > 0,
     the learned multi-level mixture. ``level_ranges`` overrides the W+ rows of each level.
-    ``pool`` (``latentatlas.scale``) maps the latents and sums their moments on its workers (the
+    ``pool`` (``latentatlas.parallel``) maps the latents and sums their moments on its workers (the
     same moments to float64 round-off); the mixtures are fitted here."""
     check_p_space(model)
     t0 = time.perf_counter()
@@ -196,7 +197,6 @@ def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None =
         timings["em_s"] = time.perf_counter() - t1
     learned = None
     if learned_steps and any(clusters.values()):
-        from .priors.learned import LearnedMixture
         t2 = time.perf_counter()
         with torch.enable_grad():
             learned = LearnedMixture(model, pn.to(model.device), clusters, level_ranges, steps=learned_steps,
@@ -207,10 +207,6 @@ def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None =
             "torch": torch.__version__, "python": platform.python_version(),
             "timings": {k: round(v, 3) for k, v in timings.items()}}
     return Atlas(pn.to(model.device), meta, level_ranges, em, learned=learned)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "latentatlas"
 
 
 NEEDS = ("pnorm", "mixture")

@@ -20,13 +20,20 @@ Building blocks, all batched over the first dimension:
 """
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from .cache import cache_dir
 from .errors import LatentAtlasError
+from .imageio import atomic_path
+
+log = logging.getLogger("latentatlas")
 
 
 # Diamond in the rough's settings per recipe (§4 and appendix C): recovery α (D-feature weight),
@@ -340,3 +347,45 @@ def _sigma_bracket(model, a, p, cfg):
         hi, ghi = torch.where(left, hi, s_new), torch.where(left, ghi, v)
         side = torch.where(left, torch.ones_like(side), -torch.ones_like(side))
     return best_s
+
+
+def cached_mean_protoimage(model, n, steps, settings, iters, seed, n_init=1000, batch=250, *, with_info=False):
+    """Mean protoimage of n samples: recovery and Algorithm 1 in batches of ``batch`` (the
+    critic's minibatch-std sees a batch, as in the paper), then the projected mean. With
+    ``with_info``, also how well that mean is determined (``sampling.Context.mean_proto_info``).
+    Cached on disk per model weights and settings."""
+    key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
+        f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
+    path = cache_dir() / f"{key}.pt"
+    if path.is_file():
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            zp, info = entry["zp"].to(model.device), dict(entry["info"])
+            return (zp, info) if with_info else zp
+        except Exception:   # noqa: BLE001 - a damaged (or older, vector-only) cache entry is recomputed
+            path.unlink()
+    log.info(
+        "Diamond mean protoimage of %s: %d samples, %d recovery steps + %d search iterations each (once per model "
+        "and settings; cached in %s)", model.name, int(n), steps, iters, path.parent)
+    z0 = model.sample_z(int(n), seed=987_000 + seed)
+    rec_cfg = recovery_config(settings, steps, seed, n_init)
+    proto_cfg = proto_config(settings, iters)
+    zps = []
+    with torch.enable_grad():
+        for i in tqdm(range(0, int(n), batch), desc="mean protoimage (batches)", leave=False,
+                      disable=not sys.stderr.isatty()):
+            a = z0[i:i + batch]
+            x = model(a).detach()
+            z1 = recover_z(model, x, rec_cfg)
+            zps.append(find_protoimages(model, a, z1, proto_cfg))
+    zps = torch.cat(zps)
+    zp = mean_protoimage(zps)
+    half = zps.shape[0] // 2
+    info = {"n": int(zps.shape[0]),
+            "split_half_cosine": float(torch.nn.functional.cosine_similarity(
+                zps[:half].mean(0), zps[half:].mean(0), dim=0)) if half else float("nan"),
+            "cos_to_samples": float(torch.nn.functional.cosine_similarity(zps, z0, dim=1).mean())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"zp": zp.cpu(), "info": info}, tmp)
+    return (zp, info) if with_info else zp

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import LatentAtlasError
 
 PARTIAL = ".partial-"
 
@@ -114,7 +115,6 @@ def ffmpeg_exe() -> str | None:
 def animation_format(out, fallback: bool = False) -> str:
     """'gif' or 'mp4' from ``out``'s suffix. MP4 needs ffmpeg; with ``fallback`` a missing ffmpeg
     gives 'gif' instead of an error."""
-    from .errors import LatentAtlasError
     suffix = Path(out).suffix.lower()
     if suffix not in ANIMATION_SUFFIXES:
         raise LatentAtlasError(f"animation {out}: use .gif or .mp4")
@@ -131,7 +131,6 @@ def save_animation(frames: list, out, *, fps: float = 8.0, bounce: bool = False)
     to even sizes), atomically. ``bounce`` plays the frames forward then back."""
     import subprocess
 
-    from .errors import LatentAtlasError
     out = Path(out)
     fmt = animation_format(out)
     if not frames:
@@ -162,3 +161,17 @@ def save_animation(frames: list, out, *, fps: float = 8.0, bounce: bool = False)
         if proc.wait() != 0:
             raise LatentAtlasError(f"{out}: ffmpeg failed ({err.splitlines()[-1] if err else 'exit ' + str(proc.returncode)})")
     return out
+
+
+PREVIEW_PX = 128      # an image shown alone (a strip's cell, a reconstruction) is scaled up to about this width
+
+
+def preview_scale(resolution: int, px: int = PREVIEW_PX) -> int:
+    """Nearest-neighbour scale that shows a ``resolution``-px image about ``px`` wide (at least 1)."""
+    return max(1, px // resolution)
+
+
+def grid_scale(n: int, resolution: int, nrow: int | None = None, target_px: int = 512) -> int:
+    """Nearest-neighbour scale that makes a grid about ``target_px`` wide (1..8)."""
+    cols = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    return max(1, min(8, target_px // max(1, cols * (resolution + 2))))

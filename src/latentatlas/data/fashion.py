@@ -68,3 +68,15 @@ def load_fashion_mnist(split: str = "train", *, path=None, pad_to: int = 32):
     if p > 0:
         x = torch.nn.functional.pad(x, [p, pad_to - x.shape[-1] - p] * 2, value=-1.0)
     return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+def fashion_format(model) -> bool:
+    """Whether the model's images are in Fashion-MNIST's format as this project pads it (1
+    channel, 32x32): what the Fashion-MNIST feature network and classifier read."""
+    return (model.img_channels, model.img_resolution) == (1, 32)
+
+
+def is_fashion_model(model) -> bool:
+    """Whether the model was trained on Fashion-MNIST (its format, and its checkpoint says so):
+    the test split is then its reference set and its held-out images."""
+    return fashion_format(model) and str((model.info.extra or {}).get("data", "")).startswith("Fashion-MNIST")

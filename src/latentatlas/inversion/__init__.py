@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..atlas import get_atlas
 from ..errors import LatentAtlasError
+from ..metrics.perceptual import FeatureDistance, perceptual_fn
+from ..metrics.reconstruction import psnr
+from .inits import make_starts, parse_init
 
 SPACES = ("z", "w", "wplus", "pnorm+")
 # name -> (default value, what the value means, what the regulariser does): the one table the
@@ -45,6 +49,11 @@ PERCEPTUAL = ("discriminator", "fashion-features", "lpips", "none")
 
 
 log = logging.getLogger("latentatlas")
+
+
+def _reads_pnorm(space: str, regularizer: str) -> bool:
+    """The P-norm+ space and the P-norm / Mahalanobis regularisers read the atlas's P-norm statistics."""
+    return space == "pnorm+" or regularizer.startswith("pnorm") or regularizer == "mahalanobis"
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,6 @@ class InversionConfig:
             raise LatentAtlasError(f"unknown pixel loss {self.pixel_loss!r} (mse or l1)")
         if self.steps < 1 or self.lr <= 0:
             raise LatentAtlasError("steps must be >= 1 and lr > 0")
-        from .inits import parse_init
         parse_init(self.init)
         if self.warmup_steps < 1:
             raise LatentAtlasError("warmup_steps must be >= 1")
@@ -90,6 +98,16 @@ class InversionConfig:
             raise LatentAtlasError("pnorm-project needs a positive radius r (e.g. 5)")
         if self.regularizer == "sphere" and self.space != "z":
             raise LatentAtlasError("the sphere regulariser applies to the z space only")
+
+    def needs_atlas(self) -> str | None:
+        """What this inversion cannot run without: 'pnorm' (the P-norm+ space, or a P-norm /
+        Mahalanobis regulariser, reads the atlas's P-norm statistics), else None."""
+        return "pnorm" if _reads_pnorm(self.space, self.regularizer) else None
+
+    def reads_atlas(self) -> bool:
+        """Whether an atlas changes this inversion: it needs one, or multi-start starts from the
+        atlas's cluster centres when one is given."""
+        return self.needs_atlas() is not None or parse_init(self.init)[0] == "multi-start"
 
     def to_dict(self) -> dict:
         """Every setting as a plain dict (recorded with each result and in the resume key)."""
@@ -140,29 +158,6 @@ def resize_to(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
 
 
-class FeatureDistance:
-    """d(a, b) = mean squared feature difference [N]; ``against(b)`` fixes the targets so their
-    features are computed once per inversion instead of once per step."""
-
-    def __init__(self, feat):
-        self.feat = feat
-
-    def __call__(self, a, b):
-        return (self.feat(a) - self.feat(b)).square().mean(1)
-
-    def against(self, b):
-        """d(a, idx=None): distances of a to the targets b (or to b[idx]) [len(a)]."""
-        with torch.no_grad():
-            fb = self.feat(b)
-        return lambda a, idx=None: (self.feat(a) - (fb if idx is None else fb[idx])).square().mean(1)
-
-    @torch.no_grad()
-    def matrix(self, a, b):
-        """[len(b), len(a)] distances of every a to every b."""
-        fa, fb = self.feat(a).flatten(1).double(), self.feat(b).flatten(1).double()
-        return (torch.cdist(fb, fa).square() / fa.shape[1]).float()
-
-
 class ImageDistance:
     """The inversion's image term: pixel loss (MSE or L1 at the working resolution) plus the
     weighted perceptual distance, per image against fixed targets (``against``) or as a
@@ -203,34 +198,6 @@ class ImageDistance:
         return d.float()
 
 
-def perceptual_fn(name: str, model):
-    """Per-image perceptual distance d(a, b) -> [N]."""
-    if name == "none":
-        return None
-    if name == "discriminator" and not model.has_discriminator:
-        # the default must work on every model: fall back to the feature network where it fits
-        # the model's images (1-channel 32x32), else to pixels only, and say so
-        fallback = "fashion-features" if (model.img_channels, model.img_resolution) == (1, 32) else "none"
-        log.warning("model '%s' has no discriminator: perceptual distance '%s' used instead of 'discriminator'",
-                    model.name, fallback)
-        return perceptual_fn(fallback, model)
-    if name == "discriminator":
-        return FeatureDistance(lambda x: model.features(x, independent=True))
-    if name == "fashion-features":
-        from ..metrics.features import FashionFeatures
-        return FeatureDistance(FashionFeatures(model.device))
-    if name == "lpips":
-        try:
-            import lpips  # noqa: F401
-        except ImportError:
-            raise LatentAtlasError("perceptual 'lpips' needs the lpips package with its backbone weights "
-                                   "already present locally; latentatlas never downloads weights") from None
-        net = lpips.LPIPS(net="vgg", verbose=False).to(model.device).eval()   # fails offline without cached weights
-        return lambda a, b: net(a.expand(-1, 3, -1, -1) if a.shape[1] == 1 else a,
-                                b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b).flatten()
-    raise LatentAtlasError(f"unknown perceptual distance {name!r}")
-
-
 class _Space:
     """The optimised variable and its map to images."""
 
@@ -239,10 +206,9 @@ class _Space:
         if cfg.space != "z":
             model.require_mapping(f"inversion in {cfg.space}")
         regs = regularizers or {cfg.regularizer}
-        needs_atlas = cfg.space == "pnorm+" or any(r.startswith("pnorm") or r == "mahalanobis" for r in regs)
-        if needs_atlas and atlas is None:
-            from ..atlas import get_atlas
-            self.atlas = get_atlas(model, need="pnorm")
+        if atlas is None and any(_reads_pnorm(cfg.space, r) for r in regs):
+            raise LatentAtlasError("this inversion reads the atlas's P-norm statistics: resolve it first "
+                                   "(inversion.resolve_atlas) and pass atlas=")
         self.plus = self.atlas.pnorm_plus.to(model.device) if self.atlas is not None else None
 
     def to_ws(self, var):
@@ -391,6 +357,15 @@ def _shared_settings(cfg: InversionConfig) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in ("regularizer", "reg_value")}
 
 
+def resolve_atlas(model, cfgs, atlas=None, *, progress: bool = False):
+    """The atlas for inverting under ``cfgs``, resolved once at an entry point and handed down:
+    the given one, else the cached one (fitted once, with a notice) when a configuration needs it,
+    else None. The engine itself never fits one."""
+    if atlas is not None or not any(c.needs_atlas() for c in cfgs):
+        return atlas
+    return get_atlas(model, need="pnorm", progress=progress)
+
+
 def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(), *, atlas=None,
            progress: bool = False, callback=None, frames_every: int = 0) -> InversionResult:
     """Embed ``targets`` [N, C, H, W] in [-1, 1] (the model's channels and resolution).
@@ -399,6 +374,7 @@ def invert(model, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(
     reconstruction of every image every that many steps (an image that stopped keeps its last
     one; during a multi-start warm-up the start with the lowest loss so far) in
     ``result.frames``, for a video of the optimisation; it does not change the result."""
+    atlas = resolve_atlas(model, [cfg], atlas)
     return _engine(model, targets, [cfg], atlas=atlas, progress=progress, callback=callback,
                    frames_every=frames_every)[0]
 
@@ -412,6 +388,7 @@ def invert_many(model, targets: torch.Tensor, cfgs: list, *, atlas=None, progres
     targets. When one configuration of a batch needs the atlas, the others' best-of starts also
     draw on its cluster centres, as ``invert(..., atlas=...)`` does. Each result's ``seconds`` is
     its share of its batch's wall time."""
+    atlas = resolve_atlas(model, cfgs, atlas)
     groups: dict = {}
     for i, c in enumerate(cfgs):
         key = json.dumps(_shared_settings(c), sort_keys=True, default=str)
@@ -426,8 +403,6 @@ def invert_many(model, targets: torch.Tensor, cfgs: list, *, atlas=None, progres
 def _engine(model, targets, cfgs, *, atlas=None, progress=False, callback=None, frames_every=0) -> list:
     from tqdm import tqdm
 
-    from ..metrics.reconstruction import psnr
-    from .inits import make_starts, parse_init
     if not cfgs:
         raise LatentAtlasError("no inversion configuration given")
     cfg = cfgs[0]

@@ -27,8 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..atlas import get_atlas
+from ..cache import cache_dir
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
+from ..spaces import PNormPlusSpace
 
 log = logging.getLogger("latentatlas.encoder")
 
@@ -100,7 +103,6 @@ class TrainedEncoder:
 
 def default_path(model) -> Path:
     """Where ``train-encoder`` stores a model's encoder by default: next to its cached atlas."""
-    from ..atlas import cache_dir
     return cache_dir() / f"{model.weights_hash()}-encoder.pt"
 
 
@@ -121,7 +123,6 @@ def _build(model, meta: dict) -> Encoder:
 
 
 def load_encoder(path, model) -> TrainedEncoder:
-    from ..spaces import PNormPlusSpace
     path = Path(path) if path else default_path(model)
     if not path.is_file():
         raise LatentAtlasError(f"no encoder at {path}: train one with 'latentatlas train-encoder --model "
@@ -164,13 +165,11 @@ def train_encoder(model, out=None, cfg: EncoderConfig = EncoderConfig(), *, prog
     atlas). Returns the training record (steps, seconds, losses)."""
     from tqdm import tqdm
 
-    from ..spaces import PNormPlusSpace
     out = Path(out) if out else default_path(model)
     if out.suffix != ".pt":
         raise LatentAtlasError(f"encoder file {out}: use a .pt name")
     target = "wplus" if model.has_mapping else "z"
     if target == "wplus":
-        from ..atlas import get_atlas
         plus = get_atlas(model, need="pnorm").pnorm_plus.to(model.device)
         out_dim = model.num_ws * plus.components_.shape[1]
     else:

@@ -23,9 +23,10 @@ import torch
 
 from ..data.folder import list_images, load_image
 from ..errors import LatentAtlasError
-from ..imageio import atomic_path, save_png
+from ..imageio import animation_format, atomic_path, clean_partial, make_grid, preview_scale, save_animation, save_png
+from ..metrics.perceptual import perceptual_fn
 from ..metrics.reconstruction import reconstruction_metrics
-from . import InversionConfig, config_json, invert, perceptual_fn
+from . import InversionConfig, config_json, invert, resolve_atlas
 
 log = logging.getLogger("latentatlas.invert")
 
@@ -77,8 +78,7 @@ def summarize(records: list[dict], min_psnr: float) -> dict:
 
 def _save_trajectory(target: torch.Tensor, frames: list, path: Path):
     """Target | reconstruction at each recorded step, as an animation (the last frame held)."""
-    from ..imageio import make_grid, save_animation
-    scale = max(1, 128 // target.shape[-1])
+    scale = preview_scale(target.shape[-1])
     pics = [make_grid(torch.stack([target.cpu(), f]), nrow=2, scale=scale) for f in frames]
     save_animation(pics + [pics[-1]] * 8, path, fps=12)
 
@@ -87,7 +87,7 @@ def invert_batch(model, x: torch.Tensor, cfg: InversionConfig, *, atlas=None, pe
                  video: str | None = None) -> list[dict]:
     """Invert one batch of targets ``x`` [N, C, H, W]; per image a dict of what ``write_item``
     saves: the code (and W+ codes), the reconstruction, the metrics and, with ``video``, the
-    frames. The same call runs in this process and in a Ray worker (``latentatlas.scale``)."""
+    frames. The same call runs in this process and in a Ray worker (``latentatlas.parallel``)."""
     every = max(1, cfg.steps // 60) if video else 0
     res = invert(model, x, cfg, atlas=atlas, progress=progress, frames_every=every)
     mets = reconstruction_metrics(x, res.images, perc)
@@ -100,6 +100,15 @@ def invert_batch(model, x: torch.Tensor, cfg: InversionConfig, *, atlas=None, pe
                               "init": res.init_labels[j], "stop_reason": res.stop_reasons[j],
                               "converged": res.converged[j], **{k: float(v[j]) for k, v in mets.items()}}})
     return items
+
+
+def invert_task(worker, x: torch.Tensor, cfg: InversionConfig, video: str | None = None,
+                progress: bool = False) -> list[dict]:
+    """Pool task: ``invert_batch`` on the worker's model and atlas (the perceptual distance built
+    once per worker)."""
+    perc = worker.cached(("perceptual", cfg.perceptual),
+                         lambda: perceptual_fn(cfg.perceptual, worker.model) if cfg.perceptual != "none" else None)
+    return invert_batch(worker.model, x, cfg, atlas=worker.atlas, perc=perc, progress=progress, video=video)
 
 
 def write_item(out: Path, path: Path, note: str, item: dict, *, cfg_json: str, model_name: str, weights_hash: str,
@@ -146,14 +155,12 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     """Invert the images in ``inputs`` into ``out_dir`` (per image NAME.npz, .png, .json; resumable
     under one configuration) and return the summary with the verdict. ``video`` ('gif' or 'mp4')
     also writes NAME.gif / NAME.mp4: target beside the reconstruction over the optimisation.
-    ``pool`` (a ``latentatlas.scale`` pool) runs the batches on its workers; the outputs are the
+    ``pool`` (a ``latentatlas.parallel`` pool) runs the batches on its workers; the outputs are the
     ones this process would write, each written once, by this process, atomically."""
     from tqdm import tqdm
 
-    from ..imageio import clean_partial
     out = Path(out_dir)
     if video is not None:
-        from ..imageio import animation_format
         animation_format(f"x.{video}")          # mp4 without ffmpeg is refused before any work
     min_psnr = default_min_psnr(model.img_resolution) if min_psnr is None else min_psnr
     paths = list_images(inputs)
@@ -171,6 +178,10 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     summary = {"total": len(paths), "skipped_finished": len(paths) - len(todo), "done": 0, "failed": [], "notes": {}}
     wh = model.weights_hash()
     if todo:
+        resolved = resolve_atlas(model, [cfg], atlas, progress=progress)   # once, here, for every batch and worker
+        if pool is not None and resolved is not atlas:
+            pool.share_atlas(resolved)
+        atlas = resolved
         log.info("inverting %d images in batches of %d (%s, %d steps, init %s)%s", len(todo), batch_size,
                  cfg.space, cfg.steps, cfg.init, f" on {pool.describe()}" if pool is not None else "")
     chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -191,7 +202,7 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
                 write_item(out, li.path, li.note, item, **write)
                 summary["done"] += 1
     else:
-        for loaded, items in pool.map_inversion(tasks(), cfg, video):
+        for loaded, items in pool.imap(invert_task, ((loaded, (x, cfg, video), {}) for loaded, x in tasks())):
             for li, item in zip(loaded, items):
                 write_item(out, li.path, li.note, item, **write)
                 summary["done"] += 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import LatentAtlasError
+from .encoder import load_encoder
 
 # spec -> meaning: the CLI help table (parse_init is the grammar)
 INIT_TABLE = {
@@ -130,7 +131,6 @@ def _multi_start(sp, targets, dist, p) -> Starts:
 
 
 def _encoder(sp, targets, dist, p) -> Starts:
-    from .encoder import load_encoder
     enc = load_encoder(p["path"], sp.model)
     codes = enc.predict(targets, space=sp.cfg.space, plus=sp.plus)
     return Starts(codes[:, None], [[f"encoder {enc.source}"] for _ in range(targets.shape[0])])

@@ -20,7 +20,10 @@ from typing import Callable
 
 import torch
 
+from ..data.fashion import CLASSES
+from ..data.folder import load_image
 from ..errors import LatentAtlasError
+from .suite import features_of_images
 
 log = logging.getLogger("latentatlas")
 
@@ -48,7 +51,6 @@ class ClassifierAttributes(Attributes):
     """The Fashion-MNIST feature network's class probabilities."""
 
     def __init__(self, ext):
-        from ..data.fashion import CLASSES
         self.ext, self.names = ext, list(CLASSES)
 
     def probs(self, images):
@@ -109,7 +111,6 @@ class LinearProbe(Attributes):
         few = [n for n in names if labels.count(n) < MIN_PER_LABEL]
         if few:
             raise LatentAtlasError(f"an attribute probe needs at least {MIN_PER_LABEL} images per label; too few for {few}")
-        from .suite import features_of_images
         with torch.no_grad():
             f = torch.from_numpy(features_of_images(images, ext, batch_size=batch_size))
         y = torch.tensor([names.index(v) for v in labels])
@@ -166,7 +167,6 @@ def probe_from_csv(path, model, ext) -> LinearProbe:
     """Fit a ``LinearProbe`` in ``ext``'s feature space on the labelled images listed in ``path``
     (converted to ``model``'s channels and resolution). Unreadable images are an error: a probe
     silently trained on fewer images than the user listed would misreport its accuracy."""
-    from ..data.folder import load_image
     rows = read_labels_csv(path)
     imgs = []
     for p, _ in rows:

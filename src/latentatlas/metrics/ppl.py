@@ -7,7 +7,7 @@ drawn from the model's distribution (or given: e.g. pairs of inversion embedding
 two ends), t ~ U(0, 1) ('full') or t = 0 ('end'), and the mean taken after dropping the values
 below the 1st and above the 99th percentile. ``d`` is LPIPS where the user has the ``lpips``
 package with its weights locally, else the model's discriminator features or the Fashion-MNIST
-feature network (``inversion.perceptual_fn``); the result names the distance, and only LPIPS
+feature network (``metrics.perceptual.perceptual_fn``); the result names the distance, and only LPIPS
 values are comparable with published figures. This is the one implementation: the inversion
 evaluation, the direction evaluation and the report call it.
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.fashion import fashion_format
 from ..errors import LatentAtlasError
+from .perceptual import perceptual_fn
 
 SPACES = ("z", "w", "wplus")
 
@@ -27,7 +29,7 @@ def default_distance(model) -> str:
         return "lpips"
     except ImportError:
         pass
-    if (model.img_channels, model.img_resolution) == (1, 32):
+    if fashion_format(model):
         return "fashion-features"
     if model.has_discriminator:
         return "discriminator"
@@ -77,7 +79,6 @@ def perceptual_path_length(model, *, n: int = 10000, space: str = "w", sampling:
     standard error of the filtered mean)."""
     from tqdm import tqdm
 
-    from ..inversion import perceptual_fn
     if space not in SPACES:
         raise LatentAtlasError(f"PPL space must be one of {', '.join(SPACES)}, got {space!r}")
     if sampling not in ("full", "end"):

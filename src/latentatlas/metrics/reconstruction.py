@@ -3,7 +3,6 @@
 data range 1, mean over channels), all [N]."""
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import cache_dir
+from ..data import folder as image_folder
+from ..data.fashion import is_fashion_model, load_fashion_mnist
 from ..errors import LatentAtlasError
+from ..imageio import atomic_path
 from .distribution import feature_stats, frechet_distance, kid, prdc, realism_summary
 from .features import Extractor, FashionFeatures, get_extractor, reference_stats
 
@@ -64,11 +68,6 @@ class Reference:
                 **realism_summary(self.feats, fake, k=k)}
 
 
-def fits_fashion(model) -> bool:
-    data = str((model.info.extra or {}).get("data", ""))
-    return (model.img_channels, model.img_resolution) == (1, 32) and data.startswith("Fashion-MNIST")
-
-
 def fashion_reference() -> Reference:
     ref = reference_stats()
     return Reference(FASHION_NAME, "fashion-features", ref["feats"].astype(np.float64), ref["mu"], ref["sigma"],
@@ -104,11 +103,8 @@ def folder_reference(model, folder, *, features: str | None = None, device=None,
                      use_cache: bool = True, batch_size: int = 250) -> Reference:
     """Reference features of the images in ``folder`` (PNG/JPEG, converted to the model's channels
     and resolution), cached by content hash. Unreadable files are skipped with a warning."""
-    from ..atlas import cache_dir
-    from ..data.folder import list_images, load_folder
-    from ..imageio import atomic_path
     features = features or _default_features(model)
-    paths = list_images(folder)
+    paths = image_folder.list_images(folder)
     if len(paths) < MIN_REFERENCE_IMAGES:
         raise LatentAtlasError(f"{folder}: {len(paths)} images; a reference set needs at least "
                                f"{MIN_REFERENCE_IMAGES} (FID, KID and k-NN precision/recall are noise below that)")
@@ -121,7 +117,7 @@ def folder_reference(model, folder, *, features: str | None = None, device=None,
         log.info("reference %s: %d cached %s features", name, feats.shape[0], features)
     else:
         ext = _extractor(features, model, device, inception)
-        x, ok_paths, bad = load_folder(paths, size=model.img_resolution, channels=model.img_channels)
+        x, ok_paths, bad = image_folder.load_folder(paths, size=model.img_resolution, channels=model.img_channels)
         for b in bad:
             log.warning("reference: skipped %s (%s)", b.path, b.note)
         if len(ok_paths) < MIN_REFERENCE_IMAGES:
@@ -151,7 +147,7 @@ def resolve(model, *, folder=None, features: str | None = None, device=None, inc
     if folder is not None:
         ref = folder_reference(model, folder, features=features, device=device, inception=inception)
         return ref, _extractor(ref.features, model, device, inception)
-    if not fits_fashion(model):
+    if not is_fashion_model(model):
         data = str((model.info.extra or {}).get("data", ""))
         raise LatentAtlasError(
             f"{what} compares samples with the Fashion-MNIST test split, which fits only 1x32x32 models trained "
@@ -160,7 +156,6 @@ def resolve(model, *, folder=None, features: str | None = None, device=None, inc
             f"--reference DIR (a folder of real images like its training data)")
     if features not in (None, "fashion-features"):
         ext = _extractor(features, model, device, inception)
-        from ..data.fashion import load_fashion_mnist
         x, y = load_fashion_mnist("test")
         feats = np.concatenate([ext(x[i: i + 500]).float().cpu().numpy() for i in range(0, x.shape[0], 500)])
         feats = feats.astype(np.float64)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import LatentAtlasError
 from .distribution import feature_stats, frechet_distance, kid, prdc, realism_summary
 from .features import Extractor, FashionFeatures
+from .reference import resolve
 
 
 @torch.no_grad()
@@ -60,7 +60,6 @@ def evaluate_model(model, *, n: int = 10000, features: str | None = None, seed: 
     ``metrics.reference``). Returns FID (None when too few samples for a full-rank covariance),
     KID and its std, precision, recall, density, coverage, and the class histogram when the
     features come from the Fashion-MNIST classifier."""
-    from .reference import resolve
     ref, ext = resolve(model, folder=reference, features=features, device=device, inception=inception,
                        what="evaluate")
     fake, classes = features_of_generator(model, ext, n=n, seed=seed, progress=progress, with_classes=True,

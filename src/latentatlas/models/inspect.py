@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .readers.nvidia import inspect as inspect_nvidia
 from .registry import family_of, load_checkpoint_file
 
 METHODS = ("sample", "truncation", "p-norm atlas", "pca-log", "clusters", "diamond", "diamond walk",
@@ -60,7 +61,6 @@ def inspect_checkpoint(path) -> dict:
     info["methods"] = ", ".join(k for k, v in caps.items() if v is None)
     info["not applicable"] = "; ".join(f"{k}: {v}" for k, v in caps.items() if v is not None) or "—"
     if (model.info.extra or {}).get("format") == "nvidia-pkl":
-        from .readers.nvidia import inspect as inspect_nvidia
         info["snapshot"] = inspect_nvidia(path)
     info.update({k: v for k, v in (model.info.extra or {}).items() if k not in info})
     return info

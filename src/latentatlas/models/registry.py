@@ -26,7 +26,10 @@ from .dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
 from .interface import BigGANModel, GANModel, ModelInfo, StyleGANModel, ZOnlyModel
 from .pgan import PGANConfig, PGANDiscriminator, PGANGenerator
 from .readers import biggan as biggan_reader
-from .readers import native, nvidia, pgan as pgan_reader, rosinality
+from .readers import native, nvidia, rosinality
+from .readers import pgan as pgan_reader
+from .readers.rosinality import to_rosinality
+from .state import load_state
 from .stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
@@ -108,31 +111,6 @@ def build_model(ckpt: dict, info: ModelInfo) -> GANModel:
     return adapt(info, G, D, cfg)
 
 
-def load_state(module: torch.nn.Module, sd: dict, what: str):
-    """Strict state-dict load with an error that names missing/unexpected keys and shape
-    mismatches (both shapes)."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        raise LatentAtlasError(f"{what}: wrong architecture: {'; '.join(parts)}")
-    for k, v in own.items():
-        t = sd[k]
-        if not isinstance(t, torch.Tensor):
-            raise LatentAtlasError(f"{what}: entry {k} is a {type(t).__name__}, not a tensor")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise LatentAtlasError(f"{what}: tensor {k} holds NaN or infinite values")
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise LatentAtlasError(f"{what}: shape mismatch for {k}: file has {list(sd[k].shape)}, "
-                                   f"model expects {list(v.shape)}")
-    module.load_state_dict(sd)
-
-
 def save_model(path, *, arch: str, config: dict, G: torch.nn.Module, D: torch.nn.Module | None,
                meta: dict | None = None):
     """Write our format atomically."""
@@ -160,7 +138,6 @@ def export_model(model: GANModel, path, to: str | None = None) -> tuple[Path, li
     if path.suffix != want:
         raise LatentAtlasError(f"output {path}: a {to} file is written as {want}")
     if to == "rosinality":
-        from .readers.rosinality import to_rosinality
         ck, warnings = to_rosinality(model)
         with atomic_path(path) as tmp:
             torch.save(ck, tmp)

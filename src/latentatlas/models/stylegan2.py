@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .ops import (bias_lrelu, conv_resample, downsample2x, make_fir, minibatch_std,
-                  modulated_conv, upsample2x)
-
+from .ops import bias_lrelu, conv_resample, downsample2x, make_fir, minibatch_std, modulated_conv, upsample2x
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 

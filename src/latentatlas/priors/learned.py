@@ -29,6 +29,7 @@ from torch import nn
 
 from ..defaults import LEARNED_STEPS
 from ..errors import LatentAtlasError
+from .levels import sample_levels
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths=(0.5, 1.0, 2.0, 4.0),
@@ -185,7 +186,6 @@ class LearnedMixture:
 
     def sample_levels(self, fixed: dict, n: int, seed: int = 0, *, model=None) -> torch.Tensor:
         """W+ codes with the given levels fixed to learned clusters (Katzir et al., Fig. 1)."""
-        from . import sample_levels
         return sample_levels(self, model or self.model, fixed, n, seed)
 
     @torch.no_grad()

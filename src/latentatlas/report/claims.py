@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import LatentAtlasError
+from ..evaluation.inversion import paired_edit_difference
+from ..sampling import Context, apply_strategy, initial_latents
 
 HOLDS, NOT, MIXED, NA = "holds", "does not hold", "mixed", "not applicable"
 SEM = "ppl ± (s.e.)"                 # the inversion rows' standard error of the PPL
@@ -126,7 +128,6 @@ def diamond_sigma(ctx) -> Claim:
     m = ctx.model
     if not m.has_minibatch_std:
         return _na(paper, c, "σ = auto needs a minibatch-std critic (the per-sample σ is set by the critic midpoint)")
-    from ..sampling import Context, apply_strategy, initial_latents
     from scipy.stats import spearmanr
     sctx = ctx.figures.get("sampling_ctx") or Context(m, atlas=ctx.atlas)
     n = 64
@@ -165,7 +166,6 @@ def _edits_better(ctx, r: dict, base: dict) -> tuple[bool, str]:
         return False, ""
     probs = ctx.figures.get("edit_probs") or {}
     if r["method"] in probs and base["method"] in probs:
-        from ..inversion.evaluate import paired_edit_difference
         pair = paired_edit_difference(probs[r["method"]], probs[base["method"]], seed=ctx.seed)
         return pair["lo"] > 0, f" ({pair['diff']:+.3f}, 95% [{pair['lo']:+.3f}, {pair['hi']:+.3f}])"
     return r["edit range"] > base["edit range"], ""

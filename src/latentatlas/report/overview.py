@@ -13,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..evaluation.sampling import rank_key
 from ..metrics.reference import classifier, resolve
 from ..metrics.suite import features_of_images
+from ..walks.edit import render_walk, walk_latents
 
 SHARED = ("fid", "kid", "kid_std", "precision", "recall", "coverage", "realism", "share_unrealistic")
 COLUMNS = ("family", "method", "setting", "n", *SHARED, "pixel_dist", "class_kept")
@@ -41,12 +43,11 @@ def _sampling_rows(res: dict) -> list[dict]:
     """The untruncated baseline, then each strategy at its best point by the sweep's ranking (FID,
     or KID without FID) among the points that change the samples at all (an identity point such
     as ψ = 1 would only repeat the baseline)."""
-    from ..sampling.evaluate import _rank
     best = {}
     for r in res.get("rows", []):
         if "error" in r or not r.get("pixel_dist"):
             continue
-        if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
+        if r["strategy"] not in best or rank_key(r) < rank_key(best[r["strategy"]]):
             best[r["strategy"]] = r
     if res.get("baseline"):
         best = {"none (baseline)": res["baseline"], **best}
@@ -84,7 +85,6 @@ def overview_rows(ctx) -> tuple[list[dict], list[str]]:
         notes.append("inversion: the section did not run")
     dsets = ctx.figures.get("direction_sets") or []
     if dsets:
-        from ..walks.edit import render_walk, walk_latents
         base_z = m.sample_z(ctx.overview_n, ctx.seed)
         with torch.no_grad():
             base_w = m.mapping(base_z) if m.has_mapping else None

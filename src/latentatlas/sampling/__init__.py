@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 
+from .. import diamond as dm
+from ..atlas import get_atlas
+from ..data.fashion import fashion_format, load_fashion_mnist
 from ..errors import LatentAtlasError
+from ..priors.levels import sample_levels
+from ..walks.directions import Directions, parse_direction_ref
 
 
 @dataclass
@@ -104,6 +107,12 @@ def check_applicable(model, s: Strategy, params: dict | None = None):
                                f"variant=walk with a fixed sigma (the user-controlled walk)")
 
 
+def atlas_need(strategies) -> str | None:
+    """What the strategies read of the atlas: 'mixture', 'pnorm' or None."""
+    needs = [n for n in strategies if "atlas" in get_strategy(n).needs]
+    return None if not needs else "pnorm" if set(needs) == {"pca-log"} else "mixture"
+
+
 @dataclass
 class Context:
     """Fitted state shared by strategies for one model (filled lazily)."""
@@ -125,12 +134,11 @@ class Context:
         return self._proto(n_proto, recovery_steps, settings, proto_iter, seed, n_init)[1]
 
     def _proto(self, n_proto, recovery_steps, settings, proto_iter, seed, n_init):
-        from .. import diamond as dm
         st = settings or dm.resolve_settings(self.model)
         key = ("proto", int(n_proto), int(recovery_steps), tuple(sorted(st.items())), int(proto_iter), int(seed), int(n_init))
         if key not in self.diamond:
-            self.diamond[key] = _mean_proto(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init,
-                                            with_info=True)
+            self.diamond[key] = dm.cached_mean_protoimage(self.model, n_proto, recovery_steps, st, proto_iter, seed, n_init,
+                                                          with_info=True)
         return self.diamond[key]
 
     def __post_init__(self):
@@ -144,7 +152,6 @@ class Context:
             if self.given:
                 raise LatentAtlasError("the given atlas has no mixtures (fitted with zero clusters); "
                                        "fit one with --clusters for the cluster strategies")
-            from ..atlas import get_atlas
             self.atlas = get_atlas(self.model, need=need)
         return self.atlas
 
@@ -257,7 +264,6 @@ def _cluster(model, lat, ctx, psi=1.0, psi_coarse=None, psi_medium=None, psi_fin
 
 def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="learned"):
     """Rows of the fixed levels drawn from the chosen clusters, free levels keep the sample's own w."""
-    from ..priors import sample_levels
     fixed = {lvl: int(k) for lvl, k in (("coarse", coarse), ("medium", medium), ("fine", fine)) if k is not None}
     if not fixed:
         raise LatentAtlasError("multilevel: fix at least one level, e.g. --param coarse=3 --param fine=5")
@@ -273,11 +279,9 @@ def _multilevel(model, lat, ctx, coarse=None, medium=None, fine=None, mixture="l
 def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=0.0, sigma_max=1.0,
              n_proto=1000, recovery_steps=200, preset="auto", alpha=None, beta=None, lam=None, gamma=None, delta=None,
              proto_iter=100, sigma_steps=100, sigma_solver="bracket", seed=0, n_init=1000, attribute=None, amount=None):
-    from .. import diamond as dm
     z0 = lat.z
     if attribute is not None:
         # appendix E: move along the attribute vector first, then take the realism step from there
-        from ..walks.directions import Directions, parse_direction_ref
         path, k = parse_direction_ref(str(attribute))
         dirs = Directions.load(path)
         dirs.check_model(model)
@@ -334,55 +338,9 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
 def _reals_for(model):
     """Real images for the critic midpoint: the Fashion-MNIST test split for 32x32 grayscale
     models; other models need an explicit m."""
-    if model.img_channels == 1 and model.img_resolution == 32:
-        from ..data.fashion import load_fashion_mnist
+    if fashion_format(model):
         return load_fashion_mnist("test")[0][:1000]
     raise LatentAtlasError(f"diamond: automatic m needs real images for model '{model.name}'; pass m=VALUE")
-
-
-def _mean_proto(model, n, steps, settings, iters, seed, n_init=1000, batch=250, *, with_info=False):
-    """Mean protoimage of n samples: recovery and Algorithm 1 in batches of ``batch`` (the
-    critic's minibatch-std sees a batch, as in the paper), then the projected mean. With
-    ``with_info``, also how well that mean is determined (``Context.mean_proto_info``)."""
-    from .. import diamond as dm
-    from ..atlas import cache_dir
-    key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
-        f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
-    path = cache_dir() / f"{key}.pt"
-    if path.is_file():
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-            zp, info = entry["zp"].to(model.device), dict(entry["info"])
-            return (zp, info) if with_info else zp
-        except Exception:   # noqa: BLE001 - a damaged (or older, vector-only) cache entry is recomputed
-            path.unlink()
-    from tqdm import tqdm
-    logging.getLogger("latentatlas").info(
-        "Diamond mean protoimage of %s: %d samples, %d recovery steps + %d search iterations each (once per model "
-        "and settings; cached in %s)", model.name, int(n), steps, iters, path.parent)
-    z0 = model.sample_z(int(n), seed=987_000 + seed)
-    rec_cfg = dm.recovery_config(settings, steps, seed, n_init)
-    proto_cfg = dm.proto_config(settings, iters)
-    zps = []
-    with torch.enable_grad():
-        for i in tqdm(range(0, int(n), batch), desc="mean protoimage (batches)", leave=False,
-                      disable=not sys.stderr.isatty()):
-            a = z0[i:i + batch]
-            x = model(a).detach()
-            z1 = dm.recover_z(model, x, rec_cfg)
-            zps.append(dm.find_protoimages(model, a, z1, proto_cfg))
-    zps = torch.cat(zps)
-    zp = dm.mean_protoimage(zps)
-    half = zps.shape[0] // 2
-    info = {"n": int(zps.shape[0]),
-            "split_half_cosine": float(torch.nn.functional.cosine_similarity(
-                zps[:half].mean(0), zps[half:].mean(0), dim=0)) if half else float("nan"),
-            "cos_to_samples": float(torch.nn.functional.cosine_similarity(zps, z0, dim=1).mean())}
-    from ..imageio import atomic_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"zp": zp.cpu(), "info": info}, tmp)
-    return (zp, info) if with_info else zp
 
 
 INF = float("inf")

@@ -12,6 +12,7 @@ device and are differentiable (usable inside inversion losses).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -174,7 +175,7 @@ def mapped_moments(model, n: int, *, seed: int = 0, batch_size: int = 10000, spa
                    progress: bool = False, timings: dict | None = None, pool=None) -> StreamingMoments:
     """Stream ``n`` mapped latents (seeds seed..seed+n-1 drawn in one generator per chunk for
     speed: chunk c uses seed ``seed * 1_000_003 + c``) into float64 moments of W or P. With a
-    ``pool`` (``latentatlas.scale``) the chunks are mapped on its workers, a share each, and the
+    ``pool`` (``latentatlas.parallel``) the chunks are mapped on its workers, a share each, and the
     shards' sums are added in chunk order: the same moments to float64 round-off."""
     import time
     check_p_space(model) if space == "p" else model.require_mapping("W statistics")
@@ -182,12 +183,11 @@ def mapped_moments(model, n: int, *, seed: int = 0, batch_size: int = 10000, spa
     if pool is None:
         return moments_of_chunks(model, chunks, n, seed=seed, batch_size=batch_size, space=space,
                                  progress=progress, timings=timings)
-    from ..scale import merge_moments
     t0 = time.perf_counter()
     per = max(1, -(-len(chunks) // (4 * pool.size)))
     shards = [chunks[i:i + per] for i in range(0, len(chunks), per)]
     from tqdm import tqdm
-    parts = dict(tqdm(pool.imap("moments", ((sh[0], (sh, n, seed, batch_size, space), {}) for sh in shards)),
+    parts = dict(tqdm(pool.imap(moments_task, ((sh[0], (sh, n, seed, batch_size, space), {}) for sh in shards)),
                       total=len(shards), disable=not progress, desc="mapping (shards)", leave=False))
     mom = merge_moments([parts[k] for k in sorted(parts)], model.w_dim, device=model.device)
     if timings is not None:
@@ -219,4 +219,21 @@ def moments_of_chunks(model, chunks, n: int, *, seed: int = 0, batch_size: int =
         t_stat += t2 - t1
     if timings is not None:
         timings.update(mapping_s=t_map, statistics_s=t_stat)
+    return mom
+
+
+def moments_task(worker, chunks: list[int], n: int, seed: int, batch_size: int, space: str) -> tuple:
+    """Pool task: the mapped moments of ``chunks`` on the worker's model, as (n, Σx, Σxxᵀ) arrays."""
+    mom = moments_of_chunks(worker.model, chunks, n, seed=seed, batch_size=batch_size, space=space)
+    return mom.n, mom.s.cpu().numpy(), mom.ss.cpu().numpy()
+
+
+def merge_moments(parts, dim: int, device="cpu") -> StreamingMoments:
+    """Sum shard moments (n, Σx, Σxxᵀ in float64) into one ``StreamingMoments``."""
+    mom = StreamingMoments(dim, device="cpu")
+    for n, s, ss in parts:
+        mom.n += int(n)
+        mom.s += torch.from_numpy(np.array(s, dtype=np.float64))
+        mom.ss += torch.from_numpy(np.array(ss, dtype=np.float64))
+    mom.s, mom.ss = mom.s.to(device), mom.ss.to(device)
     return mom

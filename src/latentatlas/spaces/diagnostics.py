@@ -8,6 +8,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from ..imageio import atomic_path
 from . import PNormSpace, lrelu_inverse
 
 
@@ -57,7 +58,6 @@ def plot_marginals(samples: dict[str, np.ndarray], path, dims=(0, 1, 2, 3)) -> P
         ax.set_title(f"{name}: dim {dims[0]} vs {dims[1]}", fontsize=8)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    from ..imageio import atomic_path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)

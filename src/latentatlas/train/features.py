@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..data.fashion import load_fashion_mnist
 from ..imageio import atomic_path
-from ..metrics.features import REFERENCE_FILE, FEATURES_FILE, FashionClassifier
+from ..metrics.features import FEATURES_FILE, REFERENCE_FILE, FashionClassifier
 
 log = logging.getLogger("latentatlas.train")
 

@@ -6,7 +6,12 @@ import logging
 import torch
 
 from ..data.fashion import load_fashion_mnist
+from ..errors import LatentAtlasError
+from ..models.registry import save_model
+from ..models.stylegan2 import StyleGAN2Config
 from .loop import run_training
+from .stylegan2 import StyleGAN2Trainer
+from .wgangp import WGANGPTrainer
 
 log = logging.getLogger("latentatlas.train")
 
@@ -22,11 +27,8 @@ HPARAMS = {"stylegan2": ("lr", "r1_gamma", "r1_every", "mixing_prob", "ema_kimg"
 
 def build_trainer(arch: str, seed: int = 0, **hp):
     if arch == "stylegan2":
-        from ..models.stylegan2 import StyleGAN2Config
-        from .stylegan2 import StyleGAN2Trainer
         return StyleGAN2Trainer(StyleGAN2Config(**FASHION_STYLEGAN2), seed=seed, **hp)
     if arch == "wgangp":
-        from .wgangp import WGANGPTrainer
         return WGANGPTrainer(seed=seed, **hp)
     raise ValueError(f"unknown architecture {arch!r} (stylegan2 or wgangp)")
 
@@ -81,8 +83,6 @@ def export_trained(arch: str, run_dir, out_file, *, meta: dict | None = None):
     training figures (steps, images seen, wall time) in the metadata."""
     from pathlib import Path
 
-    from ..errors import LatentAtlasError
-    from ..models.registry import save_model
     ck_path = Path(run_dir) / "checkpoint.pt"
     if not ck_path.exists():
         raise LatentAtlasError(f"{ck_path}: no training checkpoint to export")

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # Rows of [rows, D, H] evaluated at a time: the monotone net's hidden tensor is D·H floats per row
 # (8192 for W of a 512-d model), so a 1280-row batch is a 42 MB tensor per elementwise op and the
 # evaluation is bound by memory traffic; blocks of ~2 MB stay in the CPU's cache (the density's

@@ -23,8 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.fashion import CLASSES, fashion_format
+from ..diamond import cached_mean_protoimage, resolve_settings
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
+from ..metrics.features import FashionFeatures
+from ..validate import read_npz
+from .density import DPConfig, DPWalkModel, train_dp_lase
 
 
 @dataclass
@@ -41,7 +46,6 @@ class Directions:
         when the set carries none (then ``walk --kind dp`` trains a correction for it)."""
         if not self.dp_state:
             return None
-        from .density import DPWalkModel
         st = self.dp_state
         try:
             dim, hidden = int(st["F.loc"].shape[0]), int(st["C.net.0.weight"].shape[0])
@@ -74,7 +78,6 @@ class Directions:
     @classmethod
     def load(cls, path) -> "Directions":
         """Read a directions .npz (validated: shapes, finite values, no pickle)."""
-        from ..validate import read_npz
         z = read_npz(path, "directions", {"vectors": ("f", 2), "space": ("U", 0), "method": ("U", 0),
                                           "sigmas": ("f", 1), "meta_json": ("U", 0)})
         try:
@@ -184,8 +187,7 @@ def _class_scores(model, n, seed, space, attributes=None):
     """Latents of n samples and their labels: the Fashion-MNIST classifier's predictions, or the
     most probable attribute of ``attributes`` (a ``metrics.attributes.Attributes``)."""
     if attributes is None:
-        from ..metrics.features import FashionFeatures
-        if not (model.img_channels == 1 and model.img_resolution == 32):
+        if not fashion_format(model):
             raise LatentAtlasError(f"supervised directions use the Fashion-MNIST classifier's predictions as labels; "
                                    f"model '{model.name}' is not a 32x32 grayscale model (give an attribute estimator)")
         classify = FashionFeatures(model.device).classify
@@ -209,7 +211,6 @@ def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = Non
     probable attribute of ``attributes`` (then class indices index ``attributes.names``)."""
     space = "w" if model.has_mapping else "z"
     x, c = _class_scores(model, n, seed, space, attributes)
-    from ..data.fashion import CLASSES
     if attributes is not None:
         CLASSES = attributes.names                  # noqa: N806
     if class_a is not None:
@@ -247,7 +248,6 @@ def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300)
         return loss
     opt.step(closure)
     acc = (((xs @ W.t() + b) > 0).float() == y).float().mean(0)
-    from ..data.fashion import CLASSES
     return _finish(model, (W.detach() / sd), space, "linear-classifier", x,
                    names=[f"{CLASSES[k]} vs rest" for k in keep], train_accuracy=acc.tolist(), n=n, seed=seed)
 
@@ -256,7 +256,6 @@ def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, se
     """DP-LaSE: k directions learned with a density model F and a correction C, the generator split
     at ``layer`` (default the second named layer) for the variation term, so walks stay where the
     generator's samples are. F and C are saved with the directions (``walk --kind dp`` uses them)."""
-    from .density import DPConfig, train_dp_lase
     layer = layer or (model.layer_names[1] if len(model.layer_names) > 1 else None)
     if layer is None:
         raise LatentAtlasError(f"DP-LaSE needs a named split layer; model '{model.name}' has none")
@@ -276,9 +275,7 @@ def dplase(model, *, k: int = 5, layer: str | None = None, steps: int = 1500, se
 
 def diamond_direction(model, *, n_proto: int = 64, seed: int = 0) -> Directions:
     """The realism direction in Z: from the mean of the samples toward the mean protoimage."""
-    from ..sampling import _mean_proto
-    from ..diamond import resolve_settings
-    zp = _mean_proto(model, n_proto, 200, resolve_settings(model), 100, seed)
+    zp = cached_mean_protoimage(model, n_proto, 200, resolve_settings(model), 100, seed)
     z = model.sample_z(5000, seed)
     return _finish(model, zp[None].cpu(), "z", "diamond", z, n_proto=n_proto)
 

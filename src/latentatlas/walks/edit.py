@@ -6,9 +6,13 @@ from pathlib import Path
 
 import torch
 
+from ..data.fashion import fashion_format
 from ..errors import LatentAtlasError
 from ..imageio import ANIMATION_SUFFIXES, atomic_path, make_grid, save_animation
-from . import great_circle, learned_dp_walk, linear_walk, norm_preserving_walk
+from ..metrics.features import FashionFeatures
+from ..metrics.ppl import perceptual_path_length
+from . import density, great_circle, learned_dp_walk, linear_walk, norm_preserving_walk
+from .density import DPConfig
 from .directions import Directions
 
 WALK_KINDS = ("linear", "dp", "great-circle")
@@ -36,8 +40,7 @@ def walk_latents(model, dirs: Directions, index: int, base: torch.Tensor, *, kin
     if dp_model is None:
         dp_model = dirs.dp_walk_model()          # DP-LaSE sets carry their trained F and C
     if dp_model is None:
-        from .density import DPConfig, train_dp_lase
-        dp_model, _ = train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors,
+        dp_model, _ = density.train_dp_lase(model, DPConfig(steps=400), space="w", directions=dirs.vectors,
                                     sigmas=dirs.sigmas)
     with torch.no_grad():
         return learned_dp_walk(dp_model, base, g, eps)
@@ -75,8 +78,7 @@ def save_strip(images: torch.Tensor, out, scale: int = 2, mark=None):
 # -- measurements --------------------------------------------------------------------------------
 
 def _feature_fn(model):
-    if model.img_channels == 1 and model.img_resolution == 32:
-        from ..metrics.features import FashionFeatures
+    if fashion_format(model):
         ext = FashionFeatures(model.device)
         return ext, ext.logits
     return (lambda x: x.flatten(1)), None
@@ -94,8 +96,6 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
     ``drift=False`` skips the density drift (and so the DP model a W set without one would train),
     ``ppl=False`` the path length; ``first``: measure only the first ``first`` directions (the
     orthogonality error is still the whole set's)."""
-    from ..metrics.ppl import perceptual_path_length
-    from .density import DPConfig, train_dp_lase
     dirs.check_model(model)
     z = model.sample_z(n, seed)
     base = model.mapping(z) if dirs.space == "w" else z
@@ -110,7 +110,7 @@ def evaluate_directions(model, dirs: Directions, *, n: int = 64, steps: int = 9,
             dp = dirs.dp_walk_model()
         if dp is None:
             with torch.enable_grad():
-                dp, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,
+                dp, _ = density.train_dp_lase(model, DPConfig(steps=dp_steps), space=dirs.space, directions=dirs.vectors,
                                       sigmas=dirs.sigmas)
         logp = dp.F.log_density
     feat, logits = _feature_fn(model)

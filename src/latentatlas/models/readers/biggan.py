@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from ...errors import LatentAtlasError
 from ..biggan import BigGANConfig, BigGANGenerator
 from ..interface import BigGANModel, ModelInfo
+from ..state import load_state
 
 FAMILY = "BigGAN (pytorch-pretrained-biggan folder)"
 _CONFIG_KEYS = {"z_dim", "num_classes", "channel_width", "layers", "attention_layer_position", "eps", "n_stats"}
@@ -47,7 +47,6 @@ def read_config(cfg_path: Path) -> BigGANConfig:
 
 
 def build(cfg: BigGANConfig, sd: dict, source: str) -> BigGANModel:
-    from ..registry import load_state
     G = BigGANGenerator(cfg)
     load_state(G, sd, f"{source} (BigGAN generator)")
     info = ModelInfo(name=Path(source).stem if not Path(source).is_dir() else Path(source).name, arch="biggan",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import struct
 
-
 from ...errors import LatentAtlasError
 
 FORMAT = "latentatlas"

@@ -36,6 +36,7 @@ import torch
 
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, StyleGANModel
+from ..state import load_state
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator, StyleGAN3LayerSpec
 
@@ -387,7 +388,6 @@ def _config(build, G: PersistentRecord, D: PersistentRecord | None, source: str,
 
 
 def load(path, *, which: str = "G_ema", snap: dict | None = None) -> StyleGANModel:
-    from ..registry import load_state
     snap = snap if snap is not None else read_nvidia_pickle(path)
     if which not in snap:
         raise LatentAtlasError(f"{path}: snapshot has no {which!r} (keys: {sorted(map(str, snap))})")

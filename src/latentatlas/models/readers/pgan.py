@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, ZOnlyModel
 from ..pgan import PGANConfig, PGANDiscriminator, PGANGenerator
+from ..state import load_state
 
 FAMILY = "PGAN (pytorch_GAN_zoo .pth)"
 
@@ -84,7 +84,6 @@ def build_config(ckpt: dict, source: str) -> PGANConfig:
 
 
 def build(ckpt: dict, source: str, cfg: PGANConfig | None = None) -> ZOnlyModel:
-    from ..registry import load_state
     cfg = cfg or build_config(ckpt, source)
     which = "avgG" if isinstance(ckpt.get("avgG"), dict) else "netG"
     G = PGANGenerator(cfg)

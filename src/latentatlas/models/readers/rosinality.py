@@ -32,6 +32,7 @@ import torch
 
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, StyleGANModel
+from ..state import load_state
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 FAMILY = "rosinality stylegan2-pytorch .pt"
@@ -148,7 +149,6 @@ def rosinality_discriminator_state(d: dict, resolutions: list[int], source: str)
 
 
 def load(path, ckpt, *, which: str = "g_ema", lr_mul: float = 0.01) -> StyleGANModel:
-    from ..registry import load_state
     source = str(path)
     if which not in ckpt:
         which = "g" if "g" in ckpt else which

@@ -13,15 +13,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import diamond as dm
 from ..errors import LatentAtlasError
-from . import Context, apply_strategy, default_sweep, initial_latents, render
+from ..imageio import atomic_path
+from ..metrics.reference import classifier, resolve
+from ..sampling import SIGMA_GRID, Context, apply_strategy, atlas_need, default_sweep, initial_latents, render
 
 
 def _fmt_params(p: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in p.items()) or "-"
 
 
-def _rank(r: dict) -> float:
+def rank_key(r: dict) -> float:
     """Rows are ranked by FID, or by KID where FID was left out (fewer samples than dimensions)."""
     return r["fid"] if r["fid"] is not None else r["kid"]
 
@@ -45,7 +48,6 @@ class SamplingSetup:
     Ray worker."""
 
     def __init__(self, model, *, n: int, seed: int, batch_size: int, features, reference, inception, kid_subsets: int):
-        from ..metrics.reference import classifier, resolve
         self.model, self.n, self.seed, self.kid_subsets = model, n, seed, kid_subsets
         self.ref, self.ext = resolve(model, folder=reference, features=features, device=model.device,
                                      inception=inception, what="evaluate-sampling")
@@ -116,13 +118,6 @@ def _leaves_samples_alone(row: dict) -> bool:
     return row.get("pixel_dist") == 0.0
 
 
-def _atlas_need(strategies) -> str | None:
-    """What the strategies read of the atlas: 'mixture', 'pnorm' or None."""
-    from . import get_strategy
-    needs = [n for n in strategies if "atlas" in get_strategy(n).needs]
-    return None if not needs else "pnorm" if set(needs) == {"pca-log"} else "mixture"
-
-
 def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int = 0, batch_size: int = 500,
                       sweeps: dict | None = None, features: str | None = None, ctx: Context | None = None,
                       progress: bool = True, kid_subsets: int = 20, reference=None, inception: str | None = None,
@@ -132,7 +127,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     The reference follows ``metrics.reference.resolve`` (Fashion-MNIST test split for Fashion-MNIST
     models, else the image folder ``reference``); class preservation is measured only when the
     features come from the Fashion-MNIST classifier (None otherwise). ``pool``
-    (``latentatlas.scale``) scores the parameter points on its workers, one task each; the rows
+    (``latentatlas.parallel``) scores the parameter points on its workers, one task each; the rows
     are the ones this process would compute, in the same order."""
     ctx = ctx or Context(model)
     for name in strategies:
@@ -151,16 +146,15 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
             rows.append(st.row(name, params, ctx, progress=progress))
         ref = st.ref
     else:
-        from ..metrics.reference import resolve
-        need = _atlas_need(strategies)
+        need = atlas_need(strategies)
         if need:
             pool.share_atlas(ctx.get_atlas(need))  # fitted (or read from the cache) once, here, for every worker
         ref, _ = resolve(model, folder=reference, features=features, device=model.device, inception=inception,
                          what="evaluate-sampling")
         got = {}
         with tqdm(total=len(points), disable=not progress, desc="points", leave=False) as bar:
-            for i, row in pool.imap("sampling_row", ((i, (name, params, setup), {})
-                                                     for i, (name, params) in enumerate(points))):
+            for i, row in pool.imap(sampling_row_task, ((i, (name, params, setup), {})
+                                                         for i, (name, params) in enumerate(points))):
                 got[i] = row
                 bar.update(1)
         rows = []
@@ -170,7 +164,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
     ok = [r for r in rows if "fid" in r]
     best = {}
     for r in ok:
-        if r["strategy"] not in best or _rank(r) < _rank(best[r["strategy"]]):
+        if r["strategy"] not in best or rank_key(r) < rank_key(best[r["strategy"]]):
             best[r["strategy"]] = r
     baseline = next((r for r in ok if _leaves_samples_alone(r)), None)
     return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows,
@@ -189,7 +183,6 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
     distance to the unmodified image). Models without a minibatch-std critic use the fixed-σ
     walk and have no σ = auto. ``diamond`` overrides strategy parameters (preset, lam, n_proto, ...);
     ``reference``/``features``/``inception`` choose the real set as in ``evaluate_sampling``."""
-    from . import SIGMA_GRID
     d = dict(diamond or {})
     if not model.has_minibatch_std:
         d.setdefault("variant", "walk")
@@ -210,13 +203,12 @@ def _sigma_of(row: dict) -> float | str:
 def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     """Table 1's rows from an evaluation that swept truncation and Diamond's σ (the protocol's
     own run, or the report's sweep)."""
-    from .. import diamond as dm
     d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
     base = next(r for r in ok if r["strategy"] == "truncation" and _leaves_samples_alone(r))
-    trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=_rank, default=None)
+    trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=rank_key, default=None)
     grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
-    best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=_rank, default=None)
+    best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=rank_key, default=None)
     auto = next((r for r in ok if "sigma=auto" in r["params"]), None)
 
     def pick(r):
@@ -227,9 +219,9 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
           "sigma_curve": [(r["params"].split(",")[0].split("=")[1], r["fid"], r["pixel_dist"]) for r in grid],
           "settings": next((r["settings"] for r in ok if r.get("settings")), dm.resolve_settings(model, d.get("preset", "auto")))}
     t1["mean_proto"] = next((r["mean_proto"] for r in grid + [auto] if r and r.get("mean_proto")), None)
-    best_d = min((x for x in (best_sigma, auto) if x), key=_rank, default=None)
-    t1["diamond_beats_baseline"] = bool(best_d and _rank(best_d) < _rank(base))
-    t1["diamond_beats_truncation"] = bool(best_d and trunc and _rank(best_d) < _rank(trunc))
+    best_d = min((x for x in (best_sigma, auto) if x), key=rank_key, default=None)
+    t1["diamond_beats_baseline"] = bool(best_d and rank_key(best_d) < rank_key(base))
+    t1["diamond_beats_truncation"] = bool(best_d and trunc and rank_key(best_d) < rank_key(trunc))
     return t1
 
 
@@ -287,7 +279,6 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..imageio import atomic_path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -320,6 +311,13 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
 
 
 def save_json(result: dict, path):
-    from ..imageio import atomic_path
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, default=lambda o: None if isinstance(o, float) and math.isinf(o) else str(o)))
+
+
+def sampling_row_task(worker, name: str, params: dict, setup: dict, progress: bool = False) -> dict:
+    """Pool task: one strategy at one parameter point, on the worker's model and atlas (the
+    evaluation set-up and the strategies' context built once per worker and set-up)."""
+    st, ctx = worker.cached(("sampling", repr(sorted(setup.items()))),
+                            lambda: (SamplingSetup(worker.model, **setup), Context(worker.model, atlas=worker.atlas)))
+    return st.row(name, params, ctx, progress=progress)

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from conftest import model_and_images, tiny_stylegan2
-from latentatlas.cli import main
+from latentatlas.cli.main import main
 from latentatlas.imageio import PARTIAL, atomic_path, clean_partial
 from latentatlas.inversion import InversionConfig
 from latentatlas.inversion.files import invert_files
-from latentatlas.scale import LocalPool, merge_moments
+from latentatlas.parallel import LocalPool
+from latentatlas.spaces import merge_moments
 from latentatlas.spaces import mapped_moments
 
 
@@ -43,7 +44,7 @@ def test_sharded_moments_equal_the_single_stream(tiny_sg2):
 
 
 def test_pooled_sampling_rows_equal_the_direct_ones():
-    from latentatlas.sampling.evaluate import SamplingSetup
+    from latentatlas.evaluation.sampling import SamplingSetup
     model = tiny_stylegan2()
     from latentatlas.sampling import Context
     # the tiny model is not a Fashion-MNIST model: score against a folder of its own samples
@@ -56,7 +57,7 @@ def test_pooled_sampling_rows_equal_the_direct_ones():
             imgs = model(model.sample_z(60, seed=99)).clamp(-1, 1)
         for i in range(60):
             save_png(imgs[i], Path(d) / f"r{i}.png")
-        from latentatlas.sampling.evaluate import evaluate_sampling
+        from latentatlas.evaluation.sampling import evaluate_sampling
         sweeps = {"truncation": [{"psi": 1.0}, {"psi": 0.5}]}
         kw = dict(n=64, seed=0, batch_size=32, sweeps=sweeps, reference=d, progress=False)
         direct = evaluate_sampling(model, ["truncation"], **kw)
@@ -76,7 +77,7 @@ def test_pooled_sampling_rows_equal_the_direct_ones():
 @pytest.mark.slow
 def test_pooled_inversion_evaluation_rows_equal_the_direct_ones():
     from latentatlas.atlas import fit_atlas
-    from latentatlas.inversion.evaluate import METHODS, evaluate_inversion
+    from latentatlas.evaluation.inversion import METHODS, evaluate_inversion
     tiny_sg2 = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
     tiny_sg2.info.extra = {**(tiny_sg2.info.extra or {}), "data": "Fashion-MNIST train split"}
     atlas = fit_atlas(tiny_sg2, n=2000, clusters={"coarse": 0, "medium": 0, "fine": 0})
@@ -194,8 +195,8 @@ def test_ray_inversion_and_fit_equal_the_single_process_ones(ray_local, tiny_sg2
 
 def test_ray_sampling_points_equal_the_single_process_rows(ray_local, tmp_path):
     from latentatlas.imageio import save_png
-    from latentatlas.sampling.evaluate import evaluate_sampling
-    from latentatlas.scale import RayPool
+    from latentatlas.evaluation.sampling import evaluate_sampling
+    from latentatlas.parallel import RayPool
     model = tiny_stylegan2().to("cpu")   # the layout a loaded model has, as on the workers (bit-equal rows)
     f, _ = model_and_images(model, tmp_path, seed=0, n=1)
     ref = tmp_path / "ref"
@@ -318,7 +319,7 @@ def test_commands_join_a_cluster_started_with_ray_start(tmp_path, capsys):
 
 
 def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny_sg2, tmp_path):
-    from latentatlas.scale import ModelSpec
+    from latentatlas.parallel import ModelSpec
     f, _ = model_and_images(tiny_sg2, tmp_path, seed=0, n=1)
     spec = ModelSpec(str(tmp_path / "elsewhere" / f.name), "cpu", file_bytes=ray_local.put(f.read_bytes()))
     import glob
@@ -331,7 +332,7 @@ def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny
 
 def test_an_interrupted_inversion_evaluation_resumes_from_its_rows(tmp_path, monkeypatch, caplog):
     from latentatlas.atlas import fit_atlas
-    from latentatlas.inversion import evaluate as ev
+    from latentatlas.evaluation import inversion as ev
     m = tiny_stylegan2(img_resolution=32, channels={4: 8, 8: 8, 16: 8, 32: 8})   # Fashion-MNIST's format
     m.info.extra = {**(m.info.extra or {}), "data": "Fashion-MNIST train split"}
     atlas = fit_atlas(m, n=2000, clusters={"coarse": 0, "medium": 0, "fine": 0})
@@ -382,7 +383,7 @@ def test_joining_by_address_uses_a_local_ray_token_unless_a_mode_is_chosen(tmp_p
     """Ray >= 2.59's `ray start --head` asks for a token; a driver joining by HOST:PORT sends one
     only in RAY_AUTH_MODE=token. The pool sets that mode when a token is at hand and the user chose
     none; an authentication failure says what to do."""
-    from latentatlas.scale import _join_error, _refresh_ray_config, _token_auth_for
+    from latentatlas.parallel import _join_error, _refresh_ray_config, _token_auth_for
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -24,11 +24,20 @@ import hashlib
 import numpy as np
 import torch
 
+from ..atlas import get_atlas
+from ..data.fashion import fashion_format
+from ..diamond import recover_z, recovery_config, resolve_settings
 from ..errors import LatentAtlasError
+from ..imageio import atomic_path
+from ..inversion import InversionConfig, invert
+from ..metrics import ppl
+from ..metrics.attributes import estimator_for
 from ..metrics.distribution import feature_stats, frechet_distance, kid
 from ..metrics.features import FashionFeatures
+from ..metrics.perceptual import FeatureDistance
 from ..metrics.reconstruction import reconstruction_metrics
-from . import FeatureDistance, InversionConfig, invert
+from ..metrics.reference import fashion_reference, resolve
+from ..walks.directions import ganspace, mean_diff
 
 METHODS = {
     "W (projector-like)": dict(space="w"),
@@ -128,7 +137,6 @@ MIN_FID_IMAGES = 1000      # below this a FID of 128-d features is dominated by 
 def _distribution(ext, images: torch.Tensor, name: str, ref=None) -> dict:
     """``{name}_fid`` on >= MIN_FID_IMAGES images, else ``{name}_kid`` and ``{name}_kid_std`` (never a
     FID from a near-singular covariance), against ``ref`` (default: the Fashion-MNIST test split)."""
-    from ..metrics.reference import fashion_reference
     f = torch.cat([ext(images[i:i + 500]) for i in range(0, images.shape[0], 500)]).double().cpu().numpy()
     ref = ref if ref is not None else fashion_reference()
     if f.shape[0] >= MIN_FID_IMAGES:
@@ -196,8 +204,7 @@ def paired_edit_difference(p: torch.Tensor, base: torch.Tensor, *, boot: int = 2
 
 def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
     """Karras et al.'s PPL (ε = 1e-4, lerp in W+) between random pairs of the embeddings."""
-    from ..metrics.ppl import EMBEDDING_PAIRS, embedding_ppl
-    r = embedding_ppl(model, ws, pairs=EMBEDDING_PAIRS, seed=seed)
+    r = ppl.embedding_ppl(model, ws, pairs=ppl.EMBEDDING_PAIRS, seed=seed)
     return {"ppl": r["ppl"], "ppl_sem": r["sem"], "ppl_pairs": r["pairs"]}
 
 
@@ -208,10 +215,9 @@ def refresh_row(model, atlas, row: dict, seed: int, evaluation=None) -> bool:
     and the edit range's bootstrap std (rows kept before it existed). ``evaluation``: a callable
     returning the ``InversionEval`` (its directions and attribute estimator), built only when
     needed. True if the row changed."""
-    from ..metrics.ppl import EMBEDDING_PAIRS
     if row.get("_pnorm+") is None or atlas is None:
         return False
-    stale_ppl = "ppl" in row and row.get("ppl_pairs") != EMBEDDING_PAIRS
+    stale_ppl = "ppl" in row and row.get("ppl_pairs") != ppl.EMBEDDING_PAIRS
     stale_edit = "edit_prob_range" in row and "edit_prob_range_std" not in row and evaluation is not None
     if not (stale_ppl or stale_edit):
         return False
@@ -231,7 +237,6 @@ def embedding_metrics(model, ws: torch.Tensor, atlas, ext, *, directions=None, s
     """Editing, PPL, style-mixing and interpolation metrics of W+ embeddings [N, L, D].
     ``attributes`` (``metrics.attributes``) reads the edits (default: the feature network's
     classes); ``reference`` is the real set of the distribution metrics (default: Fashion-MNIST)."""
-    from ..metrics.attributes import estimator_for
     m = model
     attrs = attributes if attributes is not None else estimator_for(m, ext)
     ws = ws.to(m.device)
@@ -314,10 +319,9 @@ def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:
     embeddings, first ``first`` dimensions and the rest, against the standard normal."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..imageio import atomic_path
     from pathlib import Path
+
+    import matplotlib.pyplot as plt
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -374,16 +378,13 @@ class InversionEval:
     """What every row of the evaluation shares (the atlas, the reference set and feature network,
     the attribute estimator, the GANSpace directions and the flip test's A - B direction); ``row``
     runs one method on one target set. The same call runs here and on a Ray worker
-    (``latentatlas.scale``). ``reference``/``features``/``inception`` choose the real set as in
+    (``latentatlas.parallel``). ``reference``/``features``/``inception`` choose the real set as in
     ``metrics.reference.resolve``; ``probe`` is an attribute estimator (``metrics.attributes``, or
     a probe's ``state()``), required for models other than Fashion-MNIST ones; ``flip`` names the
     flip test's two attributes (default Sneaker, Sandal; with a probe: its first two labels)."""
 
     def __init__(self, model, atlas, seed: int = 0, *, reference=None, features=None, inception=None, probe=None,
                  flip: tuple[str, str] | None = None):
-        from ..metrics.attributes import estimator_for
-        from ..metrics.reference import resolve
-        from ..walks.directions import ganspace, mean_diff
         self.model, self.atlas, self.seed = model, atlas, seed
         self.ref, self.ext = resolve(model, folder=reference, features=features, device=model.device,
                                      inception=inception, what="evaluate-inversion")
@@ -458,7 +459,6 @@ class RowStore:
         return {**row, "method": job[2]}
 
     def put(self, job, row: dict) -> None:
-        from ..imageio import atomic_path
         with atomic_path(self.path(*job)) as tmp:
             torch.save(row, tmp)
 
@@ -489,14 +489,13 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
                        seed: int = 0, pool=None, store=None, **setup) -> list[dict]:
     """Rows of II2S's evaluation table: one per (target set, method), at the paper's protocol
     (Adam lr 0.01 x 1200 steps) unless told otherwise; each row records lr and steps. ``pool``
-    (``latentatlas.scale``) runs one (set, method) per task on its workers; the rows come back in
+    (``latentatlas.parallel``) runs one (set, method) per task on its workers; the rows come back in
     the same order. ``store``: a directory where each finished row is kept (``RowStore``); rows
     already there are not computed again, so an interrupted run resumes. ``setup``: reference,
     features, inception, probe, flip (see ``InversionEval``; a probe travels to workers as its
     ``state()``, a reference folder is read at the same path)."""
     import logging
 
-    from ..atlas import get_atlas
     log = logging.getLogger("latentatlas")
     model.require_mapping("the II2S evaluation")
     atlas = atlas or get_atlas(model)
@@ -543,8 +542,8 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
         pool.share_atlas(atlas)
         if hasattr(setup.get("probe"), "state"):
             setup = {**setup, "probe": setup["probe"].state()}
-        for j, row in pool.imap("inversion_row", ((j, (jobs[j][0], jobs[j][1].cpu(), jobs[j][2], jobs[j][3], steps, lr,
-                                                       seed), {"setup": setup}) for j in todo)):
+        for j, row in pool.imap(inversion_row_task, ((j, (jobs[j][0], jobs[j][1].cpu(), jobs[j][2], jobs[j][3], steps,
+                                                            lr, seed), {"setup": setup}) for j in todo)):
             log.info("evaluate-inversion: %s / %s done (%d of %d)", row["targets"], row["method"], len(got) + 1,
                      len(jobs))
             keep(j, row)
@@ -554,8 +553,7 @@ def evaluate_inversion(model, targets: dict[str, torch.Tensor], *, methods: dict
 def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int = 0) -> dict:
     """Z inversion with Diamond in the rough's recovery loss exactly as its §3.1 (L1 + α·L1 of D features
     + β·|‖z‖ − √n|, Adam lr 0.01, best-of-1000 start) with α, β from the model's preset."""
-    from ..diamond import recover_z, recovery_config, resolve_settings
-    ext = FashionFeatures(model.device) if model.img_channels == 1 and model.img_resolution == 32 else None
+    ext = FashionFeatures(model.device) if fashion_format(model) else None
     st = resolve_settings(model)
     z = recover_z(model, x, recovery_config(st, steps, seed))
     with torch.no_grad():
@@ -563,3 +561,13 @@ def diamond_z_inversion(model, x: torch.Tensor, *, steps: int = 300, seed: int =
     rec = reconstruction_metrics(x, y, FeatureDistance(ext) if ext else None)
     return {"method": "Z (Diamond recovery §3.1)", **{k: float(v.mean()) for k, v in rec.items()},
             "alpha": st["alpha"], "beta": st["beta"], "mean |z| / sqrt(n)": float(z.norm(dim=1).mean() / model.z_dim ** 0.5)}
+
+
+def inversion_row_task(worker, set_name, x, label, kw, steps, lr, seed, progress: bool = False,
+                       setup: dict | None = None) -> dict:
+    """Pool task: one method on one target set, on the worker's model and atlas (the evaluation
+    built once per worker and set-up)."""
+    setup = setup or {}
+    key = ("inversion", seed, repr(sorted((k, str(v)) for k, v in setup.items())))
+    ev = worker.cached(key, lambda: InversionEval(worker.model, worker.atlas, seed, **setup))
+    return ev.row(set_name, x, label, kw, steps, lr, progress=progress)

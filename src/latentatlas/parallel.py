@@ -1,10 +1,13 @@
 """Scale-out on Ray: the work of one command split into tasks that run on workers, each holding
 the model once.
 
-A *pool* runs tasks of a ``Worker``: ``LocalPool`` in this process (what every command does
-without ``--ray``), ``RayPool`` on Ray actors (``--ray`` starts a local Ray instance, ``--ray
-auto`` joins the running cluster, ``--ray ADDRESS`` a given one). Both call the same ``Worker``
-methods, so a task's result does not depend on where it ran. Tasks return results to the
+A *pool* runs task functions ``task(worker, *args)`` on ``Worker``s: ``LocalPool`` in this
+process (what every command does without ``--ray``), ``RayPool`` on Ray actors (``--ray`` starts
+a local Ray instance, ``--ray auto`` joins the running cluster, ``--ray ADDRESS`` a given one).
+Both run the same function, so a task's result does not depend on where it ran. The tasks are
+module-level functions owned by their domain (``spaces.moments_task``, ``inversion.files.
+invert_task``, ``sampling.generate.sample_batch_task``, the evaluation protocols' row tasks);
+the pool knows none of them, and adding one never touches this module. Tasks return results to the
 driver; the driver alone writes outputs, each atomically, so a run killed at any point (a worker
 ``kill -9``, the driver's Ctrl-C, a node lost) and started again writes every output exactly once.
 A worker that dies is replaced and its unfinished tasks run again (at most ``RETRIES`` times).
@@ -22,12 +25,14 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .atlas import Atlas
 from .errors import LatentAtlasError
+from .models.registry import bundled_models, load_generator
+from .runtime import tune_allocator
 
-log = logging.getLogger("latentatlas.scale")
+log = logging.getLogger("latentatlas.parallel")
 
 INSTALL = "pip install 'latentatlas[ray]'"
 RETRIES = 3
@@ -94,7 +99,6 @@ class ModelSpec:
     file_bytes: object = None        # a Ray object reference to the file's bytes, or None
 
     def load(self):
-        from .models.registry import load_generator
         name = self.name
         tmp = None
         if self.file_bytes is not None and not Path(name).is_file():
@@ -116,76 +120,38 @@ class ModelSpec:
 
 
 class Worker:
-    """The tasks of every command that splits: one model (and atlas) per worker, loaded once."""
+    """One model (and atlas) per worker, loaded once; runs task functions ``task(worker, ...)``.
+    ``cache`` keeps what a task builds once per worker (feature networks, evaluation set-ups);
+    it is emptied when the atlas changes."""
 
     def __init__(self, spec: ModelSpec | None = None, atlas_bytes=None, *, model=None, atlas=None, threads: int = 0):
-        from .runtime import tune_allocator
         tune_allocator()
         if threads:
             torch.set_num_threads(threads)
         self.model = model if model is not None else spec.load()
-        self._perc = {}
-        self._sampling = {}
+        self.cache: dict = {}
         self.atlas = atlas
         if atlas is None and atlas_bytes is not None:
             self.set_atlas(atlas_bytes)
 
     def set_atlas(self, atlas_bytes: bytes):
-        from .atlas import Atlas
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "atlas.npz"
             path.write_bytes(atlas_bytes)
             self.atlas = Atlas.load(path, self.model)
-        self._sampling.clear()
+        self.cache.clear()
+
+    def cached(self, key, build):
+        """``cache[key]``, built by ``build()`` the first time."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
 
     def pid(self) -> int:
         return os.getpid()
 
-    # -- invert FOLDER
-    def invert(self, x: torch.Tensor, cfg, video: str | None = None, progress: bool = False) -> list[dict]:
-        from .inversion import perceptual_fn
-        from .inversion.files import invert_batch
-        if cfg.perceptual not in self._perc:
-            self._perc[cfg.perceptual] = perceptual_fn(cfg.perceptual, self.model) if cfg.perceptual != "none" else None
-        return invert_batch(self.model, x, cfg, atlas=self.atlas, perc=self._perc[cfg.perceptual], progress=progress,
-                            video=video)
-
-    # -- fit: mapped moments of chunks
-    def moments(self, chunks: list[int], n: int, seed: int, batch_size: int, space: str) -> tuple:
-        from .spaces import moments_of_chunks
-        mom = moments_of_chunks(self.model, chunks, n, seed=seed, batch_size=batch_size, space=space)
-        return mom.n, mom.s.cpu().numpy(), mom.ss.cpu().numpy()
-
-    # -- evaluate-sampling: one strategy at one parameter point
-    def sampling_row(self, name: str, params: dict, setup: dict, progress: bool = False) -> dict:
-        from .sampling import Context
-        from .sampling.evaluate import SamplingSetup
-        key = repr(sorted(setup.items()))
-        if key not in self._sampling:
-            self._sampling[key] = (SamplingSetup(self.model, **setup), Context(self.model, atlas=self.atlas))
-        st, ctx = self._sampling[key]
-        return st.row(name, params, ctx, progress=progress)
-
-
-    # -- evaluate-inversion: one method on one target set
-    def inversion_row(self, set_name, x, label, kw, steps, lr, seed, progress: bool = False,
-                      setup: dict | None = None) -> dict:
-        from .inversion.evaluate import InversionEval
-        setup = setup or {}
-        key = ("inversion", seed, repr(sorted((k, str(v)) for k, v in setup.items())))
-        if key not in self._sampling:
-            self._sampling[key] = InversionEval(self.model, self.atlas, seed, **setup)
-        return self._sampling[key].row(set_name, x, label, kw, steps, lr, progress=progress)
-
-
-    # -- sample --out-dir: one batch of seeds
-    def sample_batch(self, seeds, psi, cutoff, strategy, params):
-        from .sample import iter_samples
-        from .sampling import Context
-        if "ctx" not in self._sampling:
-            self._sampling["ctx"] = Context(self.model, atlas=self.atlas)
-        return next(iter_samples(self.model, seeds=seeds, psi=psi, cutoff=cutoff, strategy=strategy, params=params,
-                                 batch_size=len(seeds), ctx=self._sampling["ctx"]))
+    def run(self, task, *args, **kwargs):
+        return task(self, *args, **kwargs)
 
 
 class LocalPool:
@@ -199,19 +165,16 @@ class LocalPool:
     def describe(self) -> str:
         return "this process"
 
-    def imap(self, method: str, tasks):
-        """``tasks``: iterable of (meta, args, kwargs); yields (meta, result) in task order."""
-        fn = getattr(self.worker, method)
+    def imap(self, fn, tasks):
+        """Runs ``fn(worker, *args, **kwargs)`` for each (meta, args, kwargs) of ``tasks``;
+        yields (meta, result) in task order."""
         for meta, args, kwargs in tasks:
-            yield meta, fn(*args, **kwargs)
+            yield meta, fn(self.worker, *args, **kwargs)
 
     def share_atlas(self, atlas):
         """Give every worker ``atlas`` (fitted after the pool started)."""
         self.worker.atlas = atlas
-        self.worker._sampling.clear()
-
-    def map_inversion(self, tasks, cfg, video):
-        return self.imap("invert", ((loaded, (x, cfg, video), {}) for loaded, x in tasks))
+        self.worker.cache.clear()
 
     def close(self):
         pass
@@ -297,8 +260,9 @@ class RayPool(LocalPool):
     def pids(self) -> list[int]:
         return self.ray.get([a.pid.remote() for a in self.actors])
 
-    def imap(self, method: str, tasks):
-        """Yields (meta, result) as tasks finish (not in task order). A task whose worker dies
+    def imap(self, fn, tasks):
+        """Runs ``fn(worker, *args, **kwargs)`` on the workers for each (meta, args, kwargs);
+        yields (meta, result) as tasks finish (not in task order). A task whose worker dies
         runs again on a fresh worker; an error raised by the task itself stops the run."""
         ray = self.ray
         tasks = iter(tasks)
@@ -309,7 +273,7 @@ class RayPool(LocalPool):
 
         def submit(i, task):
             meta, args, kwargs = task
-            ref = getattr(self.actors[i], method).remote(*args, **kwargs)
+            ref = self.actors[i].run.remote(fn, *args, **kwargs)
             pending[ref] = (i, task)
             queued[i].append(ref)
 
@@ -367,7 +331,6 @@ class RayPool(LocalPool):
 
 
 def _bundled() -> set:
-    from .models.registry import bundled_models
     return {m.name for m in bundled_models()}
 
 
@@ -382,15 +345,3 @@ def make_pool(model, atlas=None, *, ray: str | None = None, use_ray: bool = Fals
         return LocalPool(model, atlas)
     return RayPool(model, atlas, model_name=model_name or model.name, device=device, address=ray, workers=workers,
                    gpus_per_worker=gpus_per_worker, class_label=class_label, truncation=truncation)
-
-
-def merge_moments(parts, dim: int, device="cpu"):
-    """Sum shard moments (n, Σx, Σxxᵀ in float64) into one ``StreamingMoments``."""
-    from .spaces import StreamingMoments
-    mom = StreamingMoments(dim, device="cpu")
-    for n, s, ss in parts:
-        mom.n += int(n)
-        mom.s += torch.from_numpy(np.array(s, dtype=np.float64))
-        mom.ss += torch.from_numpy(np.array(ss, dtype=np.float64))
-    mom.s, mom.ss = mom.s.to(device), mom.ss.to(device)
-    return mom

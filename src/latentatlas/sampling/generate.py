@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import LatentAtlasError
-from .imageio import atomic_path, save_grid, save_png
-from .models.interface import GANModel
+from ..errors import LatentAtlasError
+from ..imageio import atomic_path, grid_scale, save_grid, save_png
+from ..models.interface import GANModel
+from . import Context, apply_strategy, atlas_need, initial_latents, render
 
 
 @dataclass
@@ -54,7 +55,6 @@ def iter_samples(model: GANModel, *, n: int = 0, seed: int = 0, psi: float = 1.0
         raise LatentAtlasError(f"--truncation-psi needs a W space; model '{model.name}' has only Z "
                                "(use --strategy truncation --param t=T, the resampling truncation in Z)")
     if strategy is not None:
-        from .sampling import Context, apply_strategy, initial_latents, render
         ctx = ctx or Context(model)
     for i in range(0, n, batch_size):
         bseeds = seeds[i: i + batch_size]
@@ -77,26 +77,24 @@ def iter_samples(model: GANModel, *, n: int = 0, seed: int = 0, psi: float = 1.0
 
 def pooled_samples(pool, model: GANModel, *, seeds: list[int], psi: float = 1.0, cutoff: int | None = None,
                    strategy: str | None = None, params: dict | None = None, batch_size: int = 64, ctx=None):
-    """``iter_samples``'s batches computed on a ``latentatlas.scale`` pool's workers (one task per
+    """``iter_samples``'s batches computed on a ``latentatlas.parallel`` pool's workers (one task per
     batch), yielded in seed order as they become available: the same images as ``iter_samples``."""
     if strategy is not None:
-        from .sampling.evaluate import _atlas_need
-        from .sampling import Context
-        need = _atlas_need([strategy])
+        need = atlas_need([strategy])
         if need:
             pool.share_atlas((ctx or Context(model)).get_atlas(need))
     batches = [seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size)]
     if not batches:
         raise LatentAtlasError("n must be positive, got 0")
     ready, nxt = {}, 0
-    for i, res in pool.imap("sample_batch", ((i, (b, psi, cutoff, strategy, params), {}) for i, b in enumerate(batches))):
+    for i, res in pool.imap(sample_batch_task, ((i, (b, psi, cutoff, strategy, params), {}) for i, b in enumerate(batches))):
         ready[i] = res
         while nxt in ready:
             yield ready.pop(nxt)
             nxt += 1
 
 
-def _concat(parts: list[SampleResult]) -> SampleResult:
+def concat_samples(parts: list[SampleResult]) -> SampleResult:
     return SampleResult(parts[0].model, [s for p in parts for s in p.seeds], torch.cat([p.z for p in parts]),
                         torch.cat([p.ws for p in parts]) if parts[0].ws is not None else None,
                         torch.cat([p.images for p in parts]), parts[0].psi)
@@ -105,7 +103,7 @@ def _concat(parts: list[SampleResult]) -> SampleResult:
 def sample_images(model: GANModel, *, n: int, seed: int = 0, psi: float = 1.0,
                   cutoff: int | None = None, batch_size: int = 64) -> SampleResult:
     """``n`` images for seeds ``seed .. seed+n-1``. ψ-truncation needs a W space."""
-    return _concat(list(iter_samples(model, n=n, seed=seed, psi=psi, cutoff=cutoff, batch_size=batch_size)))
+    return concat_samples(list(iter_samples(model, n=n, seed=seed, psi=psi, cutoff=cutoff, batch_size=batch_size)))
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -135,20 +133,13 @@ def parse_params(items: list[str] | None) -> dict:
 def sample_with_strategy(model: GANModel, *, n: int, seed: int = 0, strategy: str = "none",
                          params: dict | None = None, batch_size: int = 64, ctx=None) -> SampleResult:
     """Samples for seeds seed..seed+n-1 modified by a registered sampling strategy."""
-    return _concat(list(iter_samples(model, n=n, seed=seed, strategy=strategy, params=params,
+    return concat_samples(list(iter_samples(model, n=n, seed=seed, strategy=strategy, params=params,
                                      batch_size=batch_size, ctx=ctx)))
 
 
 def _check_png(path: str):
     if Path(path).suffix.lower() != ".png":
         raise LatentAtlasError(f"output {path}: only .png is supported")
-
-
-def grid_scale(n: int, resolution: int, nrow: int | None = None, target_px: int = 512) -> int:
-    """Nearest-neighbour scale that makes a grid about ``target_px`` wide (1..8)."""
-    import math
-    cols = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    return max(1, min(8, target_px // max(1, cols * (resolution + 2))))
 
 
 def write_samples(result: SampleResult, *, out: str | None = None, out_dir: str | None = None,
@@ -186,3 +177,10 @@ def stream_samples(batches, out_dir) -> list[Path]:
             np.savez(fh, **arrays)
     written.append(d / "latents.npz")
     return written
+
+
+def sample_batch_task(worker, seeds, psi, cutoff, strategy, params) -> SampleResult:
+    """Pool task: one batch of seeds on the worker's model (the strategies' context built once)."""
+    ctx = worker.cached("sampling-context", lambda: Context(worker.model, atlas=worker.atlas))
+    return next(iter_samples(worker.model, seeds=seeds, psi=psi, cutoff=cutoff, strategy=strategy, params=params,
+                             batch_size=len(seeds), ctx=ctx))

@@ -1,0 +1,50 @@
+"""report: the HTML report for a model."""
+from __future__ import annotations
+
+from ...report.build import build_report
+from ...report.context import PROFILES, profile_sizes
+from ..options import (
+    add_atlas,
+    add_model_options,
+    add_ray,
+    add_reference,
+    emit,
+    load_model,
+    pool_for,
+    positive_int,
+    reference_kw,
+    seed_int,
+)
+
+
+def add_report(sub, common):
+    s = sub.add_parser("report", parents=[common], help="write the HTML report for a model",
+                       description="Write a self-contained HTML report (model card, samples, and "
+                                   "every analysis section available for the model) to OUT/index.html.")
+    s.add_argument("--model", default="fashion-stylegan2", help="bundled model name or checkpoint path")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--n", type=positive_int, default=64, help="samples in the grid")
+    s.add_argument("--seed", type=seed_int, default=0, help="first seed")
+    s.add_argument("--sections", default=None,
+                   help="comma-separated subset: model, samples, quality, latent-space, sampling, inversion, walks")
+    s.add_argument("--profile", default="full", choices=list(PROFILES),
+                   help=f"full: every section at report size ({profile_sizes('full')}; on a 2-core CPU about 10 min "
+                        "the first time, when the model's atlas and mean protoimage are computed and cached, less "
+                        "afterwards); thorough: "
+                        f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n and a "
+                        f"thinned sweep for a fast look ({profile_sizes('quick')}; about 3 min the first time)")
+    add_reference(s)
+    add_ray(s, "the sampling sweep's points")
+    add_atlas(s)
+    add_model_options(s)
+    s.set_defaults(fn=run_report)
+
+
+def run_report(args):
+    secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
+    model = load_model(args)           # with --class / --truncation, as every command loads it
+    with pool_for(args, model) as pool:
+        path = build_report(model, args.out, n=args.n, seed=args.seed, sections=secs, profile=args.profile,
+                            atlas=args.atlas, pool=pool, **reference_kw(args))
+    emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
+    return 0

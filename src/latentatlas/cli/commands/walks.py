@@ -1,0 +1,228 @@
+"""directions: compute a direction set; edit: move saved latents along one; walk: render walks (strip, GIF, MP4)."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ... import diamond as dm
+from ...errors import LatentAtlasError
+from ...walks.directions import METHODS, Directions, compute_directions, parse_direction_ref
+from ...walks.edit import render_walk, walk_latents
+from ..options import (
+    add_model_options,
+    add_video,
+    check_walk_outputs,
+    emit,
+    finite_float,
+    help_table,
+    latents_of,
+    load_model,
+    positive_int,
+    save_walk,
+    seed_int,
+)
+
+log = logging.getLogger("latentatlas")
+
+
+def add_edit(sub, common):
+    s = sub.add_parser("edit", parents=[common], help="edit saved latents along a direction (strip)",
+                       description="Move latents saved by 'invert' or 'sample --out-dir' along one direction by "
+                                   "the given amounts (in units of the direction's sigma) and render a strip: "
+                                   "rows = latents, columns = amounts (.png) or an animation over amounts (.gif). "
+                                   "W+ latents move in every row unless --rows picks some (GANSpace's layer-wise "
+                                   "edits).")
+    s.add_argument("latents", help="latents .npz (from invert or sample --out-dir)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--direction", required=True, help="FILE.npz:INDEX (from 'directions')")
+    s.add_argument("--amounts", default="-2,-1,0,1,2", help="comma-separated amounts in sigma (default %(default)s)")
+    s.add_argument("--rows", default=None, help="W+ rows edited: A:B (rows A..B-1) or one index (default: all)")
+    s.add_argument("--scale", type=positive_int, default=2, help="pixel scale of the strip (default %(default)s)")
+    s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
+    add_video(s)
+    add_model_options(s)
+    s.set_defaults(fn=run_edit)
+
+
+def add_directions(sub, common):
+    s = sub.add_parser("directions", parents=[common], help="compute latent directions (GANSpace, SeFa, DP-LaSE, ...)",
+                       description="Compute a set of latent directions and save them (.npz, unit vectors, "
+                                   "per-direction sigma, metadata). ganspace: PCA of w (or of --layer's "
+                                   "activations); sefa: closed form from style affine weights (--layer: "
+                                   "comma-separated style layers); dplase: learned with the density model at "
+                                   "split --layer; mean-diff / linear-classifier: per Fashion-MNIST class from "
+                                   "the feature network's predictions; diamond: toward the mean protoimage (Z).",
+                       epilog=_directions_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--method", required=True, choices=_direction_methods())
+    s.add_argument("--model", required=True)
+    s.add_argument("--k", type=positive_int, default=None,
+                   help="number of directions (ganspace, sefa: 10; dplase: 5 by default)")
+    s.add_argument("--n", type=positive_int, default=None,
+                   help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
+    s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
+    s.add_argument("--steps", type=positive_int, default=None,
+                   help="training steps: dplase discovery (default 1500), linear-classifier fitting (default 300)")
+    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--out", required=True, help="directions file (.npz)")
+    add_model_options(s)
+    s.set_defaults(fn=run_directions)
+
+
+def add_walk(sub, common):
+    s = sub.add_parser("walk", parents=[common], help="render a walk along a direction (strip, GIF or MP4)",
+                       description="Walk N samples along one direction from -extent to +extent sigma. linear: "
+                                   "straight line; dp: density-preserving (norm-preserving in Z, the learned "
+                                   "DP-LaSE walk in W); great-circle: on the sqrt(n)-sphere (Z directions), or "
+                                   "without --direction Diamond in the rough's walk: recover z1, run Algorithm 1 to "
+                                   "the protoimage, lay the frames along that great circle through it (framed "
+                                   "in red, centre) to the same angle beyond.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--direction", default=None,
+                   help="FILE.npz:INDEX (required except for --kind great-circle, which without it walks "
+                        "Diamond in the rough's great circle from each sample through its protoimage)")
+    s.add_argument("--kind", default="linear", choices=["linear", "dp", "great-circle"])
+    s.add_argument("--steps", type=positive_int, default=9, help="frames along the walk, endpoints included (default %(default)s)")
+    s.add_argument("--extent", type=finite_float, default=None, help="walk to +-extent sigma (default 2)")
+    s.add_argument("--n", type=positive_int, default=4, help="samples (rows)")
+    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
+    add_video(s)
+    add_model_options(s)
+    s.set_defaults(fn=run_walk)
+
+
+def run_edit(args):
+    """Edit saved latents along one direction: rows = latents, columns = amounts."""
+    import torch
+
+    check_walk_outputs(args)
+    model = load_model(args)
+    path, idx = parse_direction_ref(args.direction)
+    dirs = Directions.load(path)
+    dirs.check_model(model)
+    if not 0 <= idx < len(dirs):
+        raise LatentAtlasError(f"direction index {idx} out of range ({path} has {len(dirs)})")
+    try:
+        amounts = [float(a) for a in args.amounts.split(",") if a.strip()]
+    except ValueError:
+        raise LatentAtlasError(f"--amounts {args.amounts!r}: expected numbers like -2,-1,0,1,2") from None
+    if not amounts or not all(abs(a) < 1e3 for a in amounts):
+        raise LatentAtlasError("--amounts needs at least one finite amount (in sigma units, |a| < 1000)")
+    codes, _ = latents_of(model, args.latents)
+    want = "w" if model.has_mapping else "z"
+    if dirs.space != want:
+        raise LatentAtlasError(f"{path} holds {dirs.space} directions; latents of model '{model.name}' are edited "
+                               f"with {want} directions")
+    g = dirs.vectors[idx].to(model.device) * float(dirs.sigmas[idx])
+    rows = None
+    if args.rows:
+        if not model.has_mapping:
+            raise LatentAtlasError("--rows applies to W+ latents (models with a mapping network)")
+        a, sep, b = args.rows.partition(":")
+        try:
+            rows = (int(a or 0), int(b) if b else model.num_ws) if sep else (int(a), int(a) + 1)
+        except ValueError:
+            raise LatentAtlasError(f"--rows {args.rows!r}: expected A:B (W+ rows A..B-1) or one row index") from None
+        if not 0 <= rows[0] < rows[1] <= model.num_ws:
+            raise LatentAtlasError(f"--rows {args.rows}: rows must lie in 0..{model.num_ws - 1}")
+    frames = []
+    with torch.no_grad():
+        for a in amounts:
+            if model.has_mapping:
+                mask = torch.zeros(model.num_ws, 1, device=model.device)
+                mask[slice(*rows) if rows else slice(None)] = 1
+                frames.append(model.synthesis(codes + a * mask * g).clamp(-1, 1).cpu())
+            else:
+                frames.append(model(codes + a * g).clamp(-1, 1).cpu())
+    outs = save_walk(args, torch.stack(frames), scale=args.scale)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
+            "rows": list(rows) if rows else None}
+    emit(args, info, lambda d: f"wrote {', '.join(outs)}: {d['latents']} latents x {len(amounts)} amounts")
+    return 0
+
+
+def run_directions(args):
+    """Options go to the method only where its signature takes them; one it does not take is an
+    error, never silently dropped."""
+    import inspect
+
+    model = load_model(args)
+    takes = inspect.signature(METHODS[args.method]).parameters
+    given = {"k": args.k, "n": args.n, "steps": args.steps, "layer": args.layer}
+    kw = {}
+    for opt, val in given.items():
+        if val is None:
+            continue
+        name = "layers" if opt == "layer" and "layers" in takes else opt
+        if name not in takes:
+            raise LatentAtlasError(f"--{opt} does not apply to the {args.method} method (it takes: "
+                                   f"{', '.join('--' + p for p in takes if p in ('k', 'n', 'steps', 'layer', 'layers'))})")
+        kw[name] = val.split(",") if name == "layers" else val
+    if "seed" in takes:
+        kw["seed"] = args.seed
+    if "progress" in takes:
+        kw["progress"] = not args.json
+    d = compute_directions(model, args.method, **kw)
+    d.save(args.out)
+    info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
+            **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
+    emit(args, info, lambda x: f"wrote {len(d)} {d.method} directions in {d.space} to {args.out}")
+    return 0
+
+
+def _directions_help() -> str:
+    """The --method table for 'directions --help': each method's first docstring line and its
+    keyword defaults, from the registry."""
+    import inspect
+
+    rows = []
+    for name, fn in METHODS.items():
+        doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
+        kw = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and k not in ("progress", "seed")}
+        rows.append((name, doc + (" [" + ", ".join(f"{k}={v}" for k, v in kw.items()) + "]" if kw else "")))
+    return help_table("methods (--method NAME; options that a method takes, with its defaults, in brackets):", rows)
+
+
+def _direction_methods():
+    return list(METHODS)
+
+
+def run_walk(args):
+    check_walk_outputs(args)
+    model = load_model(args)
+    if args.direction is None:
+        if args.kind != "great-circle":
+            raise LatentAtlasError(f"--kind {args.kind} walks along a direction: give --direction FILE.npz:INDEX "
+                                   f"(only --kind great-circle runs without one: Diamond in the rough's walk)")
+        if args.extent is not None:
+            raise LatentAtlasError("--extent applies to walks along a direction; the great-circle walk without "
+                                   "one runs to the protoimage and as far beyond")
+        return _protoimage_walk(args, model)
+    args.extent = 2.0 if args.extent is None else args.extent
+    path, idx = parse_direction_ref(args.direction)
+    dirs = Directions.load(path)
+    dirs.check_model(model)
+    z = model.sample_z(args.n, args.seed)
+    base = model.mapping(z).detach() if dirs.space == "w" else z
+    lat = walk_latents(model, dirs, idx, base, kind=args.kind, steps=args.steps, extent=args.extent)
+    outs = save_walk(args, render_walk(model, dirs, lat))
+    emit(args, {"out": outs[0], "video": outs[1] if len(outs) > 1 else None}, lambda d: f"wrote {', '.join(outs)}")
+    return 0
+
+
+def _protoimage_walk(args, model):
+    """``walk --kind great-circle`` without a direction: Diamond in the rough's great-circle walk
+    from each sample through its protoimage (framed in red) and beyond."""
+    import torch
+
+    model.require_discriminator("the Diamond great-circle walk (its recovery uses the critic's features)")
+    z0 = model.sample_z(args.n, args.seed)
+    path, mid = dm.protoimage_walk(model, z0, frames=args.steps)
+    with torch.no_grad():
+        imgs = torch.stack([model(p).clamp(-1, 1).cpu() for p in path])
+    outs = save_walk(args, imgs, mark=[mid] * args.n if mid is not None else None)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "protoimage_frame": mid, "settings": dm.resolve_settings(model)}
+    emit(args, info, lambda d: f"wrote {', '.join(outs)}" + (f" (protoimage at frame {mid}, framed in red)" if mid is not None
+                                                      else " (no minibatch-std critic: no protoimage; frames run to 90 degrees)"))
+    return 0

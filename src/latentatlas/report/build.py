@@ -1,0 +1,118 @@
+"""The report page: every registered section in order, the summary at the top, written to a
+temporary sibling folder and moved into place only when complete."""
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ..atlas import Atlas
+from ..errors import LatentAtlasError
+from .claims import summary_line
+from .context import PROFILES, SECTIONS, TITLES, ReportContext, Section, sizes_text
+from .sections import ORDER
+
+log = logging.getLogger("latentatlas.report")
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3} img{image-rendering:pixelated;max-width:100%} nav a{margin-right:1em}
+pre{white-space:pre-wrap;background:#f8f8f8;padding:.6em} .note{color:#666}
+figure{margin:.6em 0} figcaption{color:#555;font-size:.9em;margin-top:.2em;max-width:60em}
+.card{border-left:3px solid #ddd;padding-left:1em}
+"""
+
+
+def _summary(ctx) -> str:
+    """The block at the top: what helped on this model and the claims' verdicts, one line each."""
+    lines = []
+    res = ctx.figures.get("sampling")
+    if res and res.get("baseline") and res.get("best"):
+        base = res["baseline"]
+        key = "fid" if base.get("fid") is not None else "kid"
+        better = [f"{k} ({v['params']}: {key.upper()} {v[key]:.3g})" for k, v in res["best"].items()
+                  if v.get(key) is not None and v[key] < base[key] and v is not base]
+        lines.append(f"Sampling: untruncated {key.upper()} {base[key]:.3g}; "
+                     + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
+    claims = ctx.figures.get("claims")
+    if lines or claims:
+        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx)}; compare "
+                     "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
+                     "the density model's training)."
+                     + (" The quick profile is a preview: its models are trained briefly and its sets are small, so "
+                        "some verdicts differ from the full profile's; build the full report before quoting them."
+                        if ctx.profile == "quick" else ""))
+    if claims:
+        lines.append(f"Claims of the papers on this model: {summary_line(claims)}.")
+        lines += [f"{c.paper}: {c.claim} — <b>{c.verdict}</b>" for c in claims]
+    if not lines:
+        return ""
+    return ("<section id='summary'><h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(x).replace('&lt;b&gt;', '<b>').replace('&lt;/b&gt;', '</b>')}</li>" for x in lines)
+            + "</ul></section>")
+
+
+def section_names() -> list[str]:
+    return list(ORDER)
+
+
+def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
+                 sections: list[str] | None = None, profile: str = "full", atlas=None, reference=None,
+                 features: str | None = None, inception: str | None = None, pool=None) -> Path:
+    """Write ``out_dir/index.html`` and its figures for ``model`` (a loaded ``GANModel``, with its
+    class and truncation already set: ``load_generator`` and ``set_class``). Metrics compare with the Fashion-MNIST test
+    split for Fashion-MNIST models, else with the image folder ``reference`` (see
+    ``metrics.reference``); without one their sections say so. The directory is assembled in a
+    temporary sibling and moved into place at the end, so a failure leaves nothing half-written.
+    ``pool`` (``latentatlas.parallel``) runs the sampling sweep's points on its workers."""
+    known = section_names()
+    if sections is not None:
+        bad = [s for s in sections if s not in known]
+        if bad:
+            raise LatentAtlasError(f"unknown report section(s) {bad}; sections: {', '.join(known)}")
+    if profile not in PROFILES:
+        raise LatentAtlasError(f"unknown report profile {profile!r} ({', '.join(PROFILES)})")
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix="." + out.name + "."))
+    try:
+        if isinstance(atlas, (str, Path)):
+            atlas = Atlas.load(atlas, model)
+        ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, profile=profile, **PROFILES[profile],
+                            reference=dict(reference=reference, features=features, inception=inception), pool=pool)
+        built = []
+        for key in ORDER:
+            fn = SECTIONS[key]
+            if sections is not None and key not in sections:
+                continue
+            t0 = time.time()
+            log.info("report: building section %s", key)
+            try:
+                sec = fn(ctx)
+            except LatentAtlasError as e:
+                sec = Section(key, TITLES.get(key, key), f"<p class='note'>section not available: {html.escape(str(e))}</p>")
+            if sec is not None:
+                built.append((sec, time.time() - t0))
+        summary = _summary(ctx)
+        nav = "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s, _ in built)
+        parts = [f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>{s.body}'
+                 f'<p class="note">section built in {dt:.1f} s</p></section>' for s, dt in built]
+        doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+               f"<title>latentatlas report: {html.escape(model.name)}</title><style>{CSS}</style></head>"
+               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1><nav>{nav}</nav>{summary}"
+               + "".join(parts) + "</body></html>")
+        (tmp / "index.html").write_text(doc, encoding="utf-8")
+        if out.exists():
+            if not (out / "index.html").exists() and any(out.iterdir()):
+                raise LatentAtlasError(f"{out}: exists, is not empty and is not a latentatlas report; not overwriting")
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"

@@ -1,0 +1,23 @@
+"""Every method on one table."""
+from __future__ import annotations
+
+from ..context import ReportContext, Section, note, report_section, table
+from ..overview import overview_rows
+
+
+@report_section("overview", "Every method on one table")
+def _overview(ctx: ReportContext) -> Section:
+    rows, notes = overview_rows(ctx)
+    ctx.figures["overview"] = rows
+    if not rows:
+        return Section("overview", "Every method on one table", note("; ".join(notes)))
+    body = ("<p>Every sampling strategy at its best setting (by the sweep's FID, among the settings that change the "
+            "samples), every inversion method and every "
+            "direction method, scored by one function on the same metrics against the report's reference set. "
+            "Within a family the rows share their starting images: the sweep's seeds for sampling, the same "
+            f"targets for inversion, the same {ctx.overview_n} samples walked to ±2σ along each method's first "
+            "direction for directions. <b>pixel_dist</b> is how far each image moved from its start (for inversion: "
+            "from its target, i.e. the reconstruction error); <b>class_kept</b> the share that kept the start's "
+            "predicted class. FID is blank where the images are fewer than the feature dimensions; read KID ± std "
+            "there.</p>" + table(rows) + "".join(note(x) for x in notes))
+    return Section("overview", "Every method on one table", body)
