@@ -5,7 +5,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from ...atlas import get_atlas
 from ...errors import LatentAtlasError
 from ...inversion import REGULARIZER_TABLE, InversionConfig
 from ...inversion.encoder import EncoderConfig, default_path, train_encoder
@@ -110,12 +109,9 @@ def run_invert(args):
                           regularizer=reg, reg_value=val, init=args.init,
                           warmup_steps=args.warmup_steps or 100, stop_psnr=args.stop_psnr,
                           working_resolution=args.working_resolution, seed=args.seed)
-    uses = space == "pnorm+" or reg.startswith("pnorm") or reg == "mahalanobis" or init_name == "multi-start"
-    atlas = atlas_option(args, model, uses, "only the pnorm+ space, the pnorm/mahalanobis regularisers and "
-                                      "multi-start (cluster centres) read an atlas")
+    atlas = atlas_option(args, model, cfg.reads_atlas(), "only the pnorm+ space, the pnorm/mahalanobis "
+                                                          "regularisers and multi-start (cluster centres) read an atlas")
     video = video_format(args.save_video)
-    if args.ray is not None and uses and atlas is None:
-        atlas = get_atlas(model, need="mixture" if init_name == "multi-start" else "pnorm", progress=not args.json)
     with pool_for(args, model, atlas) as pool:
         summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
                                resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
