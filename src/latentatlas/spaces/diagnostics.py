@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 import torch
 
 from ..imageio import atomic_path
@@ -23,6 +22,7 @@ def normality_table(samples: dict[str, np.ndarray]) -> list[dict]:
     """Per space: mean |skewness|, mean |excess kurtosis| over dimensions, the share of
     dimensions where D'Agostino-Pearson's K² test rejects normality at 1%, and the largest
     off-diagonal |correlation|."""
+    import scipy.stats       # 1.4 s to import: loaded when a table is made, not by every command's start
     rows = []
     for name, x in samples.items():
         sk = scipy.stats.skew(x, axis=0)
@@ -42,6 +42,7 @@ def plot_marginals(samples: dict[str, np.ndarray], path, dims=(0, 1, 2, 3)) -> P
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import scipy.stats
     names = list(samples)
     fig, axes = plt.subplots(len(names), len(dims) + 1, figsize=(2.6 * (len(dims) + 1), 2.2 * len(names)))
     for r, name in enumerate(names):
