@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -7,6 +9,13 @@ from latentatlas.runtime import tune_allocator
 
 torch.set_num_threads(1)
 tune_allocator()
+
+# bench/gpu_check.sh runs the suite with LATENTATLAS_TEST_DEVICE=cuda: every model the tests load
+# by name or file (load_generator's default device) is then on that device, as are the tiny ones
+TEST_DEVICE = os.environ.get("LATENTATLAS_TEST_DEVICE", "cpu")
+if TEST_DEVICE != "cpu":
+    from latentatlas.models import registry as _registry
+    _registry.load_generator.__defaults__ = (TEST_DEVICE,)
 
 
 def tiny_stylegan2(seed=0, **over):
@@ -23,7 +32,8 @@ def tiny_stylegan2(seed=0, **over):
             p.add_(torch.randn_like(p) * 0.1)
         c = (torch.nn.functional.one_hot(torch.arange(256) % cfg.c_dim, cfg.c_dim).float() if cfg.c_dim else None)
         G.mapping.w_avg.copy_(G.mapping(torch.randn(256, cfg.z_dim), c).mean(0))
-    return StyleGANModel(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
+    model = StyleGANModel(ModelInfo("tiny-sg2", "stylegan2", "test fixture"), G, D)
+    return model.to(TEST_DEVICE) if TEST_DEVICE != "cpu" else model
 
 
 def model_and_images(model, tmp_path, seed, n: int = 2):

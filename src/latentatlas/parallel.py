@@ -97,6 +97,8 @@ class ModelSpec:
     class_label: int | str | None = None
     truncation: float | None = None
     file_bytes: object = None        # a Ray object reference to the file's bytes, or None
+    precision: str = "fp32"          # the driver model's requested precision (resolved on the worker's device)
+    compiled: bool = False           # the driver model's synthesis through torch.compile
 
     def load(self):
         name = self.name
@@ -116,7 +118,7 @@ class ModelSpec:
             model.set_class(self.class_label)
         if self.truncation is not None:
             model.set_truncation(self.truncation)
-        return model
+        return model.set_precision(self.precision, compile=self.compiled)
 
 
 class Worker:
@@ -229,7 +231,8 @@ class RayPool(LocalPool):
         if model_name not in _bundled() and Path(model_name).is_file():
             file_bytes = ray.put(Path(model_name).read_bytes())
             model_name = str(Path(model_name).resolve())
-        self.spec = ModelSpec(model_name, "cuda" if gpus_per_worker else device, class_label, truncation, file_bytes)
+        self.spec = ModelSpec(model_name, "cuda" if gpus_per_worker else device, class_label, truncation, file_bytes,
+                              model.precision.requested, model.compiled)
         self.atlas_bytes = None if atlas is None else self._put_atlas(atlas)
         self.actor_cls = ray.remote(Worker).options(num_cpus=max(threads, 1), num_gpus=gpus_per_worker,
                                                     max_restarts=0)

@@ -112,6 +112,7 @@ def invert_task(worker, x: torch.Tensor, cfg: InversionConfig, video: str | None
 
 
 def write_item(out: Path, path: Path, note: str, item: dict, *, cfg_json: str, model_name: str, weights_hash: str,
+               precision: str = "fp32",
                min_psnr: float, video: str | None = None) -> dict:
     """Write one image's outputs atomically: NAME.npz, NAME.png (and NAME.gif/.mp4), then
     NAME.json last: an image is finished exactly when its JSON exists."""
@@ -126,7 +127,7 @@ def write_item(out: Path, path: Path, note: str, item: dict, *, cfg_json: str, m
     save_png(item["image"], out / f"{stem}.png")
     if video:
         _save_trajectory(item["target"], item["frames"], out / f"{stem}.{video}")
-    rec = {"file": str(path), "note": note, **item["rec"]}
+    rec = {"file": str(path), "note": note, **item["rec"], "precision": precision}
     rec["ok"] = rec["psnr"] >= min_psnr
     with atomic_path(out / f"{stem}.json") as tmp:
         Path(tmp).write_text(json.dumps(rec, indent=2))
@@ -192,7 +193,8 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
             if loaded:
                 yield loaded, torch.stack([li.tensor for li in loaded])
 
-    write = dict(cfg_json=cfg_json, model_name=model.name, weights_hash=wh, min_psnr=min_psnr, video=video)
+    write = dict(cfg_json=cfg_json, model_name=model.name, weights_hash=wh, min_psnr=min_psnr, video=video,
+                 precision=model.precision.name)
     bar = tqdm(total=len(todo), disable=not progress or pool is None, desc="images", unit="img")
     if pool is None:
         perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None

@@ -13,6 +13,8 @@ evaluation, the direction evaluation and the report call it.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -98,25 +100,28 @@ def perceptual_path_length(model, *, n: int = 10000, space: str = "w", sampling:
             raise LatentAtlasError(f"PPL endpoints differ in shape: {list(a_all.shape)} vs {list(b_all.shape)}")
         n = a_all.shape[0]
     out = []
-    for i in tqdm(range(0, n, batch_size), disable=not progress, desc="PPL", leave=False):
-        m = min(batch_size, n - i)
-        if endpoints is not None:
-            a, b = a_all[i:i + m], b_all[i:i + m]
-        else:
-            z = torch.randn(2 * m, model.z_dim, generator=g).to(model.device)
-            if space == "z":
-                a, b = z[:m], z[m:]
+    # an fp32 island (precision.FP32_ISLANDS): a 1e-4 step of the latent is below bf16's resolution
+    island = model.fp32("PPL's epsilon-differences") if hasattr(model, "fp32") else contextlib.nullcontext()
+    with island:
+        for i in tqdm(range(0, n, batch_size), disable=not progress, desc="PPL", leave=False):
+            m = min(batch_size, n - i)
+            if endpoints is not None:
+                a, b = a_all[i:i + m], b_all[i:i + m]
             else:
-                w = model.mapping(z)
-                a, b = (model.broadcast(w[:m]), model.broadcast(w[m:])) if space == "wplus" else (w[:m], w[m:])
-        t = (torch.rand(m, generator=g) if sampling == "full" else torch.zeros(m)).to(model.device)
-        t = t.reshape(-1, *([1] * (a.ndim - 1)))
-        if space == "z":
-            c0, c1 = _slerp_unit(a, b, t), _slerp_unit(a, b, t + epsilon)
-        else:
-            c0, c1 = a.lerp(b, t), a.lerp(b, t + epsilon)
-        imgs = _render(model, torch.cat([c0, c1]), space)
-        out.append((dist(imgs[:m], imgs[m:]).double() / epsilon ** 2).cpu())
+                z = torch.randn(2 * m, model.z_dim, generator=g).to(model.device)
+                if space == "z":
+                    a, b = z[:m], z[m:]
+                else:
+                    w = model.mapping(z)
+                    a, b = (model.broadcast(w[:m]), model.broadcast(w[m:])) if space == "wplus" else (w[:m], w[m:])
+            t = (torch.rand(m, generator=g) if sampling == "full" else torch.zeros(m)).to(model.device)
+            t = t.reshape(-1, *([1] * (a.ndim - 1)))
+            if space == "z":
+                c0, c1 = _slerp_unit(a, b, t), _slerp_unit(a, b, t + epsilon)
+            else:
+                c0, c1 = a.lerp(b, t), a.lerp(b, t + epsilon)
+            imgs = _render(model, torch.cat([c0, c1]), space)
+            out.append((dist(imgs[:m], imgs[m:]).double() / epsilon ** 2).cpu())
     d = torch.cat(out).numpy()
     keep = _kept(d)
     sem = float(keep.std(ddof=1) / np.sqrt(keep.size)) if keep.size > 1 else float("nan")

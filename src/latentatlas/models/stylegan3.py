@@ -123,15 +123,17 @@ class SynthesisInput(nn.Module):
 
     def forward(self, w):
         n = w.shape[0]
-        t = self.affine(w)                                   # (r_c, r_s, t_x, t_y)
+        # the geometry and the phases in fp32 whatever the network's precision: sin() of phases
+        # that grow with frequency x position loses them entirely in bf16
+        t = self.affine(w).float()                           # (r_c, r_s, t_x, t_y)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
         rot = torch.eye(3, device=w.device).repeat(n, 1, 1)
         rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = t[:, 0], -t[:, 1], t[:, 1], t[:, 0]
         tra = torch.eye(3, device=w.device).repeat(n, 1, 1)
         tra[:, 0, 2], tra[:, 1, 2] = -t[:, 2], -t[:, 3]
-        m = rot @ tra @ self.transform.unsqueeze(0)
-        phases = self.phases.unsqueeze(0) + (self.freqs.unsqueeze(0) @ m[:, :2, 2:]).squeeze(2)
-        freqs = self.freqs.unsqueeze(0) @ m[:, :2, :2]
+        m = rot @ tra @ self.transform.float().unsqueeze(0)
+        phases = self.phases.float().unsqueeze(0) + (self.freqs.float().unsqueeze(0) @ m[:, :2, 2:]).squeeze(2)
+        freqs = self.freqs.float().unsqueeze(0) @ m[:, :2, :2]
         amp = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         sx, sy = self.size
         theta = torch.eye(2, 3, device=w.device)
@@ -139,7 +141,7 @@ class SynthesisInput(nn.Module):
         theta[1, 1] = 0.5 * sy / self.sampling_rate
         grid = F.affine_grid(theta.unsqueeze(0), [1, 1, sy, sx], align_corners=False)   # [1, H, W, 2]
         x = torch.einsum("hwk,nck->nhwc", grid[0], freqs) + phases[:, None, None, :]
-        x = torch.sin(x * (2 * math.pi)) * amp[:, None, None, :]
+        x = (torch.sin(x * (2 * math.pi)) * amp[:, None, None, :]).to(self.weight.dtype)
         x = x @ (self.weight / math.sqrt(self.channels)).t()
         return x.permute(0, 3, 1, 2)
 

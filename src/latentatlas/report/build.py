@@ -104,7 +104,9 @@ def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
                  f'<p class="note">section built in {dt:.1f} s</p></section>' for s, dt in built]
         doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
                f"<title>latentatlas report: {html.escape(model.name)}</title><style>{CSS}</style></head>"
-               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1><nav>{nav}</nav>{summary}"
+               f"<body><h1>latentatlas report: {html.escape(model.name)}</h1>"
+               f"<p class='note'>computed at {html.escape(model.precision.name)} "
+               f"({html.escape(model.precision.reason)})</p><nav>{nav}</nav>{summary}"
                + "".join(parts) + "</body></html>")
         (tmp / "index.html").write_text(doc, encoding="utf-8")
         if out.exists():

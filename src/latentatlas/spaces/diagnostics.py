@@ -22,7 +22,7 @@ def normality_table(samples: dict[str, np.ndarray]) -> list[dict]:
     """Per space: mean |skewness|, mean |excess kurtosis| over dimensions, the share of
     dimensions where D'Agostino-Pearson's K² test rejects normality at 1%, and the largest
     off-diagonal |correlation|."""
-    import scipy.stats       # 1.4 s to import: loaded when a table is made, not by every command's start
+    import scipy.stats  # 1.4 s to import: loaded when a table is made, not by every command's start
     rows = []
     for name, x in samples.items():
         sk = scipy.stats.skew(x, axis=0)

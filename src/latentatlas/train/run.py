@@ -21,7 +21,7 @@ FASHION_STYLEGAN2 = dict(z_dim=128, w_dim=128, img_resolution=32, img_channels=1
                          channels={4: 256, 8: 128, 16: 64, 32: 32}, mapping_layers=8)
 
 
-HPARAMS = {"stylegan2": ("lr", "r1_gamma", "r1_every", "mixing_prob", "ema_kimg"),
+HPARAMS = {"stylegan2": ("lr", "r1_gamma", "r1_every", "mixing_prob", "ema_kimg", "precision"),
            "wgangp": ("lr", "gp_weight", "n_critic", "ema_kimg")}
 
 

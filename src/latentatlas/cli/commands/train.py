@@ -33,7 +33,8 @@ def add_train(sub, common):
     s.add_argument("--init-from", metavar="FILE", default=None,
                    help="without a checkpoint in OUT, warm-start from an exported model (fresh optimisers)")
     s.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
-                   help="hyper-parameter of the recipe (stylegan2: lr, r1_gamma, r1_every, mixing_prob, ema_kimg; "
+                   help="hyper-parameter of the recipe (stylegan2: lr, r1_gamma, r1_every, mixing_prob, ema_kimg, "
+                        "precision=fp32|bf16|auto: G and D forward passes under bf16 autocast, fp32 master weights; "
                         "wgangp: lr, gp_weight, n_critic, ema_kimg); a resumed run keeps its own unless set, and "
                         "says what changed (branch a run by copying its checkpoint to a new --out first)")
     s.set_defaults(fn=run_train)
