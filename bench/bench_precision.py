@@ -198,10 +198,43 @@ def run_headline(n: int, device: str, steps: int = 1000, batch: int = 100):
           f"({dt / n:.2f} s per image)")
 
 
+def run_directions(steps: int):
+    """DP-LaSE discovery (k = 3 at b8, ``steps`` steps) at fp32 with two seeds and at bf16 with the
+    first: the directions' |cosine| to fp32 seed 0's (matched in order), their G1 variation and
+    density drift read at fp32, and the discovery's seconds per step."""
+    from latentatlas.walks.directions import compute_directions
+    from latentatlas.walks.edit import evaluate_directions
+    torch.set_num_threads(2)
+    m = load_generator("fashion-stylegan2")
+    runs = {}
+    for label, p, seed in (("fp32 seed 0", "fp32", 0), ("fp32 seed 1", "fp32", 1), ("bf16 seed 0", "bf16", 0)):
+        m.set_precision(p)
+        t0 = time.perf_counter()
+        d = compute_directions(m, "dplase", k=3, layer="b8", steps=steps, seed=seed)
+        sec = (time.perf_counter() - t0) / steps
+        m.set_precision("fp32")
+        ev = evaluate_directions(m, d, n=64, layer="b8")
+        runs[label] = (d, sec, ev)
+        print(f"  DP-LaSE {label}: {sec:.3f} s per discovery step", flush=True)
+    ref = runs["fp32 seed 0"][0].vectors
+    print(f"\nDP-LaSE discovery on fashion-stylegan2 (k 3, layer b8, {steps} steps), read at fp32 (64 samples)")
+    print("| run | |cos| to fp32 seed 0 (per direction) | G1 variation (mean) | density drift, dp walk (mean) "
+          "| density drift, linear (mean) | s per step |")
+    print("|---|---|---|---|---|---|")
+    for label, (d, sec, ev) in runs.items():
+        cos = (d.vectors @ ref.t()).diagonal().abs().tolist()
+        r = ev["rows"]
+        mean = lambda k: float(np.mean([x[k] for x in r if k in x])) if any(k in x for x in r) else float("nan")
+        print(f"| {label} | {', '.join(f'{c:.3f}' for c in cos)} | {mean('g1_variation'):.3f} | "
+              f"{mean('density_drift_dp'):.3f} | {mean('density_drift_linear'):.3f} | {sec:.3f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--equivalence", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--directions", action="store_true", help="DP-LaSE discovery at fp32 (two seeds) vs bf16")
+    ap.add_argument("--dp-steps", type=int, default=300)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--steps", type=int, default=300)
@@ -225,6 +258,8 @@ def main():
         run_headline(a.headline, a.device)
     if a.equivalence:
         run_equivalence(a.n, a.k, a.steps, a.seed_sets)
+    if a.directions:
+        run_directions(a.dp_steps)
 
 
 if __name__ == "__main__":

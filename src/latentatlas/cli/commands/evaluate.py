@@ -1,7 +1,6 @@
 """evaluate: the distribution metrics of a model; evaluate-sampling: strategies over their sweeps; evaluate-directions: a direction set measured."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ...data.fashion import CLASSES
@@ -34,8 +33,6 @@ from ..options import (
     reference_kw,
     seed_int,
 )
-
-log = logging.getLogger("latentatlas")
 
 
 def add_evaluate(sub, common):

@@ -140,10 +140,9 @@ def run_evaluate_inversion(args):
         # representative real images); the protocol table also inverts generated ones
         sets = {real_name: real} if args.grid else {real_name: real, "generated": gen}
         with pool_for(args, model, atlas) as pool:
-            rows = protocol.evaluate_inversion(model, sets, methods=methods,
-                                      atlas=atlas, steps=args.steps, lr=args.lr,
-                                      progress=sys.stderr.isatty() and not args.json, seed=args.seed,
-                                      pool=pool, store=args.resume, **setup)
+            rows = protocol.evaluate_inversion(model, sets, methods=methods, atlas=atlas, steps=args.steps,
+                                               lr=args.lr, progress=sys.stderr.isatty() and not args.json,
+                                               seed=args.seed, pool=pool, store=args.resume, **setup)
         if args.plots:
             for p in protocol.plot_pnorm(rows, args.plots):
                 log.info("wrote %s", p)

@@ -1,15 +1,11 @@
 """fit: the latent-space atlas (P-norm PCA, mixtures)."""
 from __future__ import annotations
 
-import logging
-
 from ...atlas import Atlas, describe, fit_atlas, parse_clusters, parse_level_ranges
 from ...defaults import LEARNED_STEPS
 from ...errors import LatentAtlasError
 from ...spaces.diagnostics import normality_table, plot_marginals, space_samples
 from ..options import add_model_options, add_ray, emit, kv_line, load_model, pool_for, positive_int, seed_int
-
-log = logging.getLogger("latentatlas")
 
 
 def add_fit(sub, common):

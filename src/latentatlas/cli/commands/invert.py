@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from ...errors import LatentAtlasError
@@ -24,8 +23,6 @@ from ..options import (
     seed_int,
     video_format,
 )
-
-log = logging.getLogger("latentatlas")
 
 
 def add_invert(sub, common):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ...errors import LatentAtlasError
 from ...imageio import grid_scale, save_grid
@@ -31,8 +30,6 @@ from ..options import (
     positive_int,
     seed_int,
 )
-
-log = logging.getLogger("latentatlas")
 
 
 def add_sample(sub, common):

@@ -1,14 +1,10 @@
 """train: train a bundled architecture on Fashion-MNIST."""
 from __future__ import annotations
 
-import logging
-
 from ...errors import LatentAtlasError
 from ...sampling.generate import parse_params
 from ...train.run import HPARAMS, export_trained, train
 from ..options import emit, finite_float, positive_int, seed_int
-
-log = logging.getLogger("latentatlas")
 
 
 def add_train(sub, common):

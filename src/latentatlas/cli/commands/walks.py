@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ... import diamond as dm
 from ...errors import LatentAtlasError
@@ -21,8 +20,6 @@ from ..options import (
     save_walk,
     seed_int,
 )
-
-log = logging.getLogger("latentatlas")
 
 
 def add_edit(sub, common):
