@@ -2,6 +2,7 @@
 traceback on stderr, no file written by code from the input (a marker), and no partial output.
 The fast part runs in-process; the slow part runs the same cases as subprocesses under an
 address-space and a time limit, plus byte-flip fuzzing of real checkpoints."""
+import io
 import json
 import os
 import pickle
@@ -233,6 +234,27 @@ def _cases():
         "--param", "proto_iter=1", "--param", "n_init=2"]
     c["device-unknown"] = lambda t, m: ["--device", "quantum"] + _sample("fashion-wgangp", t / "o.png")
     c["convert-bad-suffix"] = lambda t, m: ["convert", "fashion-wgangp", str(t / "m.onnx")]
+
+    # -- round two (issue 42): declared sizes, special files, non-finite values -----------------------
+    def npz_lying_header(t, m):
+        # a directions file whose vectors.npy declares 2^31 floats (8 GiB) over 80 bytes of data
+        import zipfile
+        with zipfile.ZipFile(t / "d.npz", "w") as zf:
+            hdr = io.BytesIO()
+            np.lib.format.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 31,)})
+            zf.writestr("vectors.npy", hdr.getvalue() + b"\0" * 80)
+        return ["walk", "--model", "fashion-stylegan2", "--direction", f"{t / 'd.npz'}:0", "--out", str(t / "o.png")]
+    c["npz-declares-more-than-it-holds"] = npz_lying_header
+
+    def fifo_only(t, m):
+        d = t / "imgs"
+        d.mkdir()
+        os.mkfifo(d / "x.png")                 # opening it would block forever
+        return ["invert", str(d), "--model", "fashion-stylegan2", "--steps", "2", "--out", str(t / "inv")]
+    c["fifo-named-png-in-a-folder"] = fifo_only
+    for v in ("nan", "inf", "-1"):
+        c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
+                                                         "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]
     return c
 
 
@@ -304,3 +326,34 @@ def test_fuzz_byte_flipped_checkpoints(seed, tmp_path, capsys):
     assert rc in (0, 2) and "Traceback" not in err
     if rc == 2:
         assert len([line for line in err.splitlines() if line.startswith("latentatlas: error:")]) == 1
+
+
+def test_an_npz_is_measured_before_it_is_inflated(tmp_path, monkeypatch, capsys):
+    """A small .npz whose arrays inflate beyond the limit is refused from its zip headers, before
+    any array is read (the limit lowered here so the bomb stays small to build)."""
+    import zipfile
+
+    from latentatlas import validate
+    monkeypatch.setattr(validate, "MAX_NPZ_INFLATED", 32 * 2 ** 20)
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("vectors.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 24, 1)})
+            for _ in range(16):
+                f.write(b"\0" * 2 ** 22)                 # 64 MiB of zeros, a few hundred KB on disk
+    assert path.stat().st_size < 2 ** 20
+    assert main(["walk", "--model", "fashion-stylegan2", "--direction", f"{path}:0", "--out", str(tmp_path / "o.png")]) == 2
+    assert "would inflate to 64 MiB" in capsys.readouterr().err
+
+
+def test_a_fifo_beside_real_images_is_skipped_with_a_line(tmp_path):
+    """invert on a folder holding a FIFO named like an image returns (it never opens it) and names it."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    _tiny_png(d / "a.png")
+    os.mkfifo(d / "b.png")
+    p = subprocess.run([sys.executable, "-m", "latentatlas.cli", "invert", str(d), "--model", "fashion-stylegan2",
+                        "--steps", "2", "--init", "mean", "--out", str(tmp_path / "inv")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "b.png: not a regular file (a FIFO)" in p.stderr, p.stderr[-800:]
+    assert (tmp_path / "inv" / "a.json").exists() and "Traceback" not in p.stderr

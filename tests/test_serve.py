@@ -225,3 +225,24 @@ def test_class_refused_on_unconditional(server):
     base, _, _ = server
     code, _, body = call(base + "/api/class", {"class": 1})
     assert code == 400 and "not class-conditional" in json.loads(body)["error"]
+
+
+def test_an_uploaded_latent_is_measured_before_it_is_inflated():
+    """POST /api/latent with an .npz whose arrays would inflate past the explorer's limit (or
+    declare more than they hold) is answered 400 from the zip headers, nothing inflated."""
+    import io
+    import zipfile
+
+    from latentatlas.serve.jobs import job_from_latent
+    from latentatlas.serve.wire import MAX_LATENT_INFLATED, HTTPError
+    m = tiny_stylegan2()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("ws.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 23,)})
+            for _ in range(8):
+                f.write(b"\0" * 2 ** 22)                      # 32 MiB of zeros
+    assert len(buf.getvalue()) < 2 ** 20 and 32 * 2 ** 20 > MAX_LATENT_INFLATED
+    with pytest.raises(HTTPError) as e:
+        job_from_latent(buf.getvalue(), m, None)
+    assert e.value.status == 400 and "would inflate" in e.value.message

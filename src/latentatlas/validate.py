@@ -21,6 +21,7 @@ import numpy as np
 from .errors import LatentAtlasError
 
 MAX_NPZ_BYTES = 4 * 2 ** 30
+MAX_NPZ_INFLATED = 4 * 2 ** 30          # arrays an .npz may declare, summed (checked before any is read)
 MEMORY_BUDGET_BYTES = 8 * 2 ** 30      # images one command may hold at once
 FILE_SUFFIXES = (".png", ".gif", ".mp4", ".npz", ".json", ".pt", ".safetensors", ".html", ".csv")
 
@@ -37,6 +38,8 @@ def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> di
     with open(path, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":
             raise LatentAtlasError(f"{path}: not a readable {what} file (not an .npz archive)")
+        fh.seek(0)
+        check_npz_sizes(fh, f"{path}", what)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -60,6 +63,43 @@ def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> di
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise LatentAtlasError(f"{path}: array '{key}' holds NaN or infinite values")
     return arrays
+
+
+def check_npz_sizes(fileobj, name: str, what: str, limit: int | None = None) -> int:
+    """Measure an .npz before anything is inflated: every member's declared array size (shape and
+    dtype from its .npy header) must fit in the member's uncompressed size from the zip header,
+    and their sum in ``limit`` (default ``MAX_NPZ_INFLATED``). Returns that sum in bytes."""
+    limit = MAX_NPZ_INFLATED if limit is None else limit
+    total = 0
+    try:
+        with zipfile.ZipFile(fileobj) as zf:
+            members = zf.infolist()
+            if len(members) > 4096:
+                raise LatentAtlasError(f"{name}: {len(members)} arrays; no {what} file holds that many")
+            declared = sum(m.file_size for m in members)
+            if declared > limit:
+                raise LatentAtlasError(f"{name}: its arrays would inflate to {declared / 2 ** 20:,.0f} MiB "
+                                       f"(limit {limit / 2 ** 20:,.0f} MiB for a {what} file); not read")
+            for m in members:
+                if not m.filename.endswith(".npy"):
+                    continue
+                with zf.open(m) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f, max_header_size=10000)
+                    if dtype.hasobject:
+                        continue                    # refused by np.load(allow_pickle=False) with its own line
+                    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    if nbytes > m.file_size:
+                        raise LatentAtlasError(f"{name}: array '{m.filename[:-4]}' declares {list(shape)} "
+                                               f"({nbytes:,} bytes) but holds {m.file_size:,}; not read")
+                    total += nbytes
+    except LatentAtlasError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, SyntaxError) as e:
+        raise LatentAtlasError(f"{name}: not a readable {what} file ({type(e).__name__})") from None
+    return total
 
 
 def check_output(path, kind: str | None = None) -> Path:

@@ -6,6 +6,7 @@ Conversion is explicit: ``channels`` 1 converts to grayscale with ITU-R 601 luma
 """
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..errors import LatentAtlasError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_IMAGE_BYTES = 64 * 2 ** 20          # larger files are skipped before decoding
 MAX_IMAGE_PIXELS = 8192 * 8192          # decoded size limit, checked from the header
+MAX_FOLDER_ENTRIES = 1_000_000          # a folder walk stops (with an error) beyond this many entries
 FILTERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
            "box": Image.BOX, "nearest": Image.NEAREST}
 
@@ -29,13 +31,27 @@ class LoadedImage:
     note: str = ""                  # what was converted, or why it failed
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 def list_images(src) -> list[Path]:
     """Files of a directory (sorted, non-recursive), or the given file(s)."""
     paths = [Path(p) for p in (src if isinstance(src, (list, tuple)) else [src])]
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            found = []
+            for i, q in enumerate(p.iterdir()):
+                if i >= MAX_FOLDER_ENTRIES:
+                    raise LatentAtlasError(f"{p}: more than {MAX_FOLDER_ENTRIES:,} entries; give a smaller folder")
+                if q.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append(q)
+            out += sorted(found)
         elif p.exists():
             out.append(p)
         else:
@@ -50,9 +66,12 @@ def load_image(path, *, size: int, channels: int, resample: str = "lanczos") -> 
     if resample not in FILTERS:
         raise LatentAtlasError(f"unknown resampling filter {resample!r}; choose from {', '.join(FILTERS)}")
     try:
-        size_b = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         return LoadedImage(path, None, f"unreadable: {e.strerror}")
+    if not stat.S_ISREG(st.st_mode):            # a FIFO, socket or device is never opened (it could block)
+        return LoadedImage(path, None, f"not a regular file ({_kind(st.st_mode)}); skipped")
+    size_b = st.st_size
     if size_b > MAX_IMAGE_BYTES:
         return LoadedImage(path, None, f"file of {size_b / 2 ** 20:.0f} MiB exceeds the {MAX_IMAGE_BYTES // 2 ** 20} MiB limit")
     try:

@@ -121,9 +121,12 @@ class InversionConfig:
         if name not in defaults:
             raise LatentAtlasError(f"unknown regularizer {name!r}; choose from {', '.join(defaults)}")
         try:
-            return name, float(val) if val else defaults[name]
+            value = float(val) if val else defaults[name]
         except ValueError:
             raise LatentAtlasError(f"regularizer value in {spec!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise LatentAtlasError(f"regularizer value in {spec!r} must be a finite number >= 0")
+        return name, value
 
 
 @dataclass

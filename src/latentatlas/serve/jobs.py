@@ -17,7 +17,8 @@ from ..errors import LatentAtlasError
 from ..imageio import preview_scale
 from ..inversion import invert
 from ..metrics.reconstruction import psnr
-from .wire import EXPLORER_PX, HTTPError, b64, png_bytes
+from ..validate import check_npz_sizes
+from .wire import EXPLORER_PX, MAX_LATENT_INFLATED, HTTPError, b64, png_bytes
 
 log = logging.getLogger("latentatlas.serve")
 
@@ -94,8 +95,11 @@ def job_from_latent(data: bytes, model, image_of) -> Job:
     or ``z``), its picture drawn by ``image_of(code, kind)``."""
     m = model
     try:
+        check_npz_sizes(io.BytesIO(data), "the uploaded latent", "latents", limit=MAX_LATENT_INFLATED)
         with np.load(io.BytesIO(data), allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
+    except LatentAtlasError as e:
+        raise HTTPError(400, str(e)) from None
     except Exception as e:  # noqa: BLE001 - any unreadable upload is the user's input error
         raise HTTPError(400, f"not a readable latents .npz ({type(e).__name__})") from None
     wh = str(arrays.get("weights_hash", ""))

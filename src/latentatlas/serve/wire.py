@@ -15,6 +15,7 @@ MAX_UPLOAD = 8 * 2 ** 20            # bytes of one request body
 MAX_JOBS = 8                         # inversion jobs queued or running; more get 429
 MAX_SAMPLES = 64
 CACHE_ITEMS = 512
+MAX_LATENT_INFLATED = 16 * 2 ** 20   # arrays an uploaded latent .npz may declare (a 1024-px W+ code is 37 KB)
 CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 EXPLORER_PX = 256                    # a single image in the page is shown about this wide
