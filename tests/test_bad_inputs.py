@@ -357,3 +357,25 @@ def test_a_fifo_beside_real_images_is_skipped_with_a_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "b.png: not a regular file (a FIFO)" in p.stderr, p.stderr[-800:]
     assert (tmp_path / "inv" / "a.json").exists() and "Traceback" not in p.stderr
+
+
+def test_a_safetensors_file_whose_weights_changed_is_refused(tmp_path, capsys, monkeypatch):
+    """The weights hash a .safetensors file records is checked on load: an edited tensor (still
+    finite) is refused in one line; LATENTATLAS_ALLOW_HASH_MISMATCH=1 loads it with a warning."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    f = tmp_path / "m.safetensors"
+    assert main(["convert", "fashion-wgangp", str(f)]) == 0
+    with safe_open(str(f), "pt") as h:
+        meta = h.metadata()
+    t = load_file(str(f))
+    key = next(k for k in t if k.startswith("G.") and t[k].is_floating_point())
+    t[key] = t[key] + 0.01
+    save_file(t, str(tmp_path / "edited.safetensors"), metadata=meta)
+    capsys.readouterr()
+    assert main(["sample", "--model", str(tmp_path / "edited.safetensors"), "--n", "1", "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "the file records" in err and "LATENTATLAS_ALLOW_HASH_MISMATCH" in err and not (tmp_path / "o.png").exists()
+    monkeypatch.setenv("LATENTATLAS_ALLOW_HASH_MISMATCH", "1")
+    assert main(["sample", "--model", str(tmp_path / "edited.safetensors"), "--n", "1", "--out", str(tmp_path / "o.png")]) == 0
+    assert main(["sample", "--model", str(f), "--n", "1", "--out", str(tmp_path / "p.png")]) == 0   # the untouched file

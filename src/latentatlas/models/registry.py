@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.resources
 import io
 import json
+import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 FORMAT = native.FORMAT
 MAX_FILE_BYTES = 8 * 2 ** 30        # refuse larger checkpoints before reading them
 WEIGHTS_PACKAGE = "latentatlas.weights"
+
+
+log = logging.getLogger("latentatlas")
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,23 @@ def _torch_bytes(data: bytes, path: Path):
     return _safe_torch_load(data, path)
 
 
+HASH_OVERRIDE = "LATENTATLAS_ALLOW_HASH_MISMATCH"
+
+
+def _verify_hash(model: GANModel, recorded: str | None, path) -> GANModel:
+    """A file that records its weights hash must hold those weights: a mismatch (tensors edited
+    after export, or a damaged file whose values stayed finite) is refused, unless
+    ``$LATENTATLAS_ALLOW_HASH_MISMATCH=1`` says to load it anyway (with a warning)."""
+    if not recorded or recorded == model.weights_hash():
+        return model
+    what = (f"{path}: its tensors hash to {model.weights_hash()}, but the file records {recorded} "
+            f"(the weights changed after it was written)")
+    if os.environ.get(HASH_OVERRIDE) == "1":
+        log.warning("%s; loading it anyway (%s=1)", what, HASH_OVERRIDE)
+        return model
+    raise LatentAtlasError(f"{what}; set {HASH_OVERRIDE}=1 to load it anyway")
+
+
 def load_checkpoint_file(path) -> GANModel:
     """Load a model file or folder, detecting the format from its content (not its
     extension): our own ``.safetensors``/``.pt``, rosinality ``.pt``, pytorch_GAN_zoo PGAN
@@ -242,7 +264,8 @@ def load_checkpoint_file(path) -> GANModel:
     data = _read_checked(path)
     if native.is_safetensors(data):
         ckpt = native.read_safetensors(data, str(path))
-        return build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path), extra=ckpt["meta"]))
+        model = build_model(ckpt, ModelInfo(name=path.stem, arch=ckpt["arch"], source=str(path), extra=ckpt["meta"]))
+        return _verify_hash(model, ckpt.get("weights_hash"), path)
     if data[:2] == b"PK":  # torch zip serialisation
         return _dispatch_dict(_torch_bytes(data, path), path)
     if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
