@@ -252,6 +252,10 @@ def _cases():
         os.mkfifo(d / "x.png")                 # opening it would block forever
         return ["invert", str(d), "--model", "fashion-stylegan2", "--steps", "2", "--out", str(t / "inv")]
     c["fifo-named-png-in-a-folder"] = fifo_only
+    c["video-is-a-directory"] = lambda t, m: ["walk", "--model", "fashion-stylegan2", "--direction",
+                                              _dirs_file(t / "d.npz", np.eye(128, dtype=np.float32)[:2]) + ":0",
+                                              "--out", str(t / "o.png"), "--video", str(t)]
+    c["output-on-a-special-file-system"] = lambda t, m: _sample("fashion-wgangp", Path("/sys/kernel/o.png"))
     for v in ("nan", "inf", "-1"):
         c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
                                                          "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]

@@ -13,6 +13,7 @@ limits before decoding), checkpoints in ``models/registry.py`` (non-finite tenso
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def check_output(path, kind: str | None = None) -> Path:
         raise LatentAtlasError(f"output {path}: {anc} is a regular file, not a directory")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise LatentAtlasError(f"output {path}: {anc} is not writable")
+    try:        # a real write: permissions alone do not show a read-only or special file system (/sys, /proc)
+        with tempfile.NamedTemporaryFile(dir=anc, prefix=".latentatlas-probe-"):
+            pass
+    except OSError as e:
+        raise LatentAtlasError(f"output {path}: cannot write in {anc} ({e.strerror or type(e).__name__})") from None
     return path
 
 

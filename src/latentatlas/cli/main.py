@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
 # Output options and what they name: checked before any work starts. A command whose option of
 # the same name means something else says so in _OUTPUTS_OF.
-_OUTPUTS = {"out": None, "out_dir": "dir", "output": "file", "plots": "file"}
+_OUTPUTS = {"out": None, "out_dir": "dir", "output": "file", "plots": "file", "video": "file"}
 
 
 _OUTPUTS_OF = {"evaluate-inversion": {"plots": "dir"}}
