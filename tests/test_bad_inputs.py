@@ -256,6 +256,9 @@ def _cases():
                                               _dirs_file(t / "d.npz", np.eye(128, dtype=np.float32)[:2]) + ":0",
                                               "--out", str(t / "o.png"), "--video", str(t)]
     c["output-on-a-special-file-system"] = lambda t, m: _sample("fashion-wgangp", Path("/sys/kernel/o.png"))
+    c["seeds-range-too-long"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--seeds", "0-999999999",
+                                              "--out-dir", str(t / "inv")]
+    c["n-too-large"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--n", "400000000", "--out-dir", str(t / "inv")]
     for v in ("nan", "inf", "-1"):
         c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
                                                          "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]

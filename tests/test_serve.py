@@ -246,3 +246,17 @@ def test_an_uploaded_latent_is_measured_before_it_is_inflated():
     with pytest.raises(HTTPError) as e:
         job_from_latent(buf.getvalue(), m, None)
     assert e.value.status == 400 and "would inflate" in e.value.message
+
+
+def test_malformed_requests_are_4xx_never_500(server, caplog):
+    """Round two of hostile requests: JSON numbers beyond float range, JSON nested past the
+    parser's depth, parameters of the wrong type, booleans as integers — each a 4xx with a
+    message (a strategy's bad parameters are reported inside the answer, as the page shows them)."""
+    base, _, _ = server
+    with caplog.at_level("ERROR", logger="latentatlas.serve"):
+        assert call(base + "/api/strategies", b'{"seed": 1e999}')[0] == 400
+        assert call(base + "/api/strategies", b"[" * 200_000 + b"]" * 200_000)[0] == 400
+        assert call(base + "/api/render", {"latent": {"seed": True}})[0] == 400
+        code, _, body = call(base + "/api/strategies", {"seed": 1, "strategies": {"truncation": [1, 2]}})
+        assert code == 200 and "parameters must be an object" in json.loads(body)[0]["error"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]

@@ -23,9 +23,22 @@ class SampleResult:
     psi: float
 
 
+MAX_SEEDS = 10_000_000      # latents one command may name (counted as the list is parsed, before it is built)
+
+
+def check_count(n: int, what: str) -> int:
+    """Refuse a number of latents beyond ``MAX_SEEDS`` before anything is built for them."""
+    if n > MAX_SEEDS:
+        raise LatentAtlasError(f"{what}: {n:,} latents; at most {MAX_SEEDS:,} in one command (split the run)")
+    return n
+
+
 def parse_seeds(spec: str) -> list[int]:
-    """'0-7,42' -> [0, 1, ..., 7, 42] (NVIDIA's --seeds syntax)."""
-    out = []
+    """'0-7,42' -> [0, 1, ..., 7, 42] (NVIDIA's --seeds syntax); at most ``MAX_SEEDS`` of them,
+    counted before the list is built."""
+    if len(spec) > 100_000:
+        raise LatentAtlasError(f"--seeds: {len(spec):,} characters; give ranges like 0-999")
+    out, count = [], 0
     for part in spec.split(","):
         part = part.strip()
         lo, dash, hi = part.partition("-")
@@ -35,6 +48,7 @@ def parse_seeds(spec: str) -> list[int]:
             raise LatentAtlasError(f"--seeds {spec!r}: expected comma-separated seeds or ranges like 0-7,42") from None
         if dash and int(hi) < int(lo):
             raise LatentAtlasError(f"--seeds {spec!r}: range {part} is empty")
+        count = check_count(count + len(rng), f"--seeds {spec[:40]!r}")
         out.extend(rng)
     if not out or any(not 0 <= s < 2 ** 63 for s in out):
         raise LatentAtlasError(f"--seeds {spec!r}: seeds must be in [0, 2^63)")

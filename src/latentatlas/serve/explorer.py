@@ -160,7 +160,8 @@ class Explorer:
         lat = initial_latents(m, m.sample_z(1, seed))
         out = []
         for name, params in wanted.items():
-            label = f"{name} " + ",".join(f"{k}={v}" for k, v in (params or {}).items())
+            shown = params.items() if isinstance(params, dict) else []
+            label = f"{name} " + ",".join(f"{k}={v}" for k, v in shown)
             try:
                 get_strategy(str(name))
                 if not isinstance(params, dict):

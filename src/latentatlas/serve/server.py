@@ -7,6 +7,7 @@ import importlib.resources
 import json
 import logging
 import signal
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -71,6 +72,8 @@ def make_handler(ex: Explorer):
                 obj = json.loads(self._body() or b"{}")
             except ValueError:
                 raise HTTPError(400, "body is not valid JSON") from None
+            except RecursionError:
+                raise HTTPError(400, "body is nested too deeply") from None
             if not isinstance(obj, dict):
                 raise HTTPError(400, "body must be a JSON object")
             return obj
@@ -140,6 +143,15 @@ def make_handler(ex: Explorer):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
+
+    def handle_error(self, request, client_address):
+        """A client that went away mid-answer is one log line, not a traceback; anything else is logged
+        with its traceback (a bug)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+            log.info("client %s went away (%s)", client_address[0], type(exc).__name__)
+            return
+        log.exception("request from %s failed", client_address[0])
 
 
 def start(ex: Explorer, host: str = "127.0.0.1", port: int = 8000) -> Server:

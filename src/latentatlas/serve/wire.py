@@ -38,9 +38,11 @@ def b64(png: bytes) -> str:
 
 
 def int_param(v, name, lo, hi) -> int:
+    if isinstance(v, bool):
+        raise HTTPError(400, f"{name} must be an integer")
     try:
         i = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):          # OverflowError: 1e999 parses to inf
         raise HTTPError(400, f"{name} must be an integer") from None
     if not lo <= i <= hi:
         raise HTTPError(400, f"{name} must be in {lo}..{hi}")

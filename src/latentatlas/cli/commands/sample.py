@@ -8,6 +8,7 @@ from ...imageio import grid_scale, save_grid
 from ...priors.levels import default_level_ranges, fig1_grid
 from ...sampling import Context, get_strategy, strategy_names
 from ...sampling.generate import (
+    check_count,
     concat_samples,
     iter_samples,
     parse_params,
@@ -88,7 +89,8 @@ def run_sample(args):
     model = load_model(args)
     if args.seeds is not None and (args.n is not None or args.seed != 0):
         raise LatentAtlasError("--seeds names the latents itself: give either --seeds or --n/--seed")
-    seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(args.seed, args.seed + (args.n or 64)))
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else \
+        list(range(args.seed, args.seed + check_count(args.n or 64, "--n")))
     args.n = len(seeds)
     if args.noise_mode is not None:
         if not hasattr(model, "noise_mode") or getattr(model.cfg, "layers", None) is not None:
