@@ -259,6 +259,38 @@ def _cases():
     c["seeds-range-too-long"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--seeds", "0-999999999",
                                               "--out-dir", str(t / "inv")]
     c["n-too-large"] = lambda t, m: ["sample", "--model", "fashion-wgangp", "--n", "400000000", "--out-dir", str(t / "inv")]
+    def biggan_with(**over):
+        def build(t, m):
+            import shutil
+            d = t / "bg"
+            shutil.copytree(R2 / "s-biggan-32", d)
+            cfg = json.loads((d / "config.json").read_text())
+            cfg.update({k: (v(cfg) if callable(v) else v) for k, v in over.items()})
+            (d / "config.json").chmod(0o644)
+            (d / "config.json").write_text(json.dumps(cfg))
+            return _sample(str(d), t / "o.png") + ["--class", "1"]
+        return build
+    c["biggan-70000-blocks"] = biggan_with(layers=lambda cfg: [[False, 16, 16]] * 70_000)
+    c["biggan-num-classes-25M"] = biggan_with(num_classes=25_000_000)
+    c["biggan-num-classes-not-the-files"] = biggan_with(num_classes=50_000)
+    c["biggan-z-dim-1e9"] = biggan_with(z_dim=10 ** 9)
+    c["biggan-eps-nan"] = biggan_with(eps=float("nan"))
+
+    def safetensors_absurd(t, m):
+        # a latentatlas .safetensors whose metadata config declares a 10^9-wide mapping
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+        f = t / "m.safetensors"
+        assert main(["convert", "fashion-stylegan2", str(f)]) == 0
+        with safe_open(str(f), "pt") as h:
+            meta = dict(h.metadata())
+        cfg = json.loads(meta["config"])
+        cfg["w_dim"] = cfg["z_dim"] = 10 ** 9
+        meta["config"] = json.dumps(cfg)
+        save_file(load_file(str(f)), str(t / "absurd.safetensors"), metadata=meta)
+        f.unlink()
+        return _sample(str(t / "absurd.safetensors"), t / "o.png")
+    c["safetensors-config-w-dim-1e9"] = safetensors_absurd
     for v in ("nan", "inf", "-1"):
         c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
                                                          "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]

@@ -31,7 +31,7 @@ from .readers import biggan as biggan_reader
 from .readers import native, nvidia, rosinality
 from .readers import pgan as pgan_reader
 from .readers.rosinality import to_rosinality
-from .state import load_state
+from .state import build_checked, load_state
 from .stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
@@ -106,13 +106,15 @@ def build_model(ckpt: dict, info: ModelInfo) -> GANModel:
         raise LatentAtlasError(f"{info.source}: malformed latentatlas checkpoint (G or config missing)")
     try:
         cfg = cfg_cls.from_dict(ckpt.get("config", {}))
-        G = g_cls(cfg)
-        D = d_cls(cfg) if (d_cls is not None and ckpt.get("D") is not None) else None
     except (TypeError, ValueError) as e:
         raise LatentAtlasError(f"{info.source}: bad {arch} config: {e}") from None
-    load_state(G, ckpt["G"], f"{info.source} (generator)")
-    if D is not None:
-        load_state(D, ckpt["D"], f"{info.source} (discriminator)")
+    # each network probed on the meta device first: an absurd config is refused before it is built
+    G = build_checked(lambda: g_cls(cfg), ckpt["G"], f"{info.source} (generator)")
+    D = None
+    if d_cls is not None and ckpt.get("D") is not None:
+        if not isinstance(ckpt["D"], dict):
+            raise LatentAtlasError(f"{info.source}: malformed latentatlas checkpoint (D is not a state dict)")
+        D = build_checked(lambda: d_cls(cfg), ckpt["D"], f"{info.source} (discriminator)")
     return adapt(info, G, D, cfg)
 
 

@@ -10,10 +10,14 @@ from pathlib import Path
 from ...errors import LatentAtlasError
 from ..biggan import BigGANConfig, BigGANGenerator
 from ..interface import BigGANModel, ModelInfo
-from ..state import load_state
+from ..state import build_checked
 
 FAMILY = "BigGAN (pytorch-pretrained-biggan folder)"
+MAX_CONFIG_BYTES = 1_000_000
 _CONFIG_KEYS = {"z_dim", "num_classes", "channel_width", "layers", "attention_layer_position", "eps", "n_stats"}
+# sane ranges for the config's fields (BigGAN-deep 512 and the 1000 ImageNet classes are well inside)
+_CONFIG_LIMITS = {"z_dim": (1, 4096), "num_classes": (1, 100_000), "channel_width": (1, 4096), "layers": (1, 64),
+                  "attention_layer_position": (-1, 64), "eps": (1e-12, 1.0), "n_stats": (1, 1000)}
 
 
 def files(path: Path) -> tuple[Path, Path] | None:
@@ -23,8 +27,11 @@ def files(path: Path) -> tuple[Path, Path] | None:
     else:
         cfg, binf = path.parent / "config.json", path
     if cfg.is_file() and binf.is_file():
+        if cfg.stat().st_size > MAX_CONFIG_BYTES:
+            raise LatentAtlasError(f"{cfg}: {cfg.stat().st_size:,} bytes, more than any BigGAN config.json "
+                                   f"({MAX_CONFIG_BYTES:,}); its block list cannot be a BigGAN's")
         try:
-            d = json.loads(cfg.read_text()[:1_000_000])
+            d = json.loads(cfg.read_text())
         except (ValueError, UnicodeDecodeError):
             return None
         if isinstance(d, dict) and {"layers", "channel_width", "z_dim"} <= set(d):
@@ -40,6 +47,12 @@ def read_config(cfg_path: Path) -> BigGANConfig:
     missing = _CONFIG_KEYS - set(d)
     if missing:
         raise LatentAtlasError(f"{cfg_path}: BigGAN config lacks {sorted(missing)}")
+    for key, (lo, hi) in _CONFIG_LIMITS.items():      # before anything is built from them
+        v = d[key] if key != "layers" else (len(d[key]) if isinstance(d[key], list) else None)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or v != v:
+            shown = f"{len(d[key])} blocks" if key == "layers" else str(d[key])[:40]
+            raise LatentAtlasError(f"{cfg_path}: BigGAN config field {key!r} = {shown} "
+                                   f"is outside [{lo}, {hi}]")
     try:
         return BigGANConfig(**{k: d[k] for k in _CONFIG_KEYS})
     except (TypeError, ValueError) as e:
@@ -47,8 +60,7 @@ def read_config(cfg_path: Path) -> BigGANConfig:
 
 
 def build(cfg: BigGANConfig, sd: dict, source: str) -> BigGANModel:
-    G = BigGANGenerator(cfg)
-    load_state(G, sd, f"{source} (BigGAN generator)")
+    G = build_checked(lambda: BigGANGenerator(cfg), sd, f"{source} (BigGAN generator)")
     info = ModelInfo(name=Path(source).stem if not Path(source).is_dir() else Path(source).name, arch="biggan",
                      source=f"{source} ({FAMILY})", extra={"format": "biggan-folder", "family": "biggan"})
     return BigGANModel(info, G)

@@ -36,7 +36,7 @@ import torch
 
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, StyleGANModel
-from ..state import load_state
+from ..state import build_checked
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from ..stylegan3 import StyleGAN3Config, StyleGAN3Generator, StyleGAN3LayerSpec
 
@@ -399,21 +399,18 @@ def load(path, *, which: str = "G_ema", snap: dict | None = None) -> StyleGANMod
     warnings = []
     if is_stylegan3(Grec):
         cfg, Drec = _config(_sg3_config, Grec, Drec, str(path), warnings)
-        G = StyleGAN3Generator(cfg)
-        load_state(G, Grec.state_dict(), f"{path} ({which})")
+        G = build_checked(lambda: StyleGAN3Generator(cfg), Grec.state_dict(), f"{path} ({which})")
         d_cfg = StyleGAN2Config.from_dict(cfg.d_config) if cfg.d_config else None
         arch = f"stylegan3-{cfg.variant.lower()}"
     else:
         cfg, Drec = _config(_sg2_config, Grec, Drec, str(path), warnings)
-        G = StyleGAN2Generator(cfg)
-        load_state(G, _strip_filters(Grec.state_dict()), f"{path} ({which})")
+        G = build_checked(lambda: StyleGAN2Generator(cfg), _strip_filters(Grec.state_dict()), f"{path} ({which})")
         d_cfg = cfg if Drec is not None else None
         arch = "stylegan2"
     D = None
     if Drec is not None and d_cfg is not None:
         try:
-            D = StyleGAN2Discriminator(d_cfg)
-            load_state(D, _strip_filters(Drec.state_dict()), f"{path} (D)")
+            D = build_checked(lambda: StyleGAN2Discriminator(d_cfg), _strip_filters(Drec.state_dict()), f"{path} (D)")
         except LatentAtlasError as e:
             warnings.append(f"discriminator not loaded: {e}")
             D = None

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import LatentAtlasError
 from ..interface import ModelInfo, ZOnlyModel
 from ..pgan import PGANConfig, PGANDiscriminator, PGANGenerator
-from ..state import load_state
+from ..state import build_checked
 
 FAMILY = "PGAN (pytorch_GAN_zoo .pth)"
 
@@ -86,13 +86,11 @@ def build_config(ckpt: dict, source: str) -> PGANConfig:
 def build(ckpt: dict, source: str, cfg: PGANConfig | None = None) -> ZOnlyModel:
     cfg = cfg or build_config(ckpt, source)
     which = "avgG" if isinstance(ckpt.get("avgG"), dict) else "netG"
-    G = PGANGenerator(cfg)
-    load_state(G, ckpt[which], f"{source} ({which})")
+    G = build_checked(lambda: PGANGenerator(cfg), ckpt[which], f"{source} ({which})")
     D, warnings = None, []
     if isinstance(ckpt.get("netD"), dict):
         try:
-            D = PGANDiscriminator(cfg)
-            load_state(D, ckpt["netD"], f"{source} (netD)")
+            D = build_checked(lambda: PGANDiscriminator(cfg), ckpt["netD"], f"{source} (netD)")
         except LatentAtlasError as e:
             D, warnings = None, [f"discriminator not loaded: {e}"]
     info = ModelInfo(name=Path(source).stem, arch="pgan", source=f"{source} ({FAMILY}, {which})",
