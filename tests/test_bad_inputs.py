@@ -291,6 +291,17 @@ def _cases():
         f.unlink()
         return _sample(str(t / "absurd.safetensors"), t / "o.png")
     c["safetensors-config-w-dim-1e9"] = safetensors_absurd
+    def pgan_leak(value):
+        def build(t, m):
+            from latentatlas.models.readers.pgan import SAFE_GLOBALS
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                ck = torch.load(R2 / "s-pgan-32.pth", weights_only=True)
+            ck["config"] = dict(vars(ck["config"]), leakyReluLeak=value)     # a dict config is read the same way
+            torch.save(ck, t / "p.pth")
+            return _sample(str(t / "p.pth"), t / "o.png")
+        return build
+    c["pgan-leaky-relu-leak-nan"] = pgan_leak(float("nan"))
+    c["pgan-leaky-relu-leak-string"] = pgan_leak("abc")
     for v in ("nan", "inf", "-1"):
         c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
                                                          "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]

@@ -66,6 +66,27 @@ def read_npz(path, what: str, required: dict[str, tuple[str, int | None]]) -> di
     return arrays
 
 
+def number(value, field: str, lo: float, hi: float, *, where: str = "", integer: bool = False):
+    """``value`` as a finite number in [lo, hi] (an int when ``integer``), else one line naming
+    ``where`` (the file) and the field. The one check behind config fields and the explorer's
+    parameters (NaN, infinities, overflow, booleans, strings and out-of-range values refused)."""
+    prefix = f"{where}: " if where else ""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, str))
+    try:
+        v = float(value) if ok else None
+    except (ValueError, OverflowError):
+        v = None
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is not a finite number")
+    if integer:
+        if v != int(v):
+            raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is not an integer")
+        v = int(v)
+    if not lo <= v <= hi:
+        raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is outside [{lo:g}, {hi:g}]")
+    return v
+
+
 def check_npz_sizes(fileobj, name: str, what: str, limit: int | None = None) -> int:
     """Measure an .npz before anything is inflated: every member's declared array size (shape and
     dtype from its .npy header) must fit in the member's uncompressed size from the zip header,

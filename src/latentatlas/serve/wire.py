@@ -10,6 +10,7 @@ import torch
 from ..errors import LatentAtlasError
 from ..imageio import make_grid
 from ..sampling.generate import parse_params
+from ..validate import number
 
 MAX_UPLOAD = 8 * 2 ** 20            # bytes of one request body
 MAX_JOBS = 8                         # inversion jobs queued or running; more get 429
@@ -38,25 +39,19 @@ def b64(png: bytes) -> str:
 
 
 def int_param(v, name, lo, hi) -> int:
-    if isinstance(v, bool):
-        raise HTTPError(400, f"{name} must be an integer")
+    """An integer request parameter in [lo, hi] (``validate.number``), else 400."""
     try:
-        i = int(v)
-    except (TypeError, ValueError, OverflowError):          # OverflowError: 1e999 parses to inf
-        raise HTTPError(400, f"{name} must be an integer") from None
-    if not lo <= i <= hi:
-        raise HTTPError(400, f"{name} must be in {lo}..{hi}")
-    return i
+        return number(v, name, lo, hi, integer=True)
+    except LatentAtlasError as e:
+        raise HTTPError(400, str(e)) from None
 
 
 def float_param(v, name, lo, hi) -> float:
+    """A finite number request parameter in [lo, hi] (``validate.number``), else 400."""
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise HTTPError(400, f"{name} must be a number") from None
-    if not lo <= f <= hi:          # also refuses NaN
-        raise HTTPError(400, f"{name} must be in [{lo}, {hi}]")
-    return f
+        return number(v, name, lo, hi)
+    except LatentAtlasError as e:
+        raise HTTPError(400, str(e)) from None
 
 
 def strategy_param(v):

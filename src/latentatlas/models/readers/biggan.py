@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ...errors import LatentAtlasError
+from ...validate import number
 from ..biggan import BigGANConfig, BigGANGenerator
 from ..interface import BigGANModel, ModelInfo
 from ..state import build_checked
@@ -47,12 +48,12 @@ def read_config(cfg_path: Path) -> BigGANConfig:
     missing = _CONFIG_KEYS - set(d)
     if missing:
         raise LatentAtlasError(f"{cfg_path}: BigGAN config lacks {sorted(missing)}")
+    if not isinstance(d["layers"], list):
+        raise LatentAtlasError(f"{cfg_path}: BigGAN config field 'layers' is not a list of blocks")
     for key, (lo, hi) in _CONFIG_LIMITS.items():      # before anything is built from them
-        v = d[key] if key != "layers" else (len(d[key]) if isinstance(d[key], list) else None)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or v != v:
-            shown = f"{len(d[key])} blocks" if key == "layers" else str(d[key])[:40]
-            raise LatentAtlasError(f"{cfg_path}: BigGAN config field {key!r} = {shown} "
-                                   f"is outside [{lo}, {hi}]")
+        value = len(d[key]) if key == "layers" else d[key]
+        number(value, f"BigGAN config field {key!r}" + (" (blocks)" if key == "layers" else ""), lo, hi,
+               where=str(cfg_path), integer=key != "eps")
     try:
         return BigGANConfig(**{k: d[k] for k in _CONFIG_KEYS})
     except (TypeError, ValueError) as e:

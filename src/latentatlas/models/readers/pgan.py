@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import LatentAtlasError
+from ...validate import number
 from ..interface import ModelInfo, ZOnlyModel
 from ..pgan import PGANConfig, PGANDiscriminator, PGANGenerator
 from ..state import build_checked
@@ -67,7 +68,8 @@ def build_config(ckpt: dict, source: str) -> PGANConfig:
     if loss not in ("WGANGP", "Logistic", "DCGAN", "MSE"):
         raise LatentAtlasError(f"{source}: unknown PGAN lossCriterion {loss!r}")
     kw = dict(latent_dim=int(fmt.shape[1]), depth_scale0=int(fmt.shape[0]) // 16, depth_other_scales=others,
-              img_channels=img_c, alpha=float(c.get("alpha", 0) or 0), leaky=float(c.get("leakyReluLeak", 0.2)),
+              img_channels=img_c, alpha=number(c.get("alpha", 0) or 0, "config field 'alpha'", 0, 1, where=source),
+              leaky=number(c.get("leakyReluLeak", 0.2), "config field 'leakyReluLeak'", 0, 1, where=source),
               pixel_norm=bool(c.get("perChannelNormalization", True)), equalized=bool(c.get("equalizedlR", True)),
               output_activation="tanh" if loss in ("DCGAN", "MSE") else "none",
               mbstd=bool(c.get("miniBatchStdDev", False)))
