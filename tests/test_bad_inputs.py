@@ -429,3 +429,29 @@ def test_a_safetensors_file_whose_weights_changed_is_refused(tmp_path, capsys, m
     monkeypatch.setenv("LATENTATLAS_ALLOW_HASH_MISMATCH", "1")
     assert main(["sample", "--model", str(tmp_path / "edited.safetensors"), "--n", "1", "--out", str(tmp_path / "o.png")]) == 0
     assert main(["sample", "--model", str(f), "--n", "1", "--out", str(tmp_path / "p.png")]) == 0   # the untouched file
+
+
+def test_a_labels_csv_is_bounded_as_it_is_parsed(tmp_path, monkeypatch):
+    """A field beyond csv's limit and a row count beyond MAX_LABEL_ROWS end in one line naming the
+    file (and line); an image listed many times is read once."""
+    from latentatlas.errors import LatentAtlasError
+    from latentatlas.metrics import attributes as attr
+    big = tmp_path / "big.csv"
+    big.write_text("a.png," + "x" * 200_000 + "\n")
+    with pytest.raises(LatentAtlasError, match=r"big.csv, line 1: not a 'path,label' CSV row"):
+        attr.read_labels_csv(big)
+    monkeypatch.setattr(attr, "MAX_LABEL_ROWS", 1000)
+    many = tmp_path / "many.csv"
+    many.write_text("".join(f"a.png,{i % 2}\n" for i in range(1001)))
+    with pytest.raises(LatentAtlasError, match="more than 1,000 labelled images"):
+        attr.read_labels_csv(many)
+    _tiny_png(tmp_path / "a.png")
+    reads = []
+    real = attr.load_image
+    monkeypatch.setattr(attr, "load_image", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    ok = tmp_path / "ok.csv"
+    ok.write_text("".join(f"a.png,{'yes' if i % 2 else 'no'}\n" for i in range(500)))
+    from latentatlas.metrics.features import FashionFeatures
+    from latentatlas.models.registry import load_generator
+    attr.probe_from_csv(ok, load_generator("fashion-stylegan2"), FashionFeatures())
+    assert len(reads) == 1

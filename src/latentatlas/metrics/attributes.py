@@ -138,18 +138,27 @@ class LinearProbe(Attributes):
         return cls(ext, names, mu, sd, W.detach(), b.detach(), train_acc, held_acc)
 
 
+MAX_LABEL_ROWS = 100_000            # labelled images one probe is fitted on
+MAX_LABELS_BYTES = 64 * 2 ** 20      # a labels CSV larger than this is refused before it is read
+
+
 def read_labels_csv(path) -> list[tuple[Path, str]]:
     """Rows ``path,label`` (an optional header row naming ``path`` and ``label``); image paths are
     relative to the CSV's folder. Errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise LatentAtlasError(f"{path}: no such labels file")
-    rows = []
+    if path.stat().st_size > MAX_LABELS_BYTES:
+        raise LatentAtlasError(f"{path}: {path.stat().st_size / 2 ** 20:.0f} MiB, more than a labels file holds "
+                               f"(limit {MAX_LABELS_BYTES // 2 ** 20} MiB)")
+    rows, i = [], 0
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             for i, rec in enumerate(csv.reader(fh), 1):
                 if not rec or all(not c.strip() for c in rec):
                     continue
+                if len(rows) >= MAX_LABEL_ROWS:
+                    raise LatentAtlasError(f"{path}: more than {MAX_LABEL_ROWS:,} labelled images; use fewer")
                 if i == 1 and [c.strip().lower() for c in rec[:2]] == ["path", "label"]:
                     continue
                 if len(rec) != 2 or not rec[0].strip() or not rec[1].strip():
@@ -158,6 +167,8 @@ def read_labels_csv(path) -> list[tuple[Path, str]]:
                 rows.append((p if p.is_absolute() else path.parent / p, rec[1].strip()))
     except UnicodeDecodeError:
         raise LatentAtlasError(f"{path}: not a UTF-8 CSV file") from None
+    except csv.Error as e:                 # e.g. a field over csv's 128 KiB limit
+        raise LatentAtlasError(f"{path}, line {i + 1}: not a 'path,label' CSV row ({e})") from None
     if not rows:
         raise LatentAtlasError(f"{path}: no 'path,label' rows")
     return rows
@@ -168,15 +179,17 @@ def probe_from_csv(path, model, ext) -> LinearProbe:
     (converted to ``model``'s channels and resolution). Unreadable images are an error: a probe
     silently trained on fewer images than the user listed would misreport its accuracy."""
     rows = read_labels_csv(path)
-    imgs = []
+    loaded: dict = {}                       # each listed file read once, however often it is listed
     for p, _ in rows:
+        if p in loaded:
+            continue
         if not p.is_file():
             raise LatentAtlasError(f"{path}: listed image {p} does not exist")
         got = load_image(p, size=model.img_resolution, channels=model.img_channels)
         if got.tensor is None:
             raise LatentAtlasError(f"{path}: listed image {p} cannot be read ({got.note})")
-        imgs.append(got.tensor)
-    return LinearProbe.fit(ext, torch.stack(imgs), [lab for _, lab in rows])
+        loaded[p] = got.tensor
+    return LinearProbe.fit(ext, torch.stack([loaded[p] for p, _ in rows]), [lab for _, lab in rows])
 
 
 def estimator_for(model, ext, probe: "LinearProbe | dict | Attributes | None" = None) -> Attributes:
