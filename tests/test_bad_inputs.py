@@ -455,3 +455,21 @@ def test_a_labels_csv_is_bounded_as_it_is_parsed(tmp_path, monkeypatch):
     from latentatlas.models.registry import load_generator
     attr.probe_from_csv(ok, load_generator("fashion-stylegan2"), FashionFeatures())
     assert len(reads) == 1
+
+
+def test_a_pickled_tensor_is_checked_against_its_storage_before_it_is_viewed():
+    """NVIDIA pickles rebuild tensors from (storage, offset, size, stride): a stride-0 view declaring
+    2^31 elements over one float, or a view past the storage's end, is refused before anything
+    reads it (the real fixtures load, tests/test_families.py)."""
+    from latentatlas.errors import LatentAtlasError
+    from latentatlas.models.readers.nvidia import _rebuild_tensor_checked
+    import warnings
+    warnings.simplefilter("ignore", UserWarning)          # TypedStorage, what the unpickler hands over
+    with pytest.raises(LatentAtlasError, match="4,294,967,296 elements"):
+        _rebuild_tensor_checked(torch.zeros(1).storage(), 0, (2 ** 32,), (0,), False, None)
+    with pytest.raises(LatentAtlasError, match="over a storage of 1 elements"):
+        _rebuild_tensor_checked(torch.zeros(1).storage(), 0, (2 ** 31,), (0,), False, None)
+    with pytest.raises(LatentAtlasError, match="over a storage of 4 elements"):
+        _rebuild_tensor_checked(torch.zeros(4).storage(), 0, (8,), (1,), False, None)
+    t = _rebuild_tensor_checked(torch.arange(6.).storage(), 0, (2, 3), (3, 1), False, None)
+    assert t.tolist() == [[0, 1, 2], [3, 4, 5]]

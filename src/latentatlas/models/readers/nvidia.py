@@ -159,6 +159,28 @@ def _load_storage_bytes(b: bytes):
     return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
 
 
+MAX_TENSOR_ELEMENTS = 2 ** 31
+
+
+def _rebuild_tensor_checked(storage, storage_offset, size, stride, *args, **kwargs):
+    """torch's tensor rebuild, after checking what the pickle declares against the storage it has:
+    every element inside the storage, no more elements than the storage holds (a stride-0 view
+    that would materialise far more), and at most ``MAX_TENSOR_ELEMENTS``. Checked before the
+    tensor is viewed, scanned for NaN or copied."""
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    have = storage.size() if hasattr(storage, "size") else len(storage)
+    numel = math.prod(size)
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride) or storage_offset < 0:
+        raise LatentAtlasError(f"pickle declares a tensor of size {list(size)} with stride {list(stride)}: not a "
+                               f"tensor view")
+    if numel > MAX_TENSOR_ELEMENTS:
+        raise LatentAtlasError(f"pickle declares a tensor of {numel:,} elements (limit {MAX_TENSOR_ELEMENTS:,})")
+    if numel and (storage_offset + sum((s - 1) * st for s, st in zip(size, stride)) >= have or numel > have):
+        raise LatentAtlasError(f"pickle declares a tensor of size {list(size)} (stride {list(stride)}, offset "
+                               f"{storage_offset}) over a storage of {have:,} elements")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args, **kwargs)
+
+
 def _numpy_scalar(dtype, data=None):
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes):
         raise LatentAtlasError("pickle asks for a numpy scalar of a non-numeric type")
@@ -184,7 +206,7 @@ _ALLOWED = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_checked,
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
