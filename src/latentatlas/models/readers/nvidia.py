@@ -28,6 +28,7 @@ import io
 import math
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +169,9 @@ def _rebuild_tensor_checked(storage, storage_offset, size, stride, *args, **kwar
     that would materialise far more), and at most ``MAX_TENSOR_ELEMENTS``. Checked before the
     tensor is viewed, scanned for NaN or copied."""
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    have = storage.size() if hasattr(storage, "size") else len(storage)
+    with warnings.catch_warnings():              # the unpickler hands over a TypedStorage, deprecated in torch
+        warnings.simplefilter("ignore", UserWarning)
+        have = storage.size() if hasattr(storage, "size") else len(storage)
     numel = math.prod(size)
     if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride) or storage_offset < 0:
         raise LatentAtlasError(f"pickle declares a tensor of size {list(size)} with stride {list(stride)}: not a "
