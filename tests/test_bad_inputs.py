@@ -302,6 +302,9 @@ def _cases():
         return build
     c["pgan-leaky-relu-leak-nan"] = pgan_leak(float("nan"))
     c["pgan-leaky-relu-leak-string"] = pgan_leak("abc")
+    c["truncation-psi-1e308"] = lambda t, m: _sample("fashion-stylegan2", t / "o.png") + ["--truncation-psi", "1e308"]
+    c["strategy-psi-1e308"] = lambda t, m: _sample("fashion-stylegan2", t / "o.png") + [
+        "--strategy", "truncation", "--param", "psi=1e308"]
     for v in ("nan", "inf", "-1"):
         c[f"regularizer-value-{v}"] = lambda t, m, v=v: ["invert", str(_tiny_png(t / "x.png")), "--model", "fashion-stylegan2",
                                                          "--regularizer", f"pnorm-clip:{v}", "--out", str(t / "inv")]

@@ -58,7 +58,8 @@ def load_model(args, name: str | None = None):
     if getattr(args, "precision", None) is not None:
         model.set_precision(args.precision, compile=getattr(args, "compile", False))
         args.precision_record = {**model.precision.record(), "compiled": model.compiled}
-        log.info("precision: %s (%s)", model.precision.name, model.precision.reason)
+        (log.info if args.precision != "fp32" else log.debug)("precision: %s (%s)", model.precision.name,
+                                                              model.precision.reason)
     for w in (model.info.extra or {}).get("warnings", []):
         log.warning("%s: %s", model.name, w)
     if args.device == "auto":

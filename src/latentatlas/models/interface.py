@@ -27,6 +27,9 @@ import torch
 
 from ..errors import LatentAtlasError
 from ..precision import FP32_ISLANDS, Precision, resolve
+from ..validate import number
+
+MAX_ABS_PSI = 100.0        # |psi| beyond this moves w far outside anything the generator has seen
 
 
 @dataclass
@@ -313,6 +316,7 @@ class GANModel:
         """ψ-truncation toward the tracked mean w, ``w' = w̄ + ψ (w − w̄)``, on the first
         ``cutoff`` layers (all when None). Accepts [N, w_dim] or [N, num_ws, w_dim]."""
         self.require_mapping("truncation in W")
+        psi = number(psi, "psi", -MAX_ABS_PSI, MAX_ABS_PSI)
         if psi == 1.0:
             return ws
         avg = self.w_avg

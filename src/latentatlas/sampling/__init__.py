@@ -27,7 +27,9 @@ from .. import diamond as dm
 from ..atlas import get_atlas
 from ..data.fashion import fashion_format, load_fashion_mnist
 from ..errors import LatentAtlasError
+from ..models.interface import MAX_ABS_PSI
 from ..priors.levels import sample_levels
+from ..validate import number
 from ..walks.directions import Directions, parse_direction_ref
 
 
@@ -207,6 +209,7 @@ def _truncation(model, lat, ctx, psi=1.0, start=0, stop=None, t=None):
         raise LatentAtlasError(f"truncation: psi/start/stop need a W space; model '{model.name}' is Z-only: "
                                f"use t (entries with |z_i| > t resampled, BigGAN-style)")
     if model.has_mapping:
+        psi = number(psi, "truncation: psi", -MAX_ABS_PSI, MAX_ABS_PSI)
         if psi == 1.0:
             return lat
         ws = lat.ws.clone()
