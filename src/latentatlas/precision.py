@@ -111,3 +111,22 @@ def resolve(requested: str, device: torch.device | str) -> Precision:
     if requested == "fp16" and dev.type == "cpu":
         note = " (fp16 on a CPU is emulated and slow; bf16 or fp32 is faster)"
     return Precision(requested, requested, dev.type, f"{requested} as asked{note}")
+
+
+def cast_in(precision: Precision, t):
+    """A floating tensor (or a tuple/list of them) in ``precision``'s compute dtype; anything
+    else unchanged. What a model does to its inputs before a low-precision network."""
+    if isinstance(t, (tuple, list)):
+        return type(t)(cast_in(precision, x) for x in t)
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and precision.low:
+        return t.to(precision.dtype)
+    return t
+
+
+def cast_out(t):
+    """Back to fp32: what every caller of a model receives."""
+    if isinstance(t, (tuple, list)):
+        return type(t)(cast_out(x) for x in t)
+    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float32:
+        return t.float()
+    return t

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import LatentAtlasError
-from ..precision import FP32_ISLANDS, Precision, resolve
+from ..precision import FP32_ISLANDS, Precision, cast_in, cast_out, resolve
 from ..validate import number
 
 MAX_ABS_PSI = 100.0        # |psi| beyond this moves w far outside anything the generator has seen
@@ -244,22 +244,6 @@ class GANModel:
             self._lowp[name] = net
         return self._lowp[name]
 
-    def _lo(self, t):
-        """A floating tensor (or a tuple of them) in the compute dtype; others unchanged."""
-        if isinstance(t, (tuple, list)):
-            return type(t)(self._lo(x) for x in t)
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and self.precision.low:
-            return t.to(self.precision.dtype)
-        return t
-
-    @staticmethod
-    def _hi(t):
-        """Back to fp32: what every caller of the model receives."""
-        if isinstance(t, (tuple, list)):
-            return type(t)(GANModel._hi(x) for x in t)
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float32:
-            return t.float()
-        return t
 
     def weights_hash(self) -> str:
         """sha256 over the generator's (and discriminator's) tensors: identifies the weights
@@ -355,23 +339,23 @@ class GANModel:
         """Raw discriminator/critic output [N] (higher = judged more real); a conditional
         discriminator judges the images against labels ``c`` (default: the model's label)."""
         self.require_discriminator("score")
-        D, x = self._net("D"), self._lo(images)
+        D, x = self._net("D"), cast_in(self.precision, images)
         if getattr(self.D, "conditional", False):
-            return self._hi(D(x, self._lo(self.labels(images.shape[0], c))).reshape(-1))
-        return self._hi(D(x).reshape(-1))
+            return cast_out(D(x, cast_in(self.precision, self.labels(images.shape[0], c))).reshape(-1))
+        return cast_out(D(x).reshape(-1))
 
     def features(self, images: torch.Tensor, independent: bool = False) -> torch.Tensor:
         """Intermediate discriminator features [N, F] (the D_f of Diamond in the rough). With
         ``independent=True`` the minibatch-std layer sees each image alone, so an image's
         features do not depend on the other images of the batch."""
         self.require_discriminator("features")
-        D, x = self._net("D"), self._lo(images)
+        D, x = self._net("D"), cast_in(self.precision, images)
         if independent:
             try:
-                return self._hi(D.features(x, mbstd_group=1).flatten(1))
+                return cast_out(D.features(x, mbstd_group=1).flatten(1))
             except TypeError:   # a user's discriminator without the option
-                return self._hi(torch.cat([D.features(x[i:i + 1]).flatten(1) for i in range(x.shape[0])]))
-        return self._hi(D.features(x).flatten(1))
+                return cast_out(torch.cat([D.features(x[i:i + 1]).flatten(1) for i in range(x.shape[0])]))
+        return cast_out(D.features(x).flatten(1))
 
     # -- named layers ------------------------------------------------------------------------
     @property
@@ -456,7 +440,7 @@ class StyleGANModel(GANModel):
     def synthesis(self, ws, *, noise_mode: str | None = None, generator=None) -> torch.Tensor:
         """ws [N, w_dim] or W+ [N, num_ws, w_dim] -> raw images [N, C, H, W] (about [-1, 1];
         values are not clamped). ``noise_mode``: 'const' (default), 'random' or 'none'."""
-        return self._hi(self._net("G").synthesis(self._lo(self._ws(ws)), noise_mode=noise_mode or self.noise_mode,
+        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(ws)), noise_mode=noise_mode or self.noise_mode,
                                                  grouped=self.grouped, generator=generator))
 
     def mix(self, ws_a: torch.Tensor, ws_b: torch.Tensor, cutoff: int) -> torch.Tensor:
@@ -491,19 +475,19 @@ class StyleGANModel(GANModel):
     def forward_to(self, layer, latent):
         """G1: W/W+ latent -> the state after ``layer``."""
         self._check_layer(layer)
-        return self._hi(self._net("G").synthesis(self._lo(self._ws(latent)), stop=layer, noise_mode=self.noise_mode))
+        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(latent)), stop=layer, noise_mode=self.noise_mode))
 
     def forward_from(self, layer, state, latent):
         """G2: the state after ``layer`` -> image."""
         self._check_layer(layer)
-        return self._hi(self._net("G").synthesis(self._lo(self._ws(latent)), start=layer, state=self._lo(state),
+        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(latent)), start=layer, state=cast_in(self.precision, state),
                                                  noise_mode=self.noise_mode))
 
     def features_at(self, layer, latent):
         """G1's features without the image path (to-RGB layers and image upsampling) that only G2
         continues: ~5% of a DP-LaSE discovery step at b8."""
         self._check_layer(layer)
-        return self._hi(self.activation(self._net("G").synthesis(self._lo(self._ws(latent)), stop=layer,
+        return cast_out(self.activation(self._net("G").synthesis(cast_in(self.precision, self._ws(latent)), stop=layer,
                                                                  noise_mode=self.noise_mode, image=False)))
 
 
@@ -524,7 +508,7 @@ class ZOnlyModel(GANModel):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         G = self._net("G")
-        x = self._hi(G(self._lo(z), self._lo(self.labels(z.shape[0], c)), **kw) if self.conditional else G(self._lo(z)))
+        x = cast_out(G(cast_in(self.precision, z), cast_in(self.precision, self.labels(z.shape[0], c)), **kw) if self.conditional else G(cast_in(self.precision, z)))
         lo, hi = self.output_range
         if (lo, hi) != (-1.0, 1.0):
             x = (x - lo) / (hi - lo) * 2 - 1
@@ -537,11 +521,11 @@ class ZOnlyModel(GANModel):
 
     def forward_to(self, layer, latent):
         self._check_layer(layer)
-        return self._hi(self._net("G").run(self._lo(latent), stop=layer))
+        return cast_out(self._net("G").run(cast_in(self.precision, latent), stop=layer))
 
     def forward_from(self, layer, state, latent):
         self._check_layer(layer)
-        return self._hi(self._net("G").run(self._lo(state), start=layer))
+        return cast_out(self._net("G").run(cast_in(self.precision, state), start=layer))
 
 
 class BigGANModel(ZOnlyModel):
@@ -584,16 +568,16 @@ class BigGANModel(ZOnlyModel):
         t = self.truncation if truncation is None else truncation
         if not 0 < float(t) <= 1:
             raise LatentAtlasError(f"BigGAN truncation must be in (0, 1], got {t}")
-        return self._hi(self._net("G")(self._lo(z), self._lo(self.labels(z.shape[0], c)), float(t)))
+        return cast_out(self._net("G")(cast_in(self.precision, z), cast_in(self.precision, self.labels(z.shape[0], c)), float(t)))
 
     def forward_to(self, layer, latent):
         self._check_layer(layer)
-        return self._hi(self._net("G").run(self._lo(latent), self._lo(self.labels(latent.shape[0])), self.truncation,
+        return cast_out(self._net("G").run(cast_in(self.precision, latent), cast_in(self.precision, self.labels(latent.shape[0])), self.truncation,
                                            stop=layer))
 
     def forward_from(self, layer, state, latent):
         self._check_layer(layer)
-        return self._hi(self._net("G").run(self._lo(state), None, self.truncation, start=layer))
+        return cast_out(self._net("G").run(cast_in(self.precision, state), None, self.truncation, start=layer))
 
 
 def wrap_generator(module: torch.nn.Module, *, z_dim: int, output_range=(-1.0, 1.0), name: str = "user-generator",
