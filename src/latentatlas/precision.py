@@ -13,9 +13,10 @@ the CPU, as the fp32 weights are). On a ``paper256``-config StyleGAN2, one core,
 (``bench/bench_precision.py``), sampling ran 2.4x and a W+ inversion step 2.3x faster than fp32;
 ``torch.autocast`` over the fp32 weights had given 1.35x (1.95x channels-last) in a first
 prototype -- autocast casts every weight on every call, and the elementwise ops between the
-convolutions dominate once the convolutions are fast (``--compile`` fuses them: 3.4x). The fp32 weights stay the model's weights (``weights_hash`` is theirs);
-every tensor handed back to the rest of the library is fp32. What must stay fp32 is named in
-``FP32_ISLANDS``, each with where it is kept; every output records ``Precision.record()``.
+convolutions dominate once the convolutions are fast (``--compile`` fuses them: 3.4x). The fp32
+weights stay the model's weights (``weights_hash`` is theirs); every tensor handed back to the
+rest of the library is fp32. What must stay fp32 is named in ``FP32_ISLANDS``, each with where it
+is kept; every output records ``Precision.record()``.
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FP32_ISLANDS = {
     "optimised latents and their Adam state": "inversion and walks keep their leaf tensors and optimisers fp32; "
                                               "GANModel casts a copy of the input for the low-precision network",
-    "the mapping network and every statistic of W/P": "GANModel.mapping runs outside autocast: w_avg, P-space "
-                                                      "moments (float64), atlas fits, EM and learned mixtures see fp32 w",
+    "the mapping network and every statistic of W/P": "GANModel.mapping runs on the fp32 weights: w_avg, "
+                                                      "P-space moments (float64), atlas fits and mixtures see fp32 w",
     "images and features handed back": "GANModel casts synthesis, score and feature outputs to fp32, so losses, "
                                        "metrics' feature accumulation, FID's covariance and sqrtm are fp32/float64",
     "StyleGAN3's Fourier-feature input": "models.stylegan3 computes the input's geometry, phases and sin() in "

@@ -440,7 +440,8 @@ class StyleGANModel(GANModel):
     def synthesis(self, ws, *, noise_mode: str | None = None, generator=None) -> torch.Tensor:
         """ws [N, w_dim] or W+ [N, num_ws, w_dim] -> raw images [N, C, H, W] (about [-1, 1];
         values are not clamped). ``noise_mode``: 'const' (default), 'random' or 'none'."""
-        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(ws)), noise_mode=noise_mode or self.noise_mode,
+        ws = cast_in(self.precision, self._ws(ws))
+        return cast_out(self._net("G").synthesis(ws, noise_mode=noise_mode or self.noise_mode,
                                                  grouped=self.grouped, generator=generator))
 
     def mix(self, ws_a: torch.Tensor, ws_b: torch.Tensor, cutoff: int) -> torch.Tensor:
@@ -475,12 +476,14 @@ class StyleGANModel(GANModel):
     def forward_to(self, layer, latent):
         """G1: W/W+ latent -> the state after ``layer``."""
         self._check_layer(layer)
-        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(latent)), stop=layer, noise_mode=self.noise_mode))
+        latent = cast_in(self.precision, self._ws(latent))
+        return cast_out(self._net("G").synthesis(latent, stop=layer, noise_mode=self.noise_mode))
 
     def forward_from(self, layer, state, latent):
         """G2: the state after ``layer`` -> image."""
         self._check_layer(layer)
-        return cast_out(self._net("G").synthesis(cast_in(self.precision, self._ws(latent)), start=layer, state=cast_in(self.precision, state),
+        latent, state = cast_in(self.precision, (self._ws(latent), state))
+        return cast_out(self._net("G").synthesis(latent, start=layer, state=state,
                                                  noise_mode=self.noise_mode))
 
     def features_at(self, layer, latent):
@@ -508,7 +511,8 @@ class ZOnlyModel(GANModel):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         G = self._net("G")
-        x = cast_out(G(cast_in(self.precision, z), cast_in(self.precision, self.labels(z.shape[0], c)), **kw) if self.conditional else G(cast_in(self.precision, z)))
+        lz = cast_in(self.precision, z)
+        x = cast_out(G(lz, cast_in(self.precision, self.labels(z.shape[0], c)), **kw) if self.conditional else G(lz))
         lo, hi = self.output_range
         if (lo, hi) != (-1.0, 1.0):
             x = (x - lo) / (hi - lo) * 2 - 1
@@ -568,12 +572,13 @@ class BigGANModel(ZOnlyModel):
         t = self.truncation if truncation is None else truncation
         if not 0 < float(t) <= 1:
             raise LatentAtlasError(f"BigGAN truncation must be in (0, 1], got {t}")
-        return cast_out(self._net("G")(cast_in(self.precision, z), cast_in(self.precision, self.labels(z.shape[0], c)), float(t)))
+        z, labels = cast_in(self.precision, (z, self.labels(z.shape[0], c)))
+        return cast_out(self._net("G")(z, labels, float(t)))
 
     def forward_to(self, layer, latent):
         self._check_layer(layer)
-        return cast_out(self._net("G").run(cast_in(self.precision, latent), cast_in(self.precision, self.labels(latent.shape[0])), self.truncation,
-                                           stop=layer))
+        latent, labels = cast_in(self.precision, (latent, self.labels(latent.shape[0])))
+        return cast_out(self._net("G").run(latent, labels, self.truncation, stop=layer))
 
     def forward_from(self, layer, state, latent):
         self._check_layer(layer)
