@@ -123,3 +123,12 @@ def test_the_regulariser_claim_compares_edit_ranges_paired_where_the_readings_ar
     noisy = noisy - noisy.mean() + slope.mean()          # the same mean reading, images shuffled around it
     ctx.figures["edit_probs"]["W+ clip 2"] = readings(noisy)
     assert regularisers(ctx).verdict == NOT
+
+
+def test_the_method_table_shows_a_negative_kid_as_about_zero():
+    from latentatlas.report.context import kid_text
+    from latentatlas.report.sections.overview import _shown
+    assert kid_text(-0.04, 0.09) == "≈ 0 (unbiased; −0.0400 ± 0.0900)"
+    assert kid_text(0.0123, 0.005) == "0.0123 ± 0.0050" and kid_text(None, None) == ""
+    row = _shown([{"family": "inversion", "method": "W+", "n": 16, "fid": None, "kid": -0.04, "kid_std": 0.09}])[0]
+    assert row == {"family": "inversion", "method": "W+", "n": 16, "fid": None, "KID ± std": "≈ 0 (unbiased; −0.0400 ± 0.0900)"}

@@ -132,3 +132,15 @@ def note(text: str) -> str:
 
 def tile_scale(m) -> int:
     return preview_scale(m.img_resolution, REPORT_TILE_PX)
+
+
+def kid_text(kid: float | None, std: float | None) -> str:
+    """KID as a table shows it: ``0.0123 ± 0.0050``; a negative estimate (KID is unbiased, so small
+    sets scatter it around zero) as ``≈ 0 (unbiased; −0.040 ± 0.090)`` rather than a negative
+    distance; blank when not measured."""
+    if kid is None:
+        return ""
+    pm = f" ± {std:.4f}" if std is not None else ""
+    if kid < 0:
+        return f"≈ 0 (unbiased; {kid:.4f}{pm})".replace("-", "−")
+    return f"{kid:.4f}{pm}"

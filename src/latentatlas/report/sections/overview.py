@@ -1,7 +1,7 @@
 """Every method on one table."""
 from __future__ import annotations
 
-from ..context import ReportContext, Section, note, report_section, table
+from ..context import ReportContext, Section, kid_text, note, report_section, table
 from ..overview import overview_rows
 
 
@@ -19,5 +19,21 @@ def _overview(ctx: ReportContext) -> Section:
             "direction for directions. <b>pixel_dist</b> is how far each image moved from its start (for inversion: "
             "from its target, i.e. the reconstruction error); <b>class_kept</b> the share that kept the start's "
             "predicted class. FID is blank where the images are fewer than the feature dimensions; read KID ± std "
-            "there.</p>" + table(rows) + "".join(note(x) for x in notes))
+            "there. KID is unbiased, so on few images its estimate scatters around zero: a negative estimate is "
+            "shown as ≈ 0 with the value and its std beside it; <b>n</b> is the number of images each row "
+            "measured.</p>" + table(_shown(rows)) + "".join(note(x) for x in notes))
     return Section("overview", "Every method on one table", body)
+
+
+def _shown(rows: list[dict]) -> list[dict]:
+    """The rows as the table prints them: KID and its std in one readable cell."""
+    out = []
+    for r in rows:
+        shown = {}
+        for k, v in r.items():
+            if k == "kid":
+                shown["KID ± std"] = kid_text(v, r.get("kid_std"))
+            elif k != "kid_std":
+                shown[k] = v
+        out.append(shown)
+    return out
