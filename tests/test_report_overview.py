@@ -132,3 +132,33 @@ def test_the_method_table_shows_a_negative_kid_as_about_zero():
     assert kid_text(0.0123, 0.005) == "0.0123 ± 0.0050" and kid_text(None, None) == ""
     row = _shown([{"family": "inversion", "method": "W+", "n": 16, "fid": None, "kid": -0.04, "kid_std": 0.09}])[0]
     assert row == {"family": "inversion", "method": "W+", "n": 16, "fid": None, "KID ± std": "≈ 0 (unbiased; −0.0400 ± 0.0900)"}
+
+
+def test_verdicts_from_intervals_straddling_zero_are_not_resolved_and_more_samples_resolve_them():
+    """Issue 43: a FID difference inside the sampling noise gives 'not resolved at this N' (with
+    the N that would resolve it); the same difference measured on 100x the samples gives 'holds';
+    two identical strategies give an interval containing zero."""
+    import numpy as np
+
+    from latentatlas.metrics.distribution import feature_stats, paired_fid_difference
+    from latentatlas.report.claims import HOLDS, MIXED, NOT, UNRESOLVED, verdict_from_intervals
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(20_000, 8))
+    mu, sig = feature_stats(real)
+
+    def strategies(n):
+        # both strategies move the same latents z; b adds a little less of its own noise, so its
+        # FID is truly lower by ~0.024 — which 200 samples cannot tell and 20,000 can
+        z = rng.normal(size=(n, 8))
+        return z + 0.5 * rng.normal(size=(n, 8)), z + 0.47 * rng.normal(size=(n, 8))
+    a, b = strategies(200)
+    small = paired_fid_difference(mu, sig, a, b, seed=1)
+    text, v = verdict_from_intervals("m", [small], lower_is_claimed=True)
+    assert v == UNRESOLVED and small["lo"] < 0 < small["hi"] and "would resolve it" in text
+    a, b = strategies(20_000)
+    big = paired_fid_difference(mu, sig, a, b, seed=1)
+    assert verdict_from_intervals("m", [big], lower_is_claimed=True)[1] == HOLDS and big["hi"] < 0
+    same = paired_fid_difference(mu, sig, a, a.copy(), seed=1)
+    assert same["lo"] <= 0 <= same["hi"]
+    assert verdict_from_intervals("m", [big], lower_is_claimed=False)[1] == NOT
+    assert verdict_from_intervals("m", [big, {**big, "lo": 0.01, "hi": 0.02}], lower_is_claimed=True)[1] == MIXED

@@ -19,6 +19,9 @@ from ..imageio import atomic_path
 from ..metrics.reference import classifier, resolve
 from ..sampling import SIGMA_GRID, Context, apply_strategy, atlas_need, default_sweep, initial_latents, render
 
+FEATURES = "_sample_features"          # a row's per-sample features while it travels from its task
+SAMPLE_FEATURES = "sample_features"     # the result's {(strategy, params): features [N, D]}
+
 
 def _fmt_params(p: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in p.items()) or "-"
@@ -61,7 +64,7 @@ class SamplingSetup:
                 f = self.ext(imgs)
                 self.base.append((lat, imgs, f.cpu(), head(f).argmax(1).cpu() if head is not None else None))
 
-    def row(self, name: str, params: dict, ctx, progress: bool = False) -> dict:
+    def row(self, name: str, params: dict, ctx, progress: bool = False, keep_features: bool = False) -> dict:
         """The row of strategy ``name`` at ``params``: distribution metrics, faithfulness, seconds;
         ``{"error": ...}`` when the strategy refuses the point."""
         model, ext, head = self.model, self.ext, self.head
@@ -109,6 +112,8 @@ class SamplingSetup:
             s_all = torch.cat(sigmas_seen)
             row["sigma_mean"], row["sigma_min"], row["sigma_max"] = (float(s_all.mean()), float(s_all.min()),
                                                                      float(s_all.max()))
+        if keep_features:              # per sample, in seed order: the paired comparisons of the claims
+            row[FEATURES] = fk.astype(np.float32)
         return row
 
 
@@ -143,7 +148,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
         for name, params in points:
             if any(r["strategy"] == name and "error" in r for r in rows):
                 continue                           # a strategy that refused one point is not swept further
-            rows.append(st.row(name, params, ctx, progress=progress))
+            rows.append(st.row(name, params, ctx, progress=progress, keep_features=True))
         ref = st.ref
     else:
         need = atlas_need(strategies)
@@ -153,7 +158,7 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
                          what="evaluate-sampling")
         got = {}
         with tqdm(total=len(points), disable=not progress, desc="points", leave=False) as bar:
-            for i, row in pool.imap(sampling_row_task, ((i, (name, params, setup), {})
+            for i, row in pool.imap(sampling_row_task, ((i, (name, params, setup), {"keep_features": True})
                                                          for i, (name, params) in enumerate(points))):
                 got[i] = row
                 bar.update(1)
@@ -167,8 +172,10 @@ def evaluate_sampling(model, strategies: list[str], *, n: int = 10000, seed: int
         if r["strategy"] not in best or rank_key(r) < rank_key(best[r["strategy"]]):
             best[r["strategy"]] = r
     baseline = next((r for r in ok if _leaves_samples_alone(r)), None)
+    # each row's per-sample features, kept beside the rows (not in them: rows stay plain numbers)
+    feats = {(r["strategy"], r["params"]): r.pop(FEATURES) for r in rows if FEATURES in r}
     return {"model": model.name, "n": n, "seed": seed, "reference": ref.name, "features": ref.features, "rows": rows,
-            "best": best, "baseline": baseline}
+            "best": best, "baseline": baseline, SAMPLE_FEATURES: feats}
 
 
 PROTOCOLS = ("diamond-table1",)
@@ -312,12 +319,19 @@ def plot_sampling(result: dict, out_dir) -> list[Path]:
 
 def save_json(result: dict, path):
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2, default=lambda o: None if isinstance(o, float) and math.isinf(o) else str(o)))
+        Path(tmp).write_text(json.dumps(public(result), indent=2,
+                                        default=lambda o: None if isinstance(o, float) and math.isinf(o) else str(o)))
 
 
-def sampling_row_task(worker, name: str, params: dict, setup: dict, progress: bool = False) -> dict:
+def public(result: dict) -> dict:
+    """The result without the per-sample features (what JSON outputs hold)."""
+    return {k: v for k, v in result.items() if k != SAMPLE_FEATURES}
+
+
+def sampling_row_task(worker, name: str, params: dict, setup: dict, progress: bool = False,
+                      keep_features: bool = False) -> dict:
     """Pool task: one strategy at one parameter point, on the worker's model and atlas (the
     evaluation set-up and the strategies' context built once per worker and set-up)."""
     st, ctx = worker.cached(("sampling", repr(sorted(setup.items()))),
                             lambda: (SamplingSetup(worker.model, **setup), Context(worker.model, atlas=worker.atlas)))
-    return st.row(name, params, ctx, progress=progress)
+    return st.row(name, params, ctx, progress=progress, keep_features=keep_features)

@@ -15,9 +15,13 @@ import torch
 
 from ..errors import LatentAtlasError
 from ..evaluation.inversion import paired_edit_difference
+from ..evaluation.sampling import SAMPLE_FEATURES
+from ..metrics.distribution import paired_fid_difference, samples_to_resolve
+from ..metrics.reference import resolve
 from ..sampling import Context, apply_strategy, initial_latents
 
 HOLDS, NOT, MIXED, NA = "holds", "does not hold", "mixed", "not applicable"
+UNRESOLVED = "not resolved at this N"    # an interval that straddles zero: the counts cannot tell
 SEM = "ppl ± (s.e.)"                 # the inversion rows' standard error of the PPL
 
 
@@ -118,8 +122,40 @@ def diamond_table1(ctx) -> Claim:
         return _na(paper, c, "no Diamond row was measured")
     meas = (f"FID baseline {base['fid']:.2f}, best truncation {tr['fid']:.2f} ({tr['params']}), best Diamond "
             f"{best['fid']:.2f} ({best['params'].split(',')[0]})") if tr else f"FID baseline {base['fid']:.2f}, Diamond {best['fid']:.2f}"
-    a, b = t1["diamond_beats_baseline"], t1["diamond_beats_truncation"]
-    return Claim(paper, c, meas, HOLDS if a and b else NOT if not (a or b) else MIXED)
+    feats = (ctx.figures.get("sampling") or {}).get(SAMPLE_FEATURES) or {}
+    f_best = feats.get(("diamond", best["params"]))
+    others = [("baseline", feats.get(("truncation", base["params"])))] + \
+        ([("best truncation", feats.get(("truncation", tr["params"])))] if tr else [])
+    if f_best is None or any(f is None for _, f in others):
+        # an evaluation without per-sample features: point estimates, which cannot carry a verdict
+        return Claim(paper, c, meas + "; no per-sample features kept, so no interval: the difference cannot be "
+                     "told from sampling noise", UNRESOLVED)
+    ref, _ = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
+                     device=ctx.model.device, inception=ctx.reference.get("inception"), what="the claims")
+    parts = [(name, paired_fid_difference(ref.mu, ref.sigma, f, f_best, seed=ctx.seed)) for name, f in others]
+    meas += "; " + "; ".join(f"Diamond − {name} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" for name, d in parts)
+    meas += f" (FID, 95% paired bootstrap over the N = {parts[0][1]['n']} shared seeds)"
+    return Claim(paper, c, *verdict_from_intervals(meas, [d for _, d in parts], lower_is_claimed=True))
+
+
+def verdict_from_intervals(measured: str, parts: list[dict], *, lower_is_claimed: bool) -> tuple[str, str]:
+    """The verdict of a claim whose parts are intervals (``diff``, ``lo``, ``hi``, ``se``, ``n``):
+    *holds* only when every interval excludes zero in the claimed direction; *does not hold* when
+    every part excludes it the other way (or some do and none supports the claim); *mixed* when
+    parts disagree with confidence; *not resolved at this N* when an interval straddles zero and
+    none contradicts the claim — with the N that would resolve it beside it. Returns
+    (measured text, verdict)."""
+    def side(d):
+        claimed, other = (d["hi"] < 0, d["lo"] > 0) if lower_is_claimed else (d["lo"] > 0, d["hi"] < 0)
+        return "for" if claimed else "against" if other else "open"
+    sides = [side(d) for d in parts]
+    if "against" in sides:
+        return measured, MIXED if "for" in sides else NOT
+    if "open" in sides:
+        need = [samples_to_resolve(d["diff"], d["se"], d["n"]) for d, s in zip(parts, sides) if s == "open"]
+        need = [x for x in need if x]
+        return measured + (f"; about N = {max(need):,} samples would resolve it" if need else ""), UNRESOLVED
+    return measured, HOLDS
 
 
 def diamond_sigma(ctx) -> Claim:
@@ -277,7 +313,7 @@ def evaluate_claims(ctx) -> list[Claim]:
 
 
 def render(claims: list[Claim]) -> str:
-    colour = {HOLDS: "#1a7f37", NOT: "#b42318", MIXED: "#b26b00", NA: "#666"}
+    colour = {HOLDS: "#1a7f37", NOT: "#b42318", MIXED: "#b26b00", NA: "#666", UNRESOLVED: "#555"}
     rows = "".join(f"<tr><td>{html.escape(c.paper)}</td><td>{html.escape(c.claim)}</td><td>{html.escape(c.measured)}</td>"
                    f"<td style='color:{colour[c.verdict]};font-weight:600'>{html.escape(c.verdict)}</td></tr>" for c in claims)
     figs = "".join(f'<figure><img src="{html.escape(c.figure[0])}" alt="{html.escape(c.claim)}">'
@@ -288,5 +324,5 @@ def render(claims: list[Claim]) -> str:
 
 
 def summary_line(claims: list[Claim]) -> str:
-    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, MIXED, NOT, NA)}
+    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, MIXED, NOT, UNRESOLVED, NA)}
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n)

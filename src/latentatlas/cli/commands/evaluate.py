@@ -11,6 +11,7 @@ from ...evaluation.sampling import (
     format_table,
     format_table1,
     plot_sampling,
+    public,
     save_json,
 )
 from ...metrics.suite import evaluate_model
@@ -126,7 +127,7 @@ def run_evaluate_sampling(args):
     if args.out_dir:
         plot_sampling(res, args.out_dir)
         save_json(res, Path(args.out_dir) / "sampling.json")
-    emit(args, res, fmt)
+    emit(args, public(res), fmt)
     return 0
 
 
