@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atlas import Atlas
 from ..errors import LatentAtlasError
-from .claims import summary_line
+from .claims import fid_interval, summary_line
 from .context import PROFILES, SECTIONS, TITLES, ReportContext, Section, sizes_text
 from .sections import ORDER
 
@@ -36,10 +36,18 @@ def _summary(ctx) -> str:
     if res and res.get("baseline") and res.get("best"):
         base = res["baseline"]
         key = "fid" if base.get("fid") is not None else "kid"
-        better = [f"{k} ({v['params']}: {key.upper()} {v[key]:.3g})" for k, v in res["best"].items()
-                  if v.get(key) is not None and v[key] < base[key] and v is not base]
+        better, noise = [], []
+        for k, v in res["best"].items():
+            if v.get(key) is None or v[key] >= base[key] or v is base:
+                continue
+            d = fid_interval(ctx, (base["strategy"], base["params"]), (k, v["params"])) if key == "fid" else None
+            text = f"{k} ({v['params']}: {key.upper()} {v[key]:.3g}" + (
+                f", {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}])" if d else ")")
+            (better if d is None or d["hi"] < 0 else noise).append(text)
         lines.append(f"Sampling: untruncated {key.upper()} {base[key]:.3g}; "
-                     + (f"improved by {', '.join(better)}." if better else "no strategy improved it on this model."))
+                     + (f"improved by {', '.join(better)}" if better else "no strategy improved it measurably")
+                     + (f"; lower within the sampling noise (paired 95% interval includes 0): {', '.join(noise)}"
+                        if noise else "") + ".")
     claims = ctx.figures.get("claims")
     if lines or claims:
         lines.append(f"Profile {ctx.profile}: {sizes_text(ctx)}; compare "

@@ -122,20 +122,28 @@ def diamond_table1(ctx) -> Claim:
         return _na(paper, c, "no Diamond row was measured")
     meas = (f"FID baseline {base['fid']:.2f}, best truncation {tr['fid']:.2f} ({tr['params']}), best Diamond "
             f"{best['fid']:.2f} ({best['params'].split(',')[0]})") if tr else f"FID baseline {base['fid']:.2f}, Diamond {best['fid']:.2f}"
-    feats = (ctx.figures.get("sampling") or {}).get(SAMPLE_FEATURES) or {}
-    f_best = feats.get(("diamond", best["params"]))
-    others = [("baseline", feats.get(("truncation", base["params"])))] + \
-        ([("best truncation", feats.get(("truncation", tr["params"])))] if tr else [])
-    if f_best is None or any(f is None for _, f in others):
+    others = [("baseline", ("truncation", base["params"]))] + ([("best truncation", ("truncation", tr["params"]))]
+                                                              if tr else [])
+    parts = [(name, fid_interval(ctx, row, ("diamond", best["params"]))) for name, row in others]
+    if any(d is None for _, d in parts):
         # an evaluation without per-sample features: point estimates, which cannot carry a verdict
         return Claim(paper, c, meas + "; no per-sample features kept, so no interval: the difference cannot be "
                      "told from sampling noise", UNRESOLVED)
-    ref, _ = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
-                     device=ctx.model.device, inception=ctx.reference.get("inception"), what="the claims")
-    parts = [(name, paired_fid_difference(ref.mu, ref.sigma, f, f_best, seed=ctx.seed)) for name, f in others]
     meas += "; " + "; ".join(f"Diamond − {name} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" for name, d in parts)
     meas += f" (FID, 95% paired bootstrap over the N = {parts[0][1]['n']} shared seeds)"
     return Claim(paper, c, *verdict_from_intervals(meas, [d for _, d in parts], lower_is_claimed=True))
+
+
+def fid_interval(ctx, a: tuple[str, str], b: tuple[str, str]) -> dict | None:
+    """FID(b) − FID(a) for two rows of the report's sampling sweep, given as (strategy, params),
+    with its paired-bootstrap interval over the sweep's shared seeds; None when the sweep kept no
+    per-sample features for one of them."""
+    feats = (ctx.figures.get("sampling") or {}).get(SAMPLE_FEATURES) or {}
+    if a not in feats or b not in feats:
+        return None
+    ref, _ = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
+                     device=ctx.model.device, inception=ctx.reference.get("inception"), what="the claims")
+    return paired_fid_difference(ref.mu, ref.sigma, feats[a], feats[b], seed=ctx.seed)
 
 
 def verdict_from_intervals(measured: str, parts: list[dict], *, lower_is_claimed: bool) -> tuple[str, str]:
