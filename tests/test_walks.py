@@ -239,3 +239,13 @@ def test_dp_training_has_its_own_random_stream(tiny_sg2):
     assert torch.equal(torch.rand(3), expect)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.C.net[0].weight, c.C.net[0].weight)
+
+
+def test_mean_diff_names_fashion_classes_by_default():
+    """Without an attribute estimator, mean-diff reads the Fashion-MNIST classifier and names each
+    direction by its class (this path broke once when an import was moved: tested now)."""
+    from latentatlas.models.registry import load_generator
+    d = compute_directions(load_generator("fashion-stylegan2"), "mean-diff", n=2000)
+    assert len(d) >= 8 and d.meta["names"][0].endswith(" - rest") and "Trouser - rest" in d.meta["names"]
+    pair = compute_directions(load_generator("fashion-stylegan2"), "mean-diff", n=2000, class_a=7, class_b=5)
+    assert pair.meta["names"] == ["Sneaker - Sandal"]

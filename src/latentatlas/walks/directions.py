@@ -211,19 +211,18 @@ def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = Non
     probable attribute of ``attributes`` (then class indices index ``attributes.names``)."""
     space = "w" if model.has_mapping else "z"
     x, c = _class_scores(model, n, seed, space, attributes)
-    if attributes is not None:
-        CLASSES = attributes.names                  # noqa: N806
+    labels = attributes.names if attributes is not None else CLASSES
     if class_a is not None:
         if (c == class_a).sum() < 10 or (class_b is not None and (c == class_b).sum() < 10):
-            want = [CLASSES[k] for k in (class_a, class_b) if k is not None and (c == k).sum() < 10]
+            want = [labels[k] for k in (class_a, class_b) if k is not None and (c == k).sum() < 10]
             raise LatentAtlasError(f"mean-diff: fewer than 10 of {n} samples are read as {' or '.join(want)}")
         rest = x[c == class_b] if class_b is not None else x[c != class_a]
         v = (x[c == class_a].mean(0) - rest.mean(0))[None]
-        names = [f"{CLASSES[class_a]} - {CLASSES[class_b] if class_b is not None else 'rest'}"]
+        names = [f"{labels[class_a]} - {labels[class_b] if class_b is not None else 'rest'}"]
     else:
-        keep = [k for k in range(len(CLASSES)) if (c == k).sum() >= 10]
+        keep = [k for k in range(len(labels)) if (c == k).sum() >= 10]
         v = torch.stack([x[c == k].mean(0) - x[c != k].mean(0) for k in keep])
-        names = [f"{CLASSES[k]} - rest" for k in keep]
+        names = [f"{labels[k]} - rest" for k in keep]
     classes = [class_a, class_b] if class_a is not None else None
     return _finish(model, v, space, "mean-diff", x, names=names, n=n, seed=seed, classes=classes)
 
