@@ -21,24 +21,23 @@ from ..walks.edit import save_strip
 log = logging.getLogger("latentatlas")
 
 
-def positive_int(s: str) -> int:
+def _int_option(s: str, ok, bad_type: str, bad_value: str) -> int:
+    """An integer option value that ``ok(v)`` accepts; the messages name what was expected."""
     try:
         v = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"{bad_type}, got {s!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{bad_value}, got {v}")
     return v
+
+
+def positive_int(s: str) -> int:
+    return _int_option(s, lambda v: v > 0, "expected a positive integer", "expected a positive integer")
 
 
 def seed_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be an integer, got {s!r}") from None
-    if not 0 <= v < 2 ** 63:
-        raise argparse.ArgumentTypeError(f"seed must be in [0, 2^63), got {v}")
-    return v
+    return _int_option(s, lambda v: 0 <= v < 2 ** 63, "seed must be an integer", "seed must be in [0, 2^63)")
 
 
 def finite_float(s: str) -> float:

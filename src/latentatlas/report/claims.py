@@ -141,8 +141,11 @@ def fid_interval(ctx, a: tuple[str, str], b: tuple[str, str]) -> dict | None:
     feats = (ctx.figures.get("sampling") or {}).get(SAMPLE_FEATURES) or {}
     if a not in feats or b not in feats:
         return None
-    ref, _ = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
-                     device=ctx.model.device, inception=ctx.reference.get("inception"), what="the claims")
+    if "claims_reference" not in ctx.figures:     # resolved once per report, not once per comparison
+        ctx.figures["claims_reference"] = resolve(
+            ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
+            device=ctx.model.device, inception=ctx.reference.get("inception"), what="the claims")[0]
+    ref = ctx.figures["claims_reference"]
     return paired_fid_difference(ref.mu, ref.sigma, feats[a], feats[b], seed=ctx.seed)
 
 
