@@ -37,6 +37,7 @@ from ..metrics.features import FashionFeatures
 from ..metrics.perceptual import FeatureDistance
 from ..metrics.reconstruction import reconstruction_metrics
 from ..metrics.reference import fashion_reference, resolve
+from ..metrics.uncertainty import bootstrap, interval, paired_mean_difference
 from ..walks.directions import ganspace, mean_diff
 
 METHODS = {
@@ -188,7 +189,7 @@ def edit_range_of(p: torch.Tensor, idx: torch.Tensor | None = None):
 def paired_edit_difference(p: torch.Tensor, base: torch.Tensor, *, boot: int = 2000, seed: int = 0) -> dict:
     """The edit range of ``p`` minus that of ``base`` (``edit_probs`` of two methods' embeddings of
     the same images, in the same order), with a 95% interval from resampling the images once for
-    both, so the images' own spread cancels: ``{"diff", "lo", "hi", "share_above"}``."""
+    both, so the images' own spread cancels: an ``uncertainty.interval`` dict plus ``share_above``."""
     if p.shape[2] != base.shape[2]:
         raise LatentAtlasError(f"a paired comparison needs the same images: {p.shape[2]} vs {base.shape[2]} embeddings")
     g = torch.Generator().manual_seed(seed + 8_191)
@@ -198,8 +199,9 @@ def paired_edit_difference(p: torch.Tensor, base: torch.Tensor, *, boot: int = 2
         idx = torch.randint(n, (n,), generator=g)
         d[b] = float(edit_range_of(p, idx).values.mean() - edit_range_of(base, idx).values.mean())
     lo, hi = np.percentile(d, [2.5, 97.5])
-    return {"diff": float(edit_range_of(p).values.mean() - edit_range_of(base).values.mean()), "lo": float(lo),
-            "hi": float(hi), "share_above": float((d > 0).mean())}
+    diff = float(edit_range_of(p).values.mean() - edit_range_of(base).values.mean())
+    return {**interval(diff, d.std(ddof=1), n, f"paired bootstrap over the {n} images ({boot} resamples)", lo=lo, hi=hi),
+            "share_above": float((d > 0).mean())}
 
 
 def _ppl(model, ws: torch.Tensor, seed: int) -> dict:
@@ -312,6 +314,62 @@ def pnorm_outliers(v: torch.Tensor, first: int = 10) -> dict:
     return {"share_pnorm+_beyond_2": float((a > 2).float().mean()), "share_pnorm+_beyond_3": float((a > 3).float().mean()),
             f"share_beyond_3_first{first}": float((a[..., :first] > 3).float().mean()),
             f"share_beyond_3_after{first}": float((a[..., first:] > 3).float().mean())}
+
+
+GAUSS_BEYOND_3 = 0.0027     # the share of N(0, 1) beyond ±3
+
+
+def outlier_excess(v: torch.Tensor, *, first: int = 10, seed: int = 0, resamples: int = 1000) -> dict:
+    """II2S §3's outliers as one interval: the share of P-norm+ coordinates [N, L, k] beyond ±3 in
+    the later dimensions minus twice the larger of the first ``first`` dimensions' share and
+    N(0, 1)'s, bootstrapped over the N embeddings (the claim holds when it is above zero)."""
+    a = (v.abs() > 3).double().cpu()
+
+    def excess(idx):
+        x = a if idx is None else a[torch.as_tensor(idx)]
+        return float(x[..., first:].mean() - 2 * max(float(x[..., :first].mean()), GAUSS_BEYOND_3))
+    return bootstrap(excess, len(a), resamples=resamples, seed=seed, how=f"bootstrap over the {len(a)} embeddings")
+
+
+II2S_BASE = "W+ (I2S)"
+II2S_COMPARED = ("W+ Gaussian prior 1e-5", "W+ clip 2", "W+ project 5", "W+ L2 1e-6")
+
+
+def ii2s_record(model, atlas, rows: list[dict], targets: torch.Tensor, *, seed: int = 0) -> dict:
+    """The II2S protocol's figures for later reports on the same weights (``evaluation.stored``):
+    per method its mean PSNR, PPL (± s.e.) and edit range, and against unregularised W+ the paired
+    intervals the claims read (edit range; per-image PSNR) and the outlier interval — recomputed
+    from the rows' stored P-norm+ codes (the map is inverted exactly; the mean PSNR and edit range
+    are checked against the rows' own). ``rows``: one target set's rows (``evaluate_inversion``)."""
+    by = {r["method"]: r for r in rows}
+    missing = [m for m in (II2S_BASE, *II2S_COMPARED) if m not in by or by[m].get("_pnorm+") is None]
+    if missing:
+        raise LatentAtlasError(f"the II2S record needs the rows (with P-norm+ codes) of {', '.join(missing)}")
+    ev = InversionEval(model, atlas, seed)
+    plus = atlas.pnorm_plus.to(model.device)
+    probs, psnrs = {}, {}
+    with torch.no_grad():
+        for name in (II2S_BASE, *II2S_COMPARED):
+            r = by[name]
+            ws = plus.inverse_transform(r["_pnorm+"].to(model.device))
+            probs[name] = edit_probs(model, ws, ev.dirs, ev.attrs)
+            imgs = torch.cat([model.synthesis(ws[i:i + 50]).clamp(-1, 1).cpu() for i in range(0, len(ws), 50)])
+            psnrs[name] = reconstruction_metrics(targets.cpu(), imgs)["psnr"]
+            for what, again, stored, tol in (("PSNR", float(psnrs[name].mean()), r["psnr"], 0.05),
+                                             ("edit range", float(edit_range_of(probs[name]).values.mean()),
+                                              r.get("edit_prob_range", float("nan")), 1e-4)):
+                if not abs(again - stored) < tol:
+                    raise LatentAtlasError(f"{name}: the {what} recomputed from the stored codes ({again:.4f}) is not "
+                                           f"the row's ({stored:.4f}): other targets or other weights")
+    return {"n": int(len(targets)), "seed": seed,
+            "methods": {m: {"psnr": by[m]["psnr"], "ppl": by[m]["ppl"], "ppl_sem": by[m].get("ppl_sem"),
+                            "ppl_pairs": by[m].get("ppl_pairs"), "edit range": by[m]["edit_prob_range"]}
+                        for m in (II2S_BASE, *II2S_COMPARED)},
+            "versus_base": {m: {"edit": paired_edit_difference(probs[m], probs[II2S_BASE], seed=seed),
+                                "psnr": paired_mean_difference(psnrs[II2S_BASE], psnrs[m])} for m in II2S_COMPARED},
+            "outliers": {"> 3, first 10 dims": by[II2S_BASE]["share_beyond_3_first10"],
+                         "> 3, later dims": by[II2S_BASE]["share_beyond_3_after10"],
+                         "excess": outlier_excess(by[II2S_BASE]["_pnorm+"], seed=seed)}}
 
 
 def plot_pnorm(rows: list[dict], out_dir, first: int = 10) -> list:

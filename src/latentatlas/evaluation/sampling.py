@@ -16,8 +16,17 @@ from tqdm import tqdm
 from .. import diamond as dm
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
+from ..metrics.distribution import paired_fid_difference
 from ..metrics.reference import classifier, resolve
-from ..sampling import SIGMA_GRID, Context, apply_strategy, atlas_need, default_sweep, initial_latents, render
+from ..sampling import (
+    SIGMA_GRID,
+    Context,
+    apply_strategy,
+    atlas_need,
+    default_sweep,
+    initial_latents,
+    render,
+)
 
 FEATURES = "_sample_features"          # a row's per-sample features while it travels from its task
 SAMPLE_FEATURES = "sample_features"     # the result's {(strategy, params): features [N, D]}
@@ -198,7 +207,24 @@ def diamond_table1(model, *, n: int = 10000, seed: int = 0, ctx: Context | None 
         sigmas.append({"sigma": "auto", **d})
     res = evaluate_sampling(model, ["truncation", "diamond"], n=n, seed=seed, ctx=ctx, progress=progress,
                             sweeps={"diamond": sigmas}, pool=pool, **reference)
-    return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d)}
+    ref, _ = resolve(model, folder=reference.get("reference"), features=reference.get("features"), device=model.device,
+                     inception=reference.get("inception"), what="evaluate-sampling")
+    return {**res, "protocol": "diamond-table1", "table1": table1_summary(res, model, d, ref=ref),
+            "precision": model.precision.record()}
+
+
+def table1_record(result: dict) -> dict:
+    """What a Table 1 run keeps for later reports on the same weights (``evaluation.stored``):
+    the summary with its paired intervals, no per-sample data."""
+    return {"n": result["n"], "seed": result["seed"], "reference": result["reference"], "features": result["features"],
+            "precision": result.get("precision"), "table1": result["table1"]}
+
+
+def compare(d: dict | None) -> str:
+    """A paired interval of (Diamond − other) FID in words: lower / higher / not resolved."""
+    if d is None:
+        return "no interval"
+    return "lower" if d["hi"] < 0 else "higher" if d["lo"] > 0 else "not resolved at this N"
 
 
 def _sigma_of(row: dict) -> float | str:
@@ -207,9 +233,12 @@ def _sigma_of(row: dict) -> float | str:
     return v if v == "auto" else float(v)
 
 
-def table1_summary(res: dict, model, d: dict | None = None) -> dict:
+def table1_summary(res: dict, model, d: dict | None = None, ref=None) -> dict:
     """Table 1's rows from an evaluation that swept truncation and Diamond's σ (the protocol's
-    own run, or the report's sweep)."""
+    own run, or the report's sweep). With ``ref`` (the real set's ``Reference``) and the sweep's
+    per-sample features, ``intervals`` holds the best Diamond row's FID minus the baseline's and
+    the best truncation's, paired over the shared seeds (``paired_fid_difference``), and
+    ``diamond_vs_baseline``/``diamond_vs_truncation`` read them (``compare``)."""
     d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
     base = next(r for r in ok if r["strategy"] == "truncation" and _leaves_samples_alone(r))
@@ -229,6 +258,16 @@ def table1_summary(res: dict, model, d: dict | None = None) -> dict:
     best_d = min((x for x in (best_sigma, auto) if x), key=rank_key, default=None)
     t1["diamond_beats_baseline"] = bool(best_d and rank_key(best_d) < rank_key(base))
     t1["diamond_beats_truncation"] = bool(best_d and trunc and rank_key(best_d) < rank_key(trunc))
+    feats = res.get(SAMPLE_FEATURES) or {}
+    if ref is not None and best_d is not None and best_d.get("fid") is not None:
+        key = ("diamond", best_d["params"])
+        t1["intervals"] = {name: paired_fid_difference(ref.mu, ref.sigma, feats[("truncation", r["params"])], feats[key],
+                                                       seed=res.get("seed", 0))
+                           for name, r in (("baseline", base), ("best_truncation", trunc))
+                           if r is not None and key in feats and ("truncation", r["params"]) in feats}
+        t1["intervals_of"] = best_d["params"]
+        t1["diamond_vs_baseline"] = compare(t1["intervals"].get("baseline"))
+        t1["diamond_vs_truncation"] = compare(t1["intervals"].get("best_truncation"))
     return t1
 
 
@@ -250,8 +289,13 @@ def format_table1(result: dict) -> str:
         lines.append(f"{label:<28}{r['params'].split(',')[0]:>22}{_primary(r):>14}{r['precision']:>11.3f}{r['recall']:>8.3f}"
                      f"{r['pixel_dist']:>12.3f}{extra}")
     lines.append("FID along sigma: " + ", ".join(f"{s}: {f:.2f}" if f is not None else f"{s}: -" for s, f, _ in t["sigma_curve"]))
-    lines.append(f"Diamond beats the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
-                 f"beats the best truncation: {'yes' if t['diamond_beats_truncation'] else 'no'}")
+    if t.get("intervals"):
+        lines.append(f"best Diamond ({t['intervals_of'].split(',')[0]}) − " + "; − ".join(
+            f"{name.replace('_', ' ')}: FID {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({compare(d)})"
+            for name, d in t["intervals"].items()) + f" — 95% paired bootstrap over the N = {result['n']} shared seeds")
+    else:
+        lines.append(f"Diamond's point estimate below the baseline: {'yes' if t['diamond_beats_baseline'] else 'no'}; "
+                     f"below the best truncation: {'yes' if t['diamond_beats_truncation'] else 'no'} (no interval)")
     if t.get("mean_proto"):
         lines.append(mean_proto_text(t["mean_proto"]))
     return "\n".join(lines)

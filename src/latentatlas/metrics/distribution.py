@@ -13,8 +13,12 @@ density/coverage. Pure functions of ``[N, D]`` arrays (numpy or torch), float64 
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
+
+from .uncertainty import bootstrap, half_sample
 
 
 def _np64(x) -> np.ndarray:
@@ -194,37 +198,35 @@ def realism_summary(real, fake, *, k: int = 3) -> dict:
     return {"realism": float(np.median(rs)), "share_unrealistic": float((rs < 1).mean())}
 
 
-def paired_fid_difference(real_mu, real_sigma, fa, fb, *, resamples: int = 200, seed: int = 0,
-                          level: float = 0.95) -> dict:
+def paired_fid_difference(real_mu, real_sigma, fa, fb, *, resamples: int = 200, seed: int = 0) -> dict:
     """FID(b) − FID(a) against one real set, with a bootstrap interval over the generated samples
     resampled *paired*: row i of ``fa`` and of ``fb`` came from the same latent (two sampling
     strategies applied to the same seeds), so both are resampled with the same indices and the
-    latents' own spread cancels. Returns ``diff`` (on all samples), ``lo``/``hi`` (the
-    ``level`` percentile interval), ``se`` (the bootstrap std) and ``n``."""
+    latents' own spread cancels. An ``uncertainty.interval`` dict (diff on all samples)."""
     fa, fb = _np64(fa), _np64(fb)
     if fa.shape != fb.shape:
         raise ValueError(f"paired features must have one shape, got {fa.shape} and {fb.shape}")
-    n = fa.shape[0]
 
     def fid(x):
         mu, sig = feature_stats(x)
         return frechet_distance(real_mu, real_sigma, mu, sig)
-    diff = fid(fb) - fid(fa)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        boots.append(fid(fb[idx]) - fid(fa[idx]))
-    boots = np.asarray(boots)
-    tail = (1 - level) / 2 * 100
-    return {"diff": float(diff), "lo": float(np.percentile(boots, tail)), "hi": float(np.percentile(boots, 100 - tail)),
-            "se": float(boots.std(ddof=1)), "n": int(n)}
+
+    def diff(idx):
+        return fid(fb) - fid(fa) if idx is None else fid(fb[idx]) - fid(fa[idx])
+    return bootstrap(diff, fa.shape[0], resamples=resamples, seed=seed, how="paired bootstrap over the shared seeds")
 
 
-def samples_to_resolve(diff: float, se: float, n: int, z: float = 1.96) -> int | None:
-    """About how many samples would make a difference of ``diff`` measured with standard error
-    ``se`` at ``n`` samples exclude zero at ~95% (the error falling as 1/sqrt(N)); None when the
-    difference is zero."""
-    if diff == 0 or not np.isfinite(se):
-        return None
-    return int(np.ceil(n * (z * se / abs(diff)) ** 2))
+def paired_prdc_difference(real, fa, fb, key: str, *, k: int = 3, resamples: int = 60, seed: int = 0) -> dict:
+    """``key`` (precision, recall, density or coverage) of ``fb`` minus that of ``fa``, paired by
+    seed as in ``paired_fid_difference`` but by half-sampling (``uncertainty.half_sample``): a
+    bootstrap's repeated samples would shrink the k-NN radii. Each half-sample also draws its own
+    reference subset of the same size (``prdc``'s equalising), so the reference's noise is in."""
+    fa, fb = _np64(fa), _np64(fb)
+    if fa.shape != fb.shape:
+        raise ValueError(f"paired features must have one shape, got {fa.shape} and {fb.shape}")
+
+    def diff(idx):
+        s = seed if idx is None else zlib.crc32(idx.tobytes())
+        xa, xb = (fa, fb) if idx is None else (fa[idx], fb[idx])
+        return prdc(real, xb, k=k, seed=s)[key] - prdc(real, xa, k=k, seed=s)[key]
+    return half_sample(diff, fa.shape[0], resamples=resamples, seed=seed, how=f"paired {key} difference")

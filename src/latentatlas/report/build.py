@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..atlas import Atlas
 from ..errors import LatentAtlasError
+from ..evaluation import stored
 from .claims import fid_interval, summary_line
 from .context import PROFILES, SECTIONS, TITLES, ReportContext, Section, sizes_text
 from .sections import ORDER
@@ -69,6 +70,26 @@ def section_names() -> list[str]:
     return list(ORDER)
 
 
+def _stored_runs(ctx) -> dict:
+    """The stored protocol runs of the model's weights (``evaluation.stored``) that measured against
+    the real set this report uses (a record made against another reference set or feature network
+    would compare other FIDs)."""
+    out = {}
+    for name, rec in stored.load_records(ctx.model).items():
+        if "reference" in rec:
+            try:
+                ref = ctx.real_set()
+            except LatentAtlasError:
+                continue
+            if (rec["reference"], rec.get("features")) != (ref.name, ref.features):
+                log.info("report: the stored %s run measured against %s (%s), not this report's real set", name,
+                         rec["reference"], rec.get("features"))
+                continue
+        out[name] = rec
+        log.info("report: the stored %s run (%s) decides its claims' verdicts", name, rec["path"])
+    return out
+
+
 def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
                  sections: list[str] | None = None, profile: str = "full", atlas=None, reference=None,
                  features: str | None = None, inception: str | None = None, pool=None) -> Path:
@@ -93,6 +114,7 @@ def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
             atlas = Atlas.load(atlas, model)
         ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, profile=profile, **PROFILES[profile],
                             reference=dict(reference=reference, features=features, inception=inception), pool=pool)
+        ctx.figures["protocols"] = _stored_runs(ctx)
         built = []
         for key in ORDER:
             fn = SECTIONS[key]

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..defaults import LEARNED_STEPS
 from ..imageio import preview_scale
+from ..metrics.reference import resolve
 from ..walks.directions import mean_diff
 
 REPORT_TILE_PX = 96     # the report's grids and strips hold many images: each about this wide
@@ -51,6 +52,15 @@ class ReportContext:
         if "mean_diff" not in self.figures:
             self.figures["mean_diff"] = mean_diff(self.model, n=self.mean_diff_n, seed=self.seed)
         return self.figures["mean_diff"]
+
+    def real_set(self):
+        """The real set the metrics compare with (``metrics.reference.resolve``), resolved once per
+        report: the paired intervals of the sampling section and the claims read it."""
+        if "real_set" not in self.figures:
+            self.figures["real_set"] = resolve(
+                self.model, folder=self.reference.get("reference"), features=self.reference.get("features"),
+                device=self.model.device, inception=self.reference.get("inception"), what="the report")[0]
+        return self.figures["real_set"]
 
     def image(self, name: str, alt: str, caption: str, width: int | None = None) -> str:
         """A figure with its one-sentence caption: what to look for in it."""

@@ -37,6 +37,34 @@ def normality_table(samples: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
+def _normality_stats(samples: dict[str, np.ndarray], idx=None) -> dict[str, float]:
+    out = {}
+    for name, x in samples.items():
+        x = x if idx is None else x[idx]
+        c = x - x.mean(0)
+        m2 = (c * c).mean(0)
+        m3, m4 = (c ** 3).mean(0), (c ** 4).mean(0)
+        out[f"{name} mean |skew|"] = float(np.abs(m3 / m2 ** 1.5).mean())          # scipy's biased estimators
+        out[f"{name} mean |excess kurtosis|"] = float(np.abs(m4 / m2 ** 2 - 3).mean())
+        corr = (c.T @ c) / (len(c) * np.sqrt(np.outer(m2, m2)))
+        np.fill_diagonal(corr, 0)
+        out[f"{name} max |corr|"] = float(np.abs(corr).max())
+    return out
+
+
+def normality_noise(samples: dict[str, np.ndarray], *, resamples: int = 8, seed: int = 0) -> dict:
+    """The noise of ``normality_table``'s mean |skew|, mean |excess kurtosis| and max |corr| per
+    space and of their differences between spaces, by half-sampling (``resamples`` draws of n/2
+    rows without replacement, whose spread matches the full sample's standard error; the spaces
+    are the same latents mapped, so each draw takes the same rows of every space): ``{"n",
+    "values": {stat: value}, "draws": [{stat: value}, ...]}``; a claim forms the contrast it needs
+    from the draws."""
+    n = next(iter(samples.values())).shape[0]
+    rng = np.random.default_rng(seed)
+    draws = [_normality_stats(samples, np.sort(rng.choice(n, n // 2, replace=False))) for _ in range(resamples)]
+    return {"n": n, "values": _normality_stats(samples), "draws": draws}
+
+
 def plot_marginals(samples: dict[str, np.ndarray], path, dims=(0, 1, 2, 3)) -> Path:
     """Histograms of a few dimensions per space (rows) + a pairwise joint plot of dims 0, 1."""
     import matplotlib

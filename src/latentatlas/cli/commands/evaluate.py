@@ -13,7 +13,9 @@ from ...evaluation.sampling import (
     plot_sampling,
     public,
     save_json,
+    table1_record,
 )
+from ...evaluation import stored
 from ...metrics.suite import evaluate_model
 from ...sampling import Context
 from ...sampling.generate import parse_params
@@ -120,6 +122,7 @@ def run_evaluate_sampling(args):
                   pool=pool, **reference_kw(args))
         if args.protocol:
             res = diamond_table1(model, diamond=parse_params(args.param), **kw)
+            stored.save_record(model, args.protocol, table1_record(res))   # later reports on these weights show it
             fmt = format_table1
         else:
             res = evaluate_sampling(model, names, **kw)

@@ -6,7 +6,13 @@ import torch
 from ... import diamond as dm
 from ...data.fashion import fashion_format, load_fashion_mnist
 from ...errors import LatentAtlasError
-from ...evaluation.inversion import METHODS, edit_probs, edit_range_of, method_kwargs, pnorm_outliers
+from ...evaluation.inversion import (
+    METHODS,
+    edit_probs,
+    edit_range_of,
+    method_kwargs,
+    pnorm_outliers,
+)
 from ...imageio import save_grid
 from ...inversion import InversionConfig, invert_many
 from ...metrics.attributes import estimator_for
@@ -89,11 +95,13 @@ def _inversion(ctx: ReportContext) -> Section:
     for label, kw in methods:
         res = _diamond_recovery(m, targets, ctx.invert_steps) if kw.get("diamond") else results[label]
         met = reconstruction_metrics(targets, res.images, perc)
+        ctx.figures.setdefault("inversion_psnr", {})[label] = met["psnr"].cpu()   # per image: the claims' pairs
         row = {"method": label, **{k: float(v.mean()) for k, v in met.items()},
                "steps (mean)": float(res.steps_used.float().mean()), "seconds": round(res.seconds, 1)}
         if atlas is not None and res.ws is not None:
             v = atlas.pnorm_plus.transform(res.ws.to(m.device)).cpu()
             row["share |P-norm+| > 3"] = float((v.abs() > 3).float().mean())
+            ctx.figures.setdefault("pnorm_codes", {})[label] = v    # per image: the outlier claim's bootstrap
             split = pnorm_outliers(v)
             row["> 3, first 10 dims"], row["> 3, later dims"] = split["share_beyond_3_first10"], split["share_beyond_3_after10"]
             hist_data[label] = v.flatten().numpy()

@@ -9,7 +9,12 @@ from ...atlas import get_atlas
 from ...errors import LatentAtlasError
 from ...imageio import save_grid
 from ...priors.levels import fig1_grid
-from ...spaces.diagnostics import normality_table, plot_marginals, space_samples
+from ...spaces.diagnostics import (
+    normality_noise,
+    normality_table,
+    plot_marginals,
+    space_samples,
+)
 from ..context import ReportContext, Section, note, report_section, table, tile_scale
 
 
@@ -23,6 +28,7 @@ def _latent_space(ctx: ReportContext) -> Section:
     ctx.figures["atlas"] = atlas
     s = space_samples(m, atlas.pnorm, n=20000, seed=1)
     ctx.figures["normality"] = normality_table(s)
+    ctx.figures["normality_noise"] = normality_noise(s, seed=ctx.seed)
     plot_marginals(s, ctx.out / "marginals.png")
     parts = [f"<p>Atlas: N = {atlas.meta['n']} mapped latents, timings {html.escape(str(atlas.meta['timings']))}. "
              "W is skewed and heavy-tailed, P (W through the inverse LeakyReLU) is close to Gaussian, "

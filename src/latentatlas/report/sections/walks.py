@@ -11,7 +11,7 @@ from ...walks.edit import evaluate_directions, render_walk, save_strip, walk_lat
 from ..context import ReportContext, Section, note, report_section, table, tile_scale
 
 
-def _directions_by_layer(m) -> list[dict]:
+def _directions_by_layer(m) -> tuple[list[dict], dict]:
     """Top-3 directions of one method at an early and a late layer, measured the same way:
     SeFa on the style weights of the first vs the last synthesis conv for mapped models, GANSpace
     on the activations of the second vs the second-to-last stage for Z-only models."""
@@ -26,7 +26,7 @@ def _directions_by_layer(m) -> list[dict]:
             raise LatentAtlasError("fewer than two named stages")
         early, late = (names[1], names[-2]) if len(names) >= 4 else (names[0], names[-1])
         picks = [("ganspace", {"k": 3, "layer": early}, early), ("ganspace", {"k": 3, "layer": late}, late)]
-    rows = []
+    rows, values = [], {}       # values: per key, [early, late] per-direction lists (the claim's interval)
     for (method, kw, layer), when in zip(picks, ("early", "late")):
         ev = evaluate_directions(m, compute_directions(m, method, **kw), n=32, drift=False, ppl=False)
         r = ev["rows"]
@@ -34,8 +34,9 @@ def _directions_by_layer(m) -> list[dict]:
         for key in ("classes_moved", "g1_variation", "roughness"):
             if all(key in x for x in r):
                 row[key] = sum(x[key] for x in r) / len(r)
+                values.setdefault(key, []).append([x[key] for x in r])
         rows.append(row)
-    return rows
+    return rows, values
 
 
 @report_section("walks", "Walks and directions")
@@ -85,7 +86,7 @@ def _walks(ctx: ReportContext) -> Section:
             drift_rows.append({"method": method, "orthogonality error": ev["orthogonality_error"], **r})
     ctx.figures["walks"] = drift_rows
     try:
-        layer_rows = _directions_by_layer(m)
+        layer_rows, ctx.figures["layers_values"] = _directions_by_layer(m)
         ctx.figures["layers"] = layer_rows
         parts.append("<h3>Early vs late layers</h3><p>The same method's top directions found at an early and at a "
                      "late layer (DP-LaSE §4: earlier layers control more global attributes); classes moved = class "
