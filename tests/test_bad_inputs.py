@@ -71,6 +71,44 @@ def _tiny_png(path, data=None):
     return path
 
 
+def _patch_pickle_values(data: bytes, key: str, value) -> bytes:
+    """The pickle ``data`` with the value pushed right after every string ``key`` replaced by
+    ``value``'s opcode (frames dropped: an unframed protocol-4 stream is valid)."""
+    import pickletools
+    ops = list(pickletools.genops(data))
+    out, n = [], 0
+    new = pickle.dumps(value, protocol=4)
+    new = new[new.index(b"\x95") + 9:] if new[2:3] == b"\x95" else new[2:]       # strip PROTO (+FRAME)
+    new = new.rstrip(b".")
+    new = new.replace(b"\x94", b"")                                             # no MEMOIZE for the new value
+    memo, last, pending = {}, None, False    # memo: index -> string (keys repeat as BINGETs of the first)
+    for i, (op, arg, pos) in enumerate(ops):
+        end = ops[i + 1][2] if i + 1 < len(ops) else len(data)
+        if op.name == "FRAME":
+            continue
+        if op.name == "MEMOIZE":
+            memo[len(memo)] = last
+        elif op.name in ("BINPUT", "LONG_BINPUT"):
+            memo[arg] = last
+        if pending and op.name in ("BININT1", "BININT2", "BININT", "LONG1", "BINFLOAT", "NONE"):
+            out.append(new)
+            n += 1
+            pending = False
+            last = None
+            continue
+        out.append(data[pos:end])
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE"):
+            last = arg
+        elif op.name in ("BINGET", "LONG_BINGET"):
+            last = memo.get(arg)
+        elif op.name not in ("MEMOIZE", "BINPUT", "LONG_BINPUT"):
+            last = None
+        pending = last == key and op.name not in ("MEMOIZE", "BINPUT", "LONG_BINPUT") or (pending and op.name in (
+            "MEMOIZE", "BINPUT", "LONG_BINPUT"))
+    assert n, f"no {key!r} value in the pickle"
+    return b"".join(out)
+
+
 # id -> builder(tmp_path, marker) -> argv. Every case expects exit 2.
 def _cases():
     nv = R1 / "nvidia-sg2ada-16-gray.pkl"
@@ -89,6 +127,14 @@ def _cases():
     c["pickle-exec"] = lambda t, m: _sample(_write(t / "c.pkl", pickle.dumps(ExecEvil(m))), t / "o.png")
     c["pickle-nested-in-ordereddict"] = lambda t, m: _sample(_write(
         t / "d.pkl", pickle.dumps(__import__("collections").OrderedDict(G_ema=[1, {"x": Evil(m)}]), protocol=4)), t / "o.png")
+
+    # constructor arguments of an NVIDIA pickle rewritten opcode by opcode (the rest of the file is real)
+    for name, key, value in (("nvidia-w-dim-1e9", "w_dim", 10 ** 9), ("nvidia-z-dim-nan", "z_dim", float("nan")),
+                             ("nvidia-resolution-a-string", "img_resolution", "abc"),
+                             ("nvidia-resolution-not-a-power-of-two", "img_resolution", 24),
+                             ("nvidia-channels-negative", "img_channels", -3)):
+        c[name] = (lambda key, value: lambda t, m: _sample(
+            _write(t / "k.pkl", _patch_pickle_values(nv.read_bytes(), key, value)), t / "o.png"))(key, value)
 
     def torch_zip(t, m):
         torch.save({"g_ema": {"style.1.weight": Evil(m)}}, t / "z.pt")
@@ -291,6 +337,54 @@ def _cases():
         f.unlink()
         return _sample(str(t / "absurd.safetensors"), t / "o.png")
     c["safetensors-config-w-dim-1e9"] = safetensors_absurd
+
+    def safetensors_with(model, edit, raw=None):
+        """A latentatlas .safetensors of ``model`` whose metadata config is ``edit(cfg)`` (or whose
+        metadata "config" string is ``raw``)."""
+        def build(t, m):
+            from safetensors import safe_open
+            from safetensors.torch import load_file, save_file
+            f = t / "m.safetensors"
+            assert main(["convert", str(model), str(f)]) == 0
+            with safe_open(str(f), "pt") as h:
+                meta = dict(h.metadata())
+            if raw is not None:
+                meta["config"] = raw
+            else:
+                cfg = json.loads(meta["config"])
+                edit(cfg)
+                meta["config"] = json.dumps(cfg)
+            save_file(load_file(str(f)), str(t / "x.safetensors"), metadata=meta)
+            f.unlink()
+            return _sample(str(t / "x.safetensors"), t / "o.png")
+        return build
+
+    def _set(**kw):
+        return lambda cfg: cfg.update(kw)
+
+    def _negative_width(cfg):
+        cfg["channels"] = {k: -abs(int(v)) for k, v in cfg["channels"].items()}
+    c["safetensors-negative-widths"] = safetensors_with("fashion-stylegan2", _negative_width)
+    c["safetensors-resolution-0"] = safetensors_with("fashion-stylegan2", _set(img_resolution=0))
+    c["safetensors-z-dim-a-string"] = safetensors_with("fashion-stylegan2", _set(z_dim="abc"))
+    c["safetensors-config-not-an-object"] = safetensors_with("fashion-stylegan2", None, raw="[1, 2, 3]")
+    c["safetensors-config-deeply-nested"] = safetensors_with("fashion-stylegan2", None, raw="[" * 100_000 + "]" * 100_000)
+    c["safetensors-sg3-bogus-layer-list"] = safetensors_with(R2 / "c4t-sg3-T-32.pkl", _set(layers=[["L0", "x", None]]))
+    c["safetensors-sg3-layers-not-a-list"] = safetensors_with(R2 / "c4t-sg3-T-32.pkl", _set(layers=7))
+
+    def st_header_list(t, m):
+        import struct
+        head = b"[" + b" " * 30 + b"]"
+        return _sample(_write(t / "l.safetensors", struct.pack("<Q", len(head)) + head + b"0" * 64), t / "o.png")
+    c["safetensors-header-not-an-object"] = st_header_list
+
+    def probe_field(t, m):
+        (t / "img").mkdir()
+        _tiny_png(t / "img" / "a.png")
+        (t / "labels.csv").write_text("a.png," + "x" * 200_000 + "\n")
+        return ["evaluate-inversion", "--model", "fashion-stylegan2", "--n", "2", "--steps", "1",
+                "--attribute-probe", str(t / "labels.csv"), "--targets", str(t / "img")]
+    c["labels-csv-field-200-KiB"] = probe_field
     def pgan_leak(value):
         def build(t, m):
             from latentatlas.models.readers.pgan import SAFE_GLOBALS
@@ -342,21 +436,48 @@ def test_suite_size():
     assert len(CASES) >= 40
 
 
+LIMIT_AS = 4 * 2 ** 30          # address space of a case's process: a runaway allocation fails fast
+PEAK_RSS_MB = 1280              # imports (~250 MB) + at most ~1 GiB for the model and the work (measured: <= 380 MB)
+
+# runs one CLI command in this process and writes its exit code, peak RSS (MB) and seconds to argv[1]
+_WRAPPER = """
+import json, sys, time
+t0 = time.perf_counter()
+from latentatlas.cli.main import main
+rc = main(sys.argv[2:])
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork + exec (the parent's peak would count)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+json.dump({"rc": rc, "peak_mb": hwm / 1024, "seconds": time.perf_counter() - t0}, open(sys.argv[1], "w"))
+sys.exit(rc)
+"""
+
+
 def _limited():
     import resource
-    resource.setrlimit(resource.RLIMIT_AS, (12 * 2 ** 30, 12 * 2 ** 30))
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
+
+
+def run_limited(argv, stats_path, timeout=120):
+    """One case in a fresh process under the address-space limit: (completed process, stats)."""
+    p = subprocess.run([sys.executable, "-c", _WRAPPER, str(stats_path), *argv], capture_output=True, text=True,
+                       timeout=timeout, preexec_fn=_limited)
+    stats = json.loads(Path(stats_path).read_text()) if Path(stats_path).is_file() else {}
+    return p, stats
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_in_a_limited_process(case, tmp_path):
+    """Issue 42: each case ends with exit 2 in a fresh process under a 4 GiB address-space limit,
+    within the timeout (seconds, not minutes) and with its peak RSS under PEAK_RSS_MB
+    (``bench/bad_inputs_memory.py`` prints every case's figures)."""
     marker = tmp_path / "marker"
     work = tmp_path / "w"
     work.mkdir()
     argv = CASES[case](work, marker)
-    p = subprocess.run([sys.executable, "-m", "latentatlas.cli", *argv], capture_output=True, text=True,
-                       timeout=300, preexec_fn=_limited)
+    p, stats = run_limited(argv, tmp_path / "stats.json")
     assert p.returncode == 2 and "Traceback" not in p.stderr, f"{case}: {p.returncode} {p.stderr[-500:]}"
+    assert stats.get("rc") == 2 and stats["peak_mb"] < PEAK_RSS_MB, f"{case}: {stats}"
     assert not marker.exists()
 
 

@@ -71,20 +71,99 @@ def number(value, field: str, lo: float, hi: float, *, where: str = "", integer:
     ``where`` (the file) and the field. The one check behind config fields and the explorer's
     parameters (NaN, infinities, overflow, booleans, strings and out-of-range values refused)."""
     prefix = f"{where}: " if where else ""
+    name = f"{field} = {str(value)[:40]!s}" if field else repr(str(value)[:40])
     ok = not isinstance(value, bool) and isinstance(value, (int, float, str))
+    exact = None
+    if ok and integer and isinstance(value, (int, str)):
+        try:
+            exact = int(value)          # integers exactly (a seed near 2^63 must not pass through a float)
+        except ValueError:
+            pass
     try:
-        v = float(value) if ok else None
+        v = float(value) if ok and exact is None else exact
     except (ValueError, OverflowError):
         v = None
     if v is None or v != v or v in (float("inf"), float("-inf")):
-        raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is not a finite number")
+        raise LatentAtlasError(f"{prefix}{name} is not a finite number")
     if integer:
         if v != int(v):
-            raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is not an integer")
+            raise LatentAtlasError(f"{prefix}{name} is not an integer")
         v = int(v)
     if not lo <= v <= hi:
-        raise LatentAtlasError(f"{prefix}{field} = {str(value)[:40]!s} is outside [{lo:g}, {hi:g}]")
+        bounds = f"[{int(lo)}, {int(hi)}]" if integer and max(abs(lo), abs(hi)) < 1e15 else f"[{lo:g}, {hi:g}]"
+        raise LatentAtlasError(f"{prefix}{name} is outside {bounds}")
     return v
+
+
+MAX_JSON_DEPTH = 64          # nesting a configuration or metadata object may have
+
+
+def load_json(text, where: str, what: str = "JSON"):
+    """``text`` (str or bytes) parsed as JSON, or one line naming ``where`` and what is wrong —
+    including nesting deeper than ``MAX_JSON_DEPTH`` (measured before parsing: no recursion)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LatentAtlasError(f"{where}: {what} is not UTF-8 ({e.reason})") from None
+    depth = 0
+    in_str = esc = False
+    for ch in text:                 # brackets outside strings
+        if in_str:
+            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise LatentAtlasError(f"{where}: {what} is nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        import json
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise LatentAtlasError(f"{where}: {what} is not valid JSON ({str(e)[:120]})") from None
+
+
+_DEFAULT_LIMITS = {"int": (0, 1 << 20), "float": (-1e9, 1e9)}
+
+
+def check_fields(cls, d: dict, where: str, limits: dict | None = None) -> dict:
+    """The numeric fields of a configuration dict ``d`` for the dataclass ``cls``, checked by their
+    annotations before anything is built from them: ``int``/``float`` fields (``| None`` allowed)
+    finite and within ``limits[field]`` (else a generous default), ``dict`` fields of numbers (a
+    channel map) value by value, ``tuple`` fields item by item. Returns ``d`` with the numbers
+    normalised; one line naming ``where`` and the field otherwise."""
+    import dataclasses
+    if not isinstance(d, dict):
+        raise LatentAtlasError(f"{where}: the configuration is a {type(d).__name__}, not an object")
+    limits = limits or {}
+    out = dict(d)
+    for f in dataclasses.fields(cls):
+        if f.name not in d or d[f.name] is None:
+            continue
+        kinds = {k.strip() for k in str(f.type).split("|")}
+        v = d[f.name]
+        num = "int" if "int" in kinds else "float" if "float" in kinds else None
+        if num and not (isinstance(v, str) and "str" in kinds):
+            lo, hi = limits.get(f.name, _DEFAULT_LIMITS[num])
+            out[f.name] = number(v, f"config field {f.name!r}", lo, hi, where=where, integer=num == "int")
+        elif "dict" in kinds and f.name in limits:
+            if not isinstance(v, dict):
+                raise LatentAtlasError(f"{where}: config field {f.name!r} is a {type(v).__name__}, not an object")
+            lo, hi = limits[f.name]
+            out[f.name] = {number(k, f"config field {f.name!r} key", 1, 1 << 20, where=where, integer=True):
+                           number(x, f"config field {f.name!r}[{k}]", lo, hi, where=where, integer=True)
+                           for k, x in list(v.items())[:64]}
+            if len(v) > 64:
+                raise LatentAtlasError(f"{where}: config field {f.name!r} has {len(v)} entries (at most 64)")
+        elif "tuple" in kinds and f.name in limits:
+            if not isinstance(v, (list, tuple)) or len(v) > 64:
+                raise LatentAtlasError(f"{where}: config field {f.name!r} is not a short list")
+            lo, hi = limits[f.name]
+            out[f.name] = tuple(number(x, f"config field {f.name!r}", lo, hi, where=where) for x in v)
+    return out
 
 
 def check_npz_sizes(fileobj, name: str, what: str, limit: int | None = None) -> int:

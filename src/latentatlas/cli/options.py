@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from sys import float_info
 
+from .. import validate
 from ..atlas import Atlas
 from ..errors import LatentAtlasError
 from ..imageio import ANIMATION_SUFFIXES, animation_format
@@ -21,33 +23,20 @@ from ..walks.edit import save_strip
 log = logging.getLogger("latentatlas")
 
 
-def _int_option(s: str, ok, bad_type: str, bad_value: str) -> int:
-    """An integer option value that ``ok(v)`` accepts; the messages name what was expected."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{bad_type}, got {s!r}") from None
-    if not ok(v):
-        raise argparse.ArgumentTypeError(f"{bad_value}, got {v}")
-    return v
+def number_option(lo: float, hi: float, *, integer: bool = False):
+    """An argparse type for a numeric option: ``validate.number`` (the one parser config fields and
+    the explorer's parameters go through: NaN, infinities, overflow and out-of-range refused)."""
+    def parse(s: str):
+        try:
+            return validate.number(s, "", lo, hi, integer=integer)
+        except LatentAtlasError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
-def positive_int(s: str) -> int:
-    return _int_option(s, lambda v: v > 0, "expected a positive integer", "expected a positive integer")
-
-
-def seed_int(s: str) -> int:
-    return _int_option(s, lambda v: 0 <= v < 2 ** 63, "seed must be an integer", "seed must be in [0, 2^63)")
-
-
-def finite_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if v != v or v in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
-    return v
+positive_int = number_option(1, 2 ** 63 - 1, integer=True)
+seed_int = number_option(0, 2 ** 63 - 1, integer=True)
+finite_float = number_option(-float_info.max, float_info.max)
 
 
 def load_model(args, name: str | None = None):

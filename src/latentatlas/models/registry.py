@@ -23,6 +23,7 @@ import torch
 
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
+from ..validate import check_fields
 from .biggan import BigGANConfig, BigGANGenerator
 from .dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
 from .interface import BigGANModel, GANModel, ModelInfo, StyleGANModel, ZOnlyModel
@@ -105,9 +106,14 @@ def build_model(ckpt: dict, info: ModelInfo) -> GANModel:
     if not isinstance(ckpt.get("G"), dict) or not isinstance(ckpt.get("config", {}), dict):
         raise LatentAtlasError(f"{info.source}: malformed latentatlas checkpoint (G or config missing)")
     try:
-        cfg = cfg_cls.from_dict(ckpt.get("config", {}))
+        d = check_fields(cfg_cls, ckpt.get("config", {}), f"{info.source} ({arch} config)",
+                         getattr(cfg_cls, "LIMITS", None))
+        cfg = cfg_cls.from_dict(d)
     except (TypeError, ValueError) as e:
         raise LatentAtlasError(f"{info.source}: bad {arch} config: {e}") from None
+    except LatentAtlasError as e:
+        msg = str(e)
+        raise LatentAtlasError(msg if msg.startswith(str(info.source)) else f"{info.source}: bad {arch} config: {msg}") from None
     # each network probed on the meta device first: an absurd config is refused before it is built
     G = build_checked(lambda: g_cls(cfg), ckpt["G"], f"{info.source} (generator)")
     D = None

@@ -51,6 +51,15 @@ class StyleGAN2Config:
     d_cmap_dim: int = 0                   # conditional D: size of the mapped label (0 = none)
     d_mapping_layers: int = 8             # conditional D: layers of its label mapping
 
+    # sane ranges of the numeric fields, checked (validate.check_fields) before a file's config is used:
+    # a 1024-px config-f and 1000-class conditional models are well inside
+    LIMITS = {"z_dim": (1, 8192), "w_dim": (1, 8192), "img_resolution": (4, 8192), "img_channels": (1, 16),
+              "channels": (1, 65536), "d_channels": (1, 65536), "mapping_layers": (1, 64),
+              "mapping_lr_mul": (1e-6, 100.0), "w_avg_beta": (0.0, 1.0), "conv_clamp": (0.0, 1e6),
+              "mbstd_group": (0, 65536), "mbstd_channels": (0, 1024), "fir": (-1e3, 1e3), "c_dim": (0, 100_000),
+              "embed_features": (1, 8192), "layer_features": (1, 8192), "d_cmap_dim": (0, 8192),
+              "d_mapping_layers": (0, 64), "d_conv_clamp": (0.0, 1e6)}
+
     def __post_init__(self):
         r = self.img_resolution
         if r < 4 or r & (r - 1):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validate import check_fields
 from .ops import upfirdn
 from .stylegan2 import FC, Mapping
 
@@ -44,10 +45,19 @@ class StyleGAN3LayerSpec:
     down_taps: int
     down_radial: bool              # 2-D (jinc) downsampling filter instead of a separable one
 
+    LIMITS = {"in_channels": (1, 65536), "out_channels": (1, 65536), "in_size": (1, 16384), "out_size": (1, 16384),
+              "conv_kernel": (1, 15), "up": (1, 8), "down": (1, 8), "padding": (-16384, 16384),
+              "conv_clamp": (0.0, 1e6), "up_taps": (1, 1024), "down_taps": (1, 1024)}
+
     @classmethod
     def from_dict(cls, d):
-        d = dict(d)
-        for k in ("in_size", "out_size", "padding"):
+        if not isinstance(d, dict):
+            raise ValueError(f"a layer spec is a {type(d).__name__}, not an object")
+        name = str(d.get("name", "?"))[:40]
+        d = check_fields(cls, d, f"layer {name}", cls.LIMITS)
+        for k, n in (("in_size", 2), ("out_size", 2), ("padding", 4)):
+            if k not in d or len(d[k]) != n:
+                raise ValueError(f"layer {name}: {k} must hold {n} numbers")
             d[k] = tuple(int(v) for v in d[k])
         return cls(**d)
 
@@ -74,7 +84,15 @@ class StyleGAN3Config:
     variant: str = "T"             # "T" (translation) or "R" (rotation equivariant)
     d_config: dict | None = field(default=None)   # StyleGAN2Config dict of the discriminator
 
+    LIMITS = {"z_dim": (1, 8192), "w_dim": (1, 8192), "img_resolution": (4, 8192), "img_channels": (1, 16),
+              "input_channels": (1, 65536), "input_size": (1, 16384), "input_sampling_rate": (1e-6, 1e6),
+              "input_bandwidth": (1e-6, 1e6), "output_scale": (-1e6, 1e6), "c_dim": (0, 100_000),
+              "mapping_layers": (1, 64), "mapping_lr_mul": (1e-6, 100.0), "embed_features": (1, 8192),
+              "layer_features": (1, 8192), "w_avg_beta": (0.0, 1.0)}
+
     def __post_init__(self):
+        if not isinstance(self.layers, (list, tuple)) or not 1 <= len(self.layers) <= 64:
+            raise ValueError("layers must be a list of 1 to 64 layer specs")
         object.__setattr__(self, "layers", tuple(l if isinstance(l, StyleGAN3LayerSpec)
                                                  else StyleGAN3LayerSpec.from_dict(l) for l in self.layers))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))

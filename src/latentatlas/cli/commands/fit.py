@@ -5,7 +5,7 @@ from ...atlas import Atlas, describe, fit_atlas, parse_clusters, parse_level_ran
 from ...defaults import LEARNED_STEPS
 from ...errors import LatentAtlasError
 from ...spaces.diagnostics import normality_table, plot_marginals, space_samples
-from ..options import add_model_options, add_ray, emit, kv_line, load_model, pool_for, positive_int, seed_int
+from ..options import add_model_options, add_ray, emit, kv_line, load_model, number_option, pool_for, positive_int, seed_int
 
 
 def add_fit(sub, common):
@@ -23,7 +23,7 @@ def add_fit(sub, common):
     s.add_argument("--clusters", default=None, help="clusters per level, e.g. coarse=8,medium=8,fine=8 (all 0: the P-norm statistics only, no mixture)")
     s.add_argument("--levels", default=None, help="W+ rows per level, e.g. coarse=0:3,medium=3:6,fine=6:8")
     s.add_argument("--plots", default=None, metavar="PNG", help="also write marginal histograms / joint plots")
-    s.add_argument("--learned-steps", type=int, default=LEARNED_STEPS,
+    s.add_argument("--learned-steps", type=number_option(0, 10 ** 6, integer=True), default=LEARNED_STEPS,
                    help="training steps of the learned multi-level mixture per level (default %(default)s; 0 = EM "
                         "baseline only)")
     add_ray(s, "the mapping and moments (shards summed exactly; the mixtures are fitted here)")

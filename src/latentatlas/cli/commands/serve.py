@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from ...serve.server import serve
-from ..options import add_model_options, atlas_option, load_model, positive_int
+from ..options import add_model_options, atlas_option, load_model, number_option, positive_int
 
 log = logging.getLogger("latentatlas")
 
@@ -23,7 +23,7 @@ def add_serve(sub, common):
                    help="extra direction set for the sliders and walks (repeatable)")
     s.add_argument("--report", default=None, metavar="DIR", help="a report directory to link (its files are served)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
-    s.add_argument("--port", type=int, default=8000, help="port (default %(default)s; 0 = any free port)")
+    s.add_argument("--port", type=number_option(0, 65535, integer=True), default=8000, help="port (default %(default)s; 0 = any free port)")
     s.add_argument("--max-jobs", type=positive_int, default=8,
                    help="inversions queued or running at once; more are answered 429 (default %(default)s)")
     add_model_options(s)

@@ -4,11 +4,10 @@
 (``load_state_dict(strict=False)``) every key must be there and match."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import LatentAtlasError
-from ...validate import number
+from ...validate import load_json, number
 from ..biggan import BigGANConfig, BigGANGenerator
 from ..interface import BigGANModel, ModelInfo
 from ..state import build_checked
@@ -32,8 +31,8 @@ def files(path: Path) -> tuple[Path, Path] | None:
             raise LatentAtlasError(f"{cfg}: {cfg.stat().st_size:,} bytes, more than any BigGAN config.json "
                                    f"({MAX_CONFIG_BYTES:,}); its block list cannot be a BigGAN's")
         try:
-            d = json.loads(cfg.read_text())
-        except (ValueError, UnicodeDecodeError):
+            d = load_json(cfg.read_bytes(), str(cfg), "the BigGAN config")
+        except LatentAtlasError:
             return None
         if isinstance(d, dict) and {"layers", "channel_width", "z_dim"} <= set(d):
             return cfg, binf
@@ -41,10 +40,9 @@ def files(path: Path) -> tuple[Path, Path] | None:
 
 
 def read_config(cfg_path: Path) -> BigGANConfig:
-    try:
-        d = json.loads(cfg_path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LatentAtlasError(f"{cfg_path}: not valid JSON ({e})") from None
+    d = load_json(cfg_path.read_bytes(), str(cfg_path), "the BigGAN config")
+    if not isinstance(d, dict):
+        raise LatentAtlasError(f"{cfg_path}: the BigGAN config is a {type(d).__name__}, not an object")
     missing = _CONFIG_KEYS - set(d)
     if missing:
         raise LatentAtlasError(f"{cfg_path}: BigGAN config lacks {sorted(missing)}")

@@ -14,6 +14,7 @@ import json
 import struct
 
 from ...errors import LatentAtlasError
+from ...validate import load_json
 
 FORMAT = "latentatlas"
 MAX_HEADER = 100_000_000
@@ -28,10 +29,10 @@ def is_safetensors(data: bytes) -> bool:
 
 def safetensors_header(data: bytes, source: str) -> dict:
     n = struct.unpack("<Q", data[:8])[0]
-    try:
-        return json.loads(data[8: 8 + n])
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LatentAtlasError(f"{source}: corrupt safetensors header ({e})") from None
+    header = load_json(data[8: 8 + n], source, "the safetensors header")
+    if not isinstance(header, dict):
+        raise LatentAtlasError(f"{source}: the safetensors header is a {type(header).__name__}, not an object")
+    return header
 
 
 def read_safetensors(data: bytes, source: str) -> dict:
@@ -49,10 +50,10 @@ def read_safetensors(data: bytes, source: str) -> dict:
         tensors = st_load(data)
     except Exception as e:   # the Rust reader raises its own error types
         raise LatentAtlasError(f"{source}: corrupt safetensors data ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    try:
-        config, info = json.loads(meta["config"]), json.loads(meta.get("meta", "{}"))
-    except (KeyError, ValueError) as e:
-        raise LatentAtlasError(f"{source}: bad latentatlas metadata ({e})") from None
+    if not isinstance(meta.get("config"), str):
+        raise LatentAtlasError(f"{source}: latentatlas metadata without its config")
+    config = load_json(meta["config"], source, "the metadata's config")
+    info = load_json(meta.get("meta", "{}"), source, "the metadata's meta")
     G = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     D = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
     return {"format": FORMAT, "version": 2, "arch": meta.get("arch"), "config": config, "G": G,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ...errors import LatentAtlasError
+from ...validate import number
 from ..interface import ModelInfo, StyleGANModel
 from ..state import build_checked
 from ..stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
@@ -264,6 +265,12 @@ def read_nvidia_pickle(path_or_bytes, source: str | None = None, *, allow_int: b
 # ----------------------------------------------------------------------------- configuration
 
 
+# the generator's constructor arguments: a 1024-px config-f (512/512, 3 channels) and 1000-class
+# models are well inside; anything outside is not a StyleGAN a file can hold
+INIT_LIMITS = {"z_dim": (1, 8192), "w_dim": (1, 8192), "img_resolution": (4, 8192), "img_channels": (1, 16),
+               "c_dim": (0, 100_000)}
+
+
 def _refuse_unknown_family(G: PersistentRecord, source: str):
     src = G.module_src
     if "pg_modules" in src or "StyleGAN-XL" in src or "stylegan_xl" in src.lower():
@@ -273,6 +280,13 @@ def _refuse_unknown_family(G: PersistentRecord, source: str):
     missing = [k for k in ("z_dim", "w_dim", "img_resolution", "img_channels") if G.init_kwargs.get(k) is None]
     if missing:
         raise LatentAtlasError(f"{source}: generator constructor arguments missing: {missing}")
+    for key, (lo, hi) in INIT_LIMITS.items():        # before anything is sized from them
+        if G.init_kwargs.get(key) is not None:
+            G.init_kwargs[key] = number(G.init_kwargs[key], f"generator argument {key!r}", lo, hi, where=source,
+                                        integer=True)
+    res = G.init_kwargs["img_resolution"]
+    if res & (res - 1):
+        raise LatentAtlasError(f"{source}: generator argument 'img_resolution' = {res} is not a power of two")
 
 
 def _mapping_fields(M: PersistentRecord, source: str) -> dict:
