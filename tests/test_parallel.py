@@ -193,6 +193,24 @@ def test_ray_inversion_and_fit_equal_the_single_process_ones(ray_local, tiny_sg2
         np.testing.assert_allclose(zb[k], za[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.slow
+def test_ray_evaluate_equals_the_single_process_one(ray_local, tiny_sg2, tmp_path, capsys):
+    """Issue 39: evaluate --ray shards the seeds over the workers (chunks of CHUNK) and reduces
+    the moments exactly: the figures equal this process's."""
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=3, n=60)
+    common = ["evaluate", "--model", str(f), "--n", "4500", "--reference", str(src), "--json"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # the workers run one thread each: the same float order here
+    try:
+        assert main(common) == 0
+        one = json.loads(capsys.readouterr().out)
+        assert main(common + ["--ray", "--ray-workers", "2"]) == 0
+        ray = json.loads(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(threads)
+    assert one == ray and one["n"] == 4500
+
+
 def test_ray_sampling_points_equal_the_single_process_rows(ray_local, tmp_path):
     from latentatlas.imageio import save_png
     from latentatlas.evaluation.sampling import evaluate_sampling
@@ -400,3 +418,40 @@ def test_joining_by_address_uses_a_local_ray_token_unless_a_mode_is_chosen(tmp_p
     assert "if the cluster uses token authentication" in str(_join_error("x", ConnectionError("refused"), joining=True))
     monkeypatch.undo()
     _refresh_ray_config()              # Ray's cached configuration back to this session's environment
+
+
+class _ShufflingPool(LocalPool):
+    """Finishes the tasks out of order, as Ray's workers do."""
+
+    def imap(self, fn, tasks):
+        done = [(meta, fn(self.worker, *args, **kwargs)) for meta, args, kwargs in tasks]
+        yield from reversed(done)
+
+
+def test_evaluate_streams_in_chunks_and_a_pool_gives_the_same_figures(monkeypatch, tmp_path):
+    """Issue 39: evaluate's chunks (FID from float64 moments reduced in seed order, KID/PRDC on the
+    first `keep` seeds) give the same figures on a pool finishing out of order as in this process,
+    and the streamed FID equals the FID of all features held at once."""
+    from latentatlas.imageio import save_png
+    from latentatlas.metrics import suite
+    from latentatlas.metrics.distribution import feature_stats, frechet_distance
+    from latentatlas.metrics.reference import resolve
+    model = tiny_stylegan2()
+    with torch.no_grad():
+        imgs = model(model.sample_z(60, seed=99)).clamp(-1, 1)
+    for i in range(60):
+        save_png(imgs[i], tmp_path / f"r{i}.png")
+    monkeypatch.setattr(suite, "CHUNK", 48)
+    kw = dict(n=200, seed=5, reference=str(tmp_path), progress=False, keep=100)
+    direct = suite.evaluate_model(model, **kw)
+    pooled = suite.evaluate_model(model, pool=_ShufflingPool(model), **kw)
+    assert direct == pooled and direct["knn_n"] == 100 and direct["n"] == 200
+    ref, ext = resolve(model, folder=str(tmp_path), what="test")
+    every = suite.features_of_generator(model, ext, n=200, seed=5, batch_size=48)   # the chunks' batches
+    if direct["fid"] is not None:
+        assert abs(direct["fid"] - frechet_distance(ref.mu, ref.sigma, *feature_stats(every))) < 1e-6
+    red = suite.reduce_chunks([suite.chunk_stats(model, ext, a, min(48, 200 - a), seed=5, keep=100)
+                               for a in range(0, 200, 48)])
+    mu, sig = feature_stats(every)
+    assert np.allclose(red["mu"], mu, atol=1e-9) and np.allclose(red["sigma"], sig, atol=1e-9)
+    assert np.array_equal(red["feats"], every[:100])

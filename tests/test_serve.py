@@ -260,3 +260,38 @@ def test_malformed_requests_are_4xx_never_500(server, caplog):
         code, _, body = call(base + "/api/strategies", {"seed": 1, "strategies": {"truncation": [1, 2]}})
         assert code == 200 and "parameters must be an object" in json.loads(body)[0]["error"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+
+
+def test_a_client_that_goes_away_is_one_log_line_not_a_traceback(server, caplog):
+    """Issue 42: disconnecting clients (slowloris, resets mid-answer) are logged in one line each;
+    a traceback is kept for genuine bugs only."""
+    import logging
+    import socket
+    import struct
+    from latentatlas.serve.server import Server
+    base, _, _ = server
+    host, port = base.removeprefix("http://").split(":")
+    caplog.set_level(logging.INFO, logger="latentatlas")
+    for i in range(20):                       # ask for the page, then reset the connection at once
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" if i % 2 else b"POST /api/sample HTTP/1.1\r\nContent-Len")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    assert not [r for r in caplog.records if r.exc_info], "a disconnect was logged with a traceback"
+    # the handler itself, for the errors a vanished client raises
+    srv = Server.__new__(Server)
+    caplog.clear()
+    for exc in (BrokenPipeError(), ConnectionResetError(), TimeoutError()):
+        try:
+            raise exc
+        except OSError:
+            srv.handle_error(None, ("10.0.0.1", 1))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"client 10.0.0.1 went away ({n})" for n in ("BrokenPipeError", "ConnectionResetError", "TimeoutError")]
+    assert not any(r.exc_info for r in caplog.records)
+    try:
+        raise KeyError("a bug")
+    except KeyError:
+        srv.handle_error(None, ("10.0.0.1", 1))
+    assert caplog.records[-1].exc_info is not None

@@ -50,19 +50,22 @@ class Reference:
     def n(self) -> int:
         return int(self.feats.shape[0])
 
-    def scores(self, fake: np.ndarray, *, k: int = 3, kid_subsets: int = 50, seed: int = 0) -> dict:
+    def scores(self, fake: np.ndarray, *, k: int = 3, kid_subsets: int = 50, seed: int = 0,
+               fake_stats: tuple | None = None) -> dict:
         """FID, KID (mean and std over subsets), precision, recall, density, coverage, and the
         per-sample realism score's median and the share of samples below 1 (outside the real
         manifold; Kynkäänniemi et al. 2019) of ``fake`` features [M, D] against this set. FID is left out (None) when either set has fewer
-        samples than feature dimensions: its covariance would be singular."""
+        samples than feature dimensions: its covariance would be singular. ``fake_stats`` = (n, mean,
+        covariance) of a larger generated set whose features were streamed (FID reads those)."""
         fake = np.asarray(fake, dtype=np.float64)
         if fake.ndim != 2 or fake.shape[1] != self.feats.shape[1]:
             raise LatentAtlasError(f"features of shape {list(fake.shape)} do not match the reference's "
                                    f"{self.feats.shape[1]}-d {self.features} space")
         k_mean, k_std = kid(self.feats, fake, num_subsets=kid_subsets, seed=seed)
         fid = None
-        if min(fake.shape[0], self.n) > fake.shape[1]:
-            mu, sig = feature_stats(fake)
+        n_fake = fake.shape[0] if fake_stats is None else fake_stats[0]
+        if min(n_fake, self.n) > fake.shape[1]:
+            mu, sig = feature_stats(fake) if fake_stats is None else fake_stats[1:]
             fid = frechet_distance(self.mu, self.sigma, mu, sig)
         return {"fid": fid, "kid": k_mean, "kid_std": k_std, **prdc(self.feats, fake, k=k, seed=seed),
                 **realism_summary(self.feats, fake, k=k)}

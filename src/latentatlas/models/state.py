@@ -60,6 +60,8 @@ def load_state(module: torch.nn.Module, sd: dict, what: str):
     _check_names_and_shapes(own, sd, what)
     for k in own:
         t = sd[k]
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        # one pass without a mask: a NaN or infinity anywhere makes the float64 sum non-finite (a
+        # finite float32 tensor cannot overflow a float64 sum); the exact check only then
+        if t.is_floating_point() and not torch.isfinite(t.sum(dtype=torch.float64)) and not torch.isfinite(t).all():
             raise LatentAtlasError(f"{what}: tensor {k} holds NaN or infinite values")
     module.load_state_dict(sd)

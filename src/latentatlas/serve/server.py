@@ -124,6 +124,11 @@ def make_handler(ex: Explorer):
                 return self._json({"error": e.message}, e.status)
             except LatentAtlasError as e:
                 return self._json({"error": str(e)}, 400)
+            except DISCONNECTS as e:       # the client went away mid-answer: nothing left to answer
+                log.info("client %s went away during %s %s (%s)", self.client_address[0], method, p,
+                         type(e).__name__)
+                self.close_connection = True
+                return None
             except Exception as e:  # noqa: BLE001 - one bad request never takes the server down
                 log.exception("request %s %s failed", method, p)
                 return self._json({"error": f"internal error ({type(e).__name__})"}, 500)
@@ -140,6 +145,9 @@ def make_handler(ex: Explorer):
     return Handler
 
 
+DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)   # a client gone
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
@@ -148,7 +156,7 @@ class Server(ThreadingHTTPServer):
         """A client that went away mid-answer is one log line, not a traceback; anything else is logged
         with its traceback (a bug)."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+        if isinstance(exc, DISCONNECTS):
             log.info("client %s went away (%s)", client_address[0], type(exc).__name__)
             return
         log.exception("request from %s failed", client_address[0])

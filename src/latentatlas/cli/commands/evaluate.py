@@ -16,9 +16,9 @@ from ...evaluation.sampling import (
     table1_record,
 )
 from ...evaluation import stored
-from ...metrics.suite import evaluate_model
+from ...metrics.suite import CHUNK, evaluate_model
 from ...sampling import Context
-from ...sampling.generate import parse_params
+from ...sampling.generate import check_count, parse_params
 from ...validate import check_fits
 from ...walks.directions import Directions
 from ...walks.edit import evaluate_directions
@@ -43,11 +43,14 @@ def add_evaluate(sub, common):
                        description="Generate N samples and compare them with a real image set in a feature space: "
                                    "FID, KID, precision, recall (k=3), density, coverage, and the predicted class "
                                    "histogram with the Fashion-MNIST classifier. The real set is the Fashion-MNIST "
-                                   "test split for models trained on it, else --reference DIR.")
+                                   "test split for models trained on it, else --reference DIR. Streams: seeds go "
+                                   "in chunks of 2000, FID reads float64 moments summed over all N (memory set by a "
+                                   "chunk, not by N); KID and the k-NN metrics read the first 10000 samples.")
     s.add_argument("--model", required=True)
     s.add_argument("--n", type=positive_int, default=10000)
     add_reference(s)
     s.add_argument("--seed", type=seed_int, default=0)
+    add_ray(s, "one task per chunk of 2000 seeds; the moments are reduced exactly, the same result as here")
     add_model_options(s)
     s.set_defaults(fn=run_evaluate)
 
@@ -93,9 +96,11 @@ def add_evaluate_directions(sub, common):
 
 def run_evaluate(args):
     model = load_model(args)
-    check_fits(args.n, model.img_channels, model.img_resolution, "evaluate")
-    res = evaluate_model(model, n=args.n, seed=args.seed, device=model.device, progress=not args.json,
-                         **reference_kw(args))
+    check_count(args.n, "evaluate")
+    check_fits(min(args.n, CHUNK), model.img_channels, model.img_resolution, "evaluate")   # a chunk at a time
+    with pool_for(args, model) as pool:
+        res = evaluate_model(model, n=args.n, seed=args.seed, device=model.device, progress=not args.json,
+                             pool=pool, **reference_kw(args))
 
     def fmt(d):
         lines = [f"{k:>16}: {v:.4f}" if isinstance(v, float) else f"{k:>16}: {v}" for k, v in d.items()
