@@ -396,6 +396,15 @@ def _cases():
         return build
     c["pgan-leaky-relu-leak-nan"] = pgan_leak(float("nan"))
     c["pgan-leaky-relu-leak-string"] = pgan_leak("abc")
+
+    def pgan_category(t, m):
+        from latentatlas.models.readers.pgan import SAFE_GLOBALS
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ck = torch.load(R2 / "s-pgan-32.pth", weights_only=True)
+        ck["config"] = dict(vars(ck["config"]), categoryVectorDim="abc")
+        torch.save(ck, t / "p.pth")
+        return _sample(str(t / "p.pth"), t / "o.png")
+    c["pgan-category-dim-a-string"] = pgan_category
     c["truncation-psi-1e308"] = lambda t, m: _sample("fashion-stylegan2", t / "o.png") + ["--truncation-psi", "1e308"]
     c["strategy-psi-1e308"] = lambda t, m: _sample("fashion-stylegan2", t / "o.png") + [
         "--strategy", "truncation", "--param", "psi=1e308"]

@@ -54,7 +54,8 @@ def _count(sd: dict, prefix: str) -> int:
 def build_config(ckpt: dict, source: str) -> PGANConfig:
     c = _config_dict(ckpt["config"])
     g = ckpt.get("avgG") if isinstance(ckpt.get("avgG"), dict) else ckpt["netG"]
-    if int(c.get("categoryVectorDim", 0) or 0) > 0:
+    if number(c.get("categoryVectorDim", 0) or 0, "config field 'categoryVectorDim'", 0, 100_000, where=source,
+              integer=True) > 0:
         raise LatentAtlasError(f"{source}: attribute-conditioned PGAN (categoryVectorDim="
                                f"{c.get('categoryVectorDim')}) is not supported yet")
     try:
