@@ -356,6 +356,8 @@ def cached_mean_protoimage(model, n, steps, settings, iters, seed, n_init=1000, 
     Cached on disk per model weights and settings."""
     key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
         f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
+    prec = getattr(getattr(model, "precision", None), "name", "fp32")
+    key += "" if prec == "fp32" else f"-{prec}"       # a protoimage searched at bf16 is its own entry
     path = cache_dir() / f"{key}.pt"
     if path.is_file():
         try:
