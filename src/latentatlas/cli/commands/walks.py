@@ -4,12 +4,22 @@ from __future__ import annotations
 import argparse
 
 from ... import diamond as dm
+from ...atlas import get_atlas
 from ...errors import LatentAtlasError
-from ...walks.directions import METHODS, Directions, compute_directions, parse_direction_ref
+from ...walks.directions import (
+    METHODS,
+    Directions,
+    compute_directions,
+    parse_direction_ref,
+)
 from ...walks.edit import render_walk, walk_latents
+from ...walks.keyframes import SPACES as KEYFRAME_SPACES
+from ...walks.keyframes import keyframe_walk
 from ..options import (
+    add_atlas,
     add_model_options,
     add_video,
+    atlas_option,
     check_walk_outputs,
     emit,
     finite_float,
@@ -80,10 +90,21 @@ def add_walk(sub, common):
     s.add_argument("--kind", default="linear", choices=["linear", "dp", "great-circle"])
     s.add_argument("--steps", type=positive_int, default=9, help="frames along the walk, endpoints included (default %(default)s)")
     s.add_argument("--extent", type=finite_float, default=None, help="walk to +-extent sigma (default 2)")
-    s.add_argument("--n", type=positive_int, default=4, help="samples (rows)")
-    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--n", type=positive_int, default=None, help="samples (rows, default 4)")
+    s.add_argument("--seed", type=seed_int, default=None, help="first seed (default 0)")
+    s.add_argument("--between", nargs="+", default=None, metavar="KEY",
+                   help="keyframe video through two or more keyframes instead of a direction: each a seed (7), a "
+                        "saved latent (FILE.npz, or FILE.npz:ROW) or an image to invert (.png/.jpg); --steps "
+                        "frames per segment")
+    s.add_argument("--space", default=None, choices=list(KEYFRAME_SPACES),
+                   help="keyframe interpolation: z (slerp; default when every keyframe is a seed), w, wplus (lerp; "
+                        "default otherwise), pnorm+ (lerp in P-norm+ coordinates, needs the atlas)")
+    s.add_argument("--invert-steps", type=positive_int, default=None,
+                   help="inversion steps for image keyframes (default 300; W+ with the discriminator's perceptual "
+                        "loss, Z for Z-only models)")
     s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
     add_video(s)
+    add_atlas(s)
     add_model_options(s)
     s.set_defaults(fn=run_walk)
 
@@ -187,6 +208,13 @@ def _direction_methods():
 
 def run_walk(args):
     check_walk_outputs(args)
+    if args.between is not None:
+        return _keyframe_walk(args)
+    for opt, val in (("--space", args.space), ("--invert-steps", args.invert_steps), ("--atlas", args.atlas)):
+        if val is not None:
+            raise LatentAtlasError(f"{opt} applies to keyframe walks (--between)")
+    args.n = 4 if args.n is None else args.n
+    args.seed = 0 if args.seed is None else args.seed
     model = load_model(args)
     if args.direction is None:
         if args.kind != "great-circle":
@@ -206,6 +234,89 @@ def run_walk(args):
     outs = save_walk(args, render_walk(model, dirs, lat))
     emit(args, {"out": outs[0], "video": outs[1] if len(outs) > 1 else None}, lambda d: f"wrote {', '.join(outs)}")
     return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _keyframe_walk(args):
+    """``walk --between A B ...``: frames through keyframes (seeds, saved latents, inverted images)."""
+    import torch
+
+    from ...data.folder import load_image
+    from ...inversion import InversionConfig, invert
+
+    for opt, val in (("--direction", args.direction), ("--extent", args.extent), ("--n", args.n),
+                     ("--seed", args.seed)):
+        if val is not None:
+            raise LatentAtlasError(f"{opt} does not apply to keyframe walks (--between names the keyframes)")
+    if args.kind != "linear":
+        raise LatentAtlasError("--kind chooses a walk along a direction; --between interpolates keyframes (--space)")
+    if len(args.between) < 2:
+        raise LatentAtlasError(f"--between needs at least two keyframes, got {len(args.between)}")
+    model = load_model(args)
+    kinds = [_keyframe_kind(k) for k in args.between]
+    space = args.space or ("z" if all(k == "seed" for k in kinds) or not model.has_mapping else "wplus")
+    if space != "z" and not model.has_mapping:
+        raise LatentAtlasError(f"model '{model.name}' has only a Z space: --space z")
+    if space == "z" and "latent" in kinds and model.has_mapping:
+        raise LatentAtlasError("saved latents of a mapped model are W+ codes: interpolate them with --space wplus "
+                               "(or pnorm+)")
+    if space == "w" and any(k != "seed" for k in kinds):
+        raise LatentAtlasError("--space w interpolates mapped seeds only; saved latents and images are W+ codes "
+                               "(--space wplus)")
+    if args.invert_steps is not None and "image" not in kinds:
+        raise LatentAtlasError("--invert-steps applies to image keyframes; none of the keyframes is an image")
+    atlas = atlas_option(args, model, space == "pnorm+" or "image" in kinds,
+                         "--atlas serves --space pnorm+ and image keyframes' inversion")
+    if space == "pnorm+" and atlas is None:
+        atlas = get_atlas(model, need="pnorm", progress=not args.json)      # the cached one (fitted once)
+    images = {}
+    keys = []
+    for spec, kind in zip(args.between, kinds):
+        if kind == "seed":
+            z = model.latents_for([int(spec)])
+            with torch.no_grad():
+                keys.append(z if space == "z" else model.mapping(z) if space == "w" else model.broadcast(model.mapping(z)))
+        elif kind == "latent":
+            path, _, row = spec.partition(".npz:")
+            path = path if path.endswith(".npz") else path + ".npz"
+            codes, _ = latents_of(model, path)
+            r = int(row) if row else 0
+            if not 0 <= r < codes.shape[0]:
+                raise LatentAtlasError(f"{spec}: row {r} out of range ({path} holds {codes.shape[0]})")
+            keys.append(codes[r:r + 1])
+        else:
+            img = load_image(spec, size=model.img_resolution, channels=model.img_channels)
+            if img.tensor is None:
+                raise LatentAtlasError(f"{spec}: {img.note}")
+            images[spec] = img.tensor
+    if images:        # every image keyframe inverted in one batch
+        cfg = InversionConfig(space="wplus" if model.has_mapping else "z", steps=args.invert_steps or 300,
+                              perceptual="discriminator" if model.has_discriminator else "none")
+        res = invert(model, torch.stack(list(images.values())).to(model.device), cfg, atlas=atlas,
+                     progress=not args.json)
+        codes = res.ws if model.has_mapping else res.z
+        inverted, others = dict(zip(images, codes)), iter(keys)
+        keys = [inverted[spec][None] if kind == "image" else next(others) for spec, kind in zip(args.between, kinds)]
+    frames = keyframe_walk(model, torch.cat(keys), steps=args.steps, space=space, atlas=atlas)
+    outs = save_walk(args, frames)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "space": space, "frames": int(frames.shape[0]),
+            "keyframes": [{"key": k, "kind": kd} for k, kd in zip(args.between, kinds)]}
+    emit(args, info, lambda d: f"wrote {', '.join(outs)} ({d['frames']} frames through {len(kinds)} keyframes, "
+                               f"{space})")
+    return 0
+
+
+def _keyframe_kind(spec: str) -> str:
+    if spec.isdigit():
+        return "seed"
+    if spec.endswith(".npz") or ".npz:" in spec:
+        return "latent"
+    if spec.lower().endswith(IMAGE_SUFFIXES):
+        return "image"
+    raise LatentAtlasError(f"keyframe {spec!r}: not a seed (an integer), a latents file (.npz[:ROW]) or an image "
+                           f"({', '.join(IMAGE_SUFFIXES)})")
 
 
 def _protoimage_walk(args, model):
