@@ -84,7 +84,21 @@ def test_edit_inverted_latents_cli(tiny_sg2, tmp_path, capsys):
     cap = capsys.readouterr()
     assert code == 0, cap.err
     info = json.loads(cap.out)
-    assert code == 0 and info["rows"] == [0, 3] and info["amounts"] == [-2.0, 0.0, 2.0]
+    assert code == 0 and info["rows"] == [0, 1, 2] and info["amounts"] == [-2.0, 0.0, 2.0]
+    # rows by level name (the tiny model's 6 rows in thirds: coarse 0-1, medium 2-3, fine 4-5)
+    by_name, by_rows = tmp_path / "named.png", tmp_path / "rows.png"
+    common = ["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction", f"{tmp_path / 'd.npz'}:1",
+              "--amounts", "-2,0,2", "--json", "--scale", "1"]
+    assert main(common + ["--layers", "coarse", "--out", str(by_name)]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == [0, 1]
+    assert main(common + ["--rows", "0:2", "--out", str(by_rows)]) == 0
+    capsys.readouterr()
+    assert np.array_equal(np.asarray(Image.open(by_name)), np.asarray(Image.open(by_rows)))
+    assert main(common + ["--layers", "coarse,fine", "--out", str(tmp_path / "cf.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == [0, 1, 4, 5]
+    for bad in (["--layers", "huge"], ["--layers", "fine", "--rows", "0:2"]):
+        assert main(["edit", str(tmp_path / "o" / "im0.npz"), "--model", str(f), "--direction",
+                     f"{tmp_path / 'd.npz'}:1", "--out", str(tmp_path / "y.png")] + bad) == 2
     strip = np.asarray(Image.open(out))
     assert strip.shape[1] == 3 * 16 + 4 * 2                     # three columns of 16 px with padding
     cols = [strip[2:18, 2 + i * 18:18 + i * 18].astype(float) for i in range(3)]

@@ -6,6 +6,7 @@ import argparse
 from ... import diamond as dm
 from ...atlas import get_atlas
 from ...errors import LatentAtlasError
+from ...priors.levels import default_level_ranges
 from ...walks.directions import (
     METHODS,
     Directions,
@@ -44,6 +45,9 @@ def add_edit(sub, common):
     s.add_argument("--direction", required=True, help="FILE.npz:INDEX (from 'directions')")
     s.add_argument("--amounts", default="-2,-1,0,1,2", help="comma-separated amounts in sigma (default %(default)s)")
     s.add_argument("--rows", default=None, help="W+ rows edited: A:B (rows A..B-1) or one index (default: all)")
+    s.add_argument("--layers", default=None,
+                   help="W+ rows edited by level name: coarse, medium, fine or a comma-separated union (the thirds "
+                        "'mix --split' names; e.g. fine keeps shape and changes texture)")
     s.add_argument("--scale", type=positive_int, default=2, help="pixel scale of the strip (default %(default)s)")
     s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
     add_video(s)
@@ -133,6 +137,17 @@ def run_edit(args):
                                f"with {want} directions")
     g = dirs.vectors[idx].to(model.device) * float(dirs.sigmas[idx])
     rows = None
+    if args.rows and args.layers:
+        raise LatentAtlasError("--rows and --layers both choose W+ rows: give one")
+    if args.layers:
+        if not model.has_mapping:
+            raise LatentAtlasError("--layers applies to W+ latents (models with a mapping network)")
+        levels = default_level_ranges(model.num_ws)
+        names = [x.strip() for x in args.layers.split(",") if x.strip()]
+        unknown = [x for x in names if x not in levels]
+        if unknown or not names:
+            raise LatentAtlasError(f"--layers {args.layers!r}: level names are {', '.join(levels)}")
+        rows = sorted({r for x in names for r in range(*levels[x])})
     if args.rows:
         if not model.has_mapping:
             raise LatentAtlasError("--rows applies to W+ latents (models with a mapping network)")
@@ -143,18 +158,19 @@ def run_edit(args):
             raise LatentAtlasError(f"--rows {args.rows!r}: expected A:B (W+ rows A..B-1) or one row index") from None
         if not 0 <= rows[0] < rows[1] <= model.num_ws:
             raise LatentAtlasError(f"--rows {args.rows}: rows must lie in 0..{model.num_ws - 1}")
+        rows = list(range(*rows))
     frames = []
     with torch.no_grad():
         for a in amounts:
             if model.has_mapping:
                 mask = torch.zeros(model.num_ws, 1, device=model.device)
-                mask[slice(*rows) if rows else slice(None)] = 1
+                mask[rows if rows else slice(None)] = 1
                 frames.append(model.synthesis(codes + a * mask * g).clamp(-1, 1).cpu())
             else:
                 frames.append(model(codes + a * g).clamp(-1, 1).cpu())
     outs = save_walk(args, torch.stack(frames), scale=args.scale)
     info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
-            "rows": list(rows) if rows else None}
+            "rows": rows, "layers": args.layers}
     emit(args, info, lambda d: f"wrote {', '.join(outs)}: {d['latents']} latents x {len(amounts)} amounts")
     return 0
 
