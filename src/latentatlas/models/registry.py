@@ -189,6 +189,8 @@ def _safe_torch_load(data: bytes, path: Path):
                                f"needs torch >= 2.6; this is torch {torch.__version__}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace, *pgan_reader.SAFE_GLOBALS]):
+            if data is None:            # a zip archive on disk: mapped, not read
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for refused globals / corrupt data
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
@@ -216,7 +218,8 @@ def _dispatch_dict(ckpt, path: Path) -> GANModel:
     raise LatentAtlasError(f"{path}: unknown checkpoint format (top-level keys: {keys})")
 
 
-def _read_checked(path: Path) -> bytes:
+def _read_checked(path: Path, head: int | None = None) -> bytes:
+    """The file's bytes (its first ``head`` bytes when given) after the size checks."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -226,10 +229,35 @@ def _read_checked(path: Path) -> bytes:
     if size > MAX_FILE_BYTES:
         raise LatentAtlasError(f"{path}: {size / 2 ** 30:.1f} GiB is larger than any supported checkpoint "
                                f"({MAX_FILE_BYTES // 2 ** 30} GiB limit)")
+    if size == 0:
+        raise LatentAtlasError(f"{path}: empty file")
+    if head is not None:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(head)
+        except IsADirectoryError:
+            raise LatentAtlasError(f"{path}: is a directory, not a checkpoint file") from None
+        except OSError as e:
+            raise LatentAtlasError(f"{path}: cannot read: {e.strerror}") from None
     data = _read_bytes(path)
     if len(data) == 0:
         raise LatentAtlasError(f"{path}: empty file")
     return data
+
+
+def _torch_zip_file(path: Path):
+    """A torch zip checkpoint read from its path, memory-mapped: the archive checked (every member's
+    CRC) and its tensors' storages mapped from the file, not copied — one copy of the weights
+    (the file's pages), which ``build_checked`` then assigns as the module's parameters."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if z.testzip() is not None:
+                raise zipfile.BadZipFile
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise LatentAtlasError(f"{path}: truncated or corrupt checkpoint (bad zip archive)") from None
+    except OSError as e:
+        raise LatentAtlasError(f"{path}: cannot read: {e.strerror}") from None
+    return _safe_torch_load(None, path)
 
 
 def _torch_bytes(data: bytes, path: Path):
@@ -269,6 +297,8 @@ def load_checkpoint_file(path) -> GANModel:
             return biggan_reader.load(path, lambda p: _torch_bytes(_read_checked(p), p))
         raise LatentAtlasError(f"{path}: is a directory, not a checkpoint file nor a BigGAN model folder "
                                f"(config.json + pytorch_model.bin)")
+    if _read_checked(path, head=4)[:2] == b"PK":     # torch zip serialisation: memory-mapped
+        return _dispatch_dict(_torch_zip_file(path), path)
     data = _read_checked(path)
     if native.is_safetensors(data):
         ckpt = native.read_safetensors(data, str(path))
