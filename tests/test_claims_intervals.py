@@ -180,3 +180,22 @@ def test_stored_records_round_trip_and_a_broken_one_is_skipped(tmp_path, monkeyp
     assert stored.load_records(tiny_sg2) == {}
     path.write_text('{"protocol": "ii2s", "weights_hash": "other"}')
     assert stored.load_records(tiny_sg2) == {}
+
+
+def test_the_shipped_protocol_runs_decide_the_bundled_models_claims(tmp_path, monkeypatch):
+    """The stored runs shipped for fashion-stylegan2's weights: Table 1 at N = 10,000 reads *mixed*
+    (Diamond is worse than the untruncated baseline beyond the noise and better than the best
+    truncation) — no longer *holds* — and the II2S run at n = 100 leaves the prior's claim
+    unresolved."""
+    from latentatlas.evaluation import stored
+    from latentatlas.models.registry import load_generator
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))       # the shipped records only
+    m = load_generator("fashion-stylegan2")
+    recs = stored.load_records(m)
+    assert {"diamond-table1", "ii2s"} <= set(recs) and recs["diamond-table1"]["n"] == 10_000
+    t1 = C._diamond_table1(recs["diamond-table1"])
+    assert t1.verdict == C.MIXED and "+0.028 [+0.011, +0.043]" in t1.measured
+    ctx = _ctx(tmp_path)
+    ctx.figures["protocols"] = recs
+    assert C.gaussian_prior(ctx).verdict == C.UNRESOLVED
+    assert C.outliers(ctx).verdict == C.HOLDS
