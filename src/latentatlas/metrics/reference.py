@@ -143,6 +143,14 @@ def _extractor(features: str, model, device, inception: str | None) -> Extractor
     return get_extractor(features, model=model, device=device or model.device, **kw)
 
 
+def extractor_for(model, *, features: str | None = None, device=None, inception: str | None = None) -> Extractor:
+    """The feature network the metrics would use on ``model``'s images (``features`` when given,
+    else the module's default), without a reference set: for probes on labelled images."""
+    if features is None and is_fashion_model(model):
+        return FashionFeatures(device or model.device)
+    return _extractor(features or _default_features(model), model, device, inception)
+
+
 def resolve(model, *, folder=None, features: str | None = None, device=None, inception: str | None = None,
             what: str = "metrics") -> tuple[Reference, Extractor]:
     """The reference and the feature extractor for metrics on ``model``'s samples, by the module's

@@ -291,8 +291,7 @@ def _diamond(model, lat, ctx, sigma="auto", variant="mean", m="auto", sigma_min=
         if dirs.space != "z":
             raise LatentAtlasError(f"diamond attribute control moves z: {path} holds {dirs.space} directions "
                                    f"(use Z directions, e.g. mean-diff on a model without a mapping network)")
-        if not 0 <= k < len(dirs):
-            raise LatentAtlasError(f"diamond: attribute index {k} out of range ({path} has {len(dirs)})")
+        k = dirs.index(k)
         a = 1.0 if amount is None else float(amount)
         z0 = dm.sphere_proj(z0 + a * float(dirs.sigmas[k]) * dirs.vectors[k].to(z0.device))
     elif amount is not None:

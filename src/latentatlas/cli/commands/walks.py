@@ -6,6 +6,8 @@ import argparse
 from ... import diamond as dm
 from ...atlas import get_atlas
 from ...errors import LatentAtlasError
+from ...metrics.attributes import probe_from_csv
+from ...metrics.reference import extractor_for
 from ...priors.levels import default_level_ranges
 from ...walks.directions import (
     METHODS,
@@ -71,6 +73,13 @@ def add_directions(sub, common):
     s.add_argument("--n", type=positive_int, default=None,
                    help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
     s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
+    s.add_argument("--labels", default=None, metavar="CSV",
+                   help="boundary, mean-diff: labelled images (rows path,label) that train a linear probe on the "
+                        "metric features; the model's samples are labelled by it (default: the Fashion-MNIST "
+                        "classifier, Fashion-MNIST models only)")
+    s.add_argument("--condition-on", default=None, metavar="A,B",
+                   help="boundary: make every other direction orthogonal to these attributes' boundaries "
+                        "(InterFaceGAN's conditional manipulation)")
     s.add_argument("--steps", type=positive_int, default=None,
                    help="training steps: dplase discovery (default 1500), linear-classifier fitting (default 300)")
     s.add_argument("--seed", type=seed_int, default=0)
@@ -122,8 +131,7 @@ def run_edit(args):
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
-    if not 0 <= idx < len(dirs):
-        raise LatentAtlasError(f"direction index {idx} out of range ({path} has {len(dirs)})")
+    idx = dirs.index(idx)
     try:
         amounts = [float(a) for a in args.amounts.split(",") if a.strip()]
     except ValueError:
@@ -183,6 +191,16 @@ def run_directions(args):
     model = load_model(args)
     takes = inspect.signature(METHODS[args.method]).parameters
     given = {"k": args.k, "n": args.n, "steps": args.steps, "layer": args.layer}
+    if args.labels is not None:
+        if "attributes" not in takes:
+            raise LatentAtlasError(f"--labels applies to the boundary and mean-diff methods, not {args.method}")
+        kw_attr = {"attributes": probe_from_csv(args.labels, model, extractor_for(model))}
+    else:
+        kw_attr = {}
+    if args.condition_on is not None:
+        if "condition_on" not in takes:
+            raise LatentAtlasError(f"--condition-on applies to the boundary method, not {args.method}")
+        kw_attr["condition_on"] = [x.strip() for x in args.condition_on.split(",") if x.strip()]
     kw = {}
     for opt, val in given.items():
         if val is None:
@@ -196,7 +214,7 @@ def run_directions(args):
         kw["seed"] = args.seed
     if "progress" in takes:
         kw["progress"] = not args.json
-    d = compute_directions(model, args.method, **kw)
+    d = compute_directions(model, args.method, **kw, **kw_attr)
     d.save(args.out)
     info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
             **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
@@ -244,6 +262,7 @@ def run_walk(args):
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
+    idx = dirs.index(idx)
     z = model.sample_z(args.n, args.seed)
     base = model.mapping(z).detach() if dirs.space == "w" else z
     lat = walk_latents(model, dirs, idx, base, kind=args.kind, steps=args.steps, extent=args.extent)
