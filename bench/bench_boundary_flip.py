@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from latentatlas.data.fashion import CLASSES, load_fashion_mnist
+from latentatlas.data.folder import load_image
 from latentatlas.imageio import save_png
 from latentatlas.inversion import InversionConfig, invert
 from latentatlas.metrics.attributes import probe_from_csv
@@ -23,7 +24,7 @@ from latentatlas.metrics.features import FashionFeatures
 from latentatlas.metrics.reconstruction import psnr
 from latentatlas.metrics.reference import resolve
 from latentatlas.models.registry import load_generator
-from latentatlas.walks.directions import boundary, mean_diff
+from latentatlas.walks.directions import boundary, from_labelled_codes, mean_diff
 
 PAIR = ("Sneaker", "Sandal")
 
@@ -53,9 +54,17 @@ def main():
         _, ext = resolve(m, what="bench")
         probe = probe_from_csv(csv, m, ext)
         t0 = time.perf_counter()
-        sets = {"boundary (labels)": boundary(m, attributes=probe),
-                "mean-diff (labels)": mean_diff(m, attributes=probe),
+        sets = {"boundary (labels probe on samples)": boundary(m, attributes=probe),
+                "mean-diff (labels probe on samples)": mean_diff(m, attributes=probe),
                 "boundary (bundled classifier)": boundary(m)}
+        # the labelled images themselves inverted (W+, 150 steps, averaged over rows)
+        rows = [line.split(",") for line in csv.read_text().splitlines()]
+        xs = torch.stack([load_image(p, size=32, channels=1).tensor for p, _ in rows])
+        cfg = InversionConfig(space="wplus", steps=150, perceptual="discriminator")
+        codes = torch.cat([invert(m, xs[i:i + 250], cfg).ws.mean(1).cpu() for i in range(0, len(xs), 250)])
+        for method in ("mean-diff", "boundary"):
+            sets[f"{method} (inverted labelled images)"] = from_labelled_codes(m, codes, [lab for _, lab in rows],
+                                                                                 method=method)
         print(f"directions: {time.perf_counter() - t0:.0f} s; probe held-out accuracy {probe.heldout_accuracy}")
     xt, yt = load_fashion_mnist("test")
     g = torch.Generator().manual_seed(1)
@@ -79,14 +88,14 @@ def main():
                 continue
             src = CLASSES[int(truth[i])]
             dst = PAIR[1] if src == PAIR[0] else PAIR[0]
-            k = names.index(f"{dst} - rest") if "mean-diff" in label else names.index(dst)
+            k = names.index(f"{dst} - rest") if f"{dst} - rest" in names else names.index(dst)
             for amt in amounts:
                 v = dirs.vectors[k].to(m.device) * float(dirs.sigmas[k]) * amt
                 with torch.no_grad():
                     img = m.synthesis(res.ws[i:i + 1] + v).clamp(-1, 1)
                 flips[amt] += int(CLASSES[int(clf.classify(img)[0])] == dst)
         acc = dirs.meta.get("heldout_accuracy")
-        print(f"{label:<32} flips to the other class: " + ", ".join(
+        print(f"{label:<42} flips to the other class: " + ", ".join(
             f"+{amt:g} sigma {flips[amt]}/{int(ok.sum())} ({flips[amt] / max(int(ok.sum()), 1):.0%})" for amt in amounts)
             + (f"; boundary held-out accuracy {[round(x, 3) for x in acc if x is not None][:2]}" if acc else ""))
 

@@ -72,3 +72,36 @@ def test_directions_from_a_labels_csv_and_used_by_name(tiny_sg2, tmp_path, capsy
     assert main(["directions", "--method", "mean-diff", "--model", str(f), "--condition-on", "a",
                  "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "g.npz")]) == 2
     assert np.isfinite(Directions.load(out).vectors.numpy()).all()
+
+
+def test_directions_from_the_labelled_images_inverted(tiny_sg2, tmp_path, capsys):
+    """--label-source images: the labelled images are inverted and the directions fitted on their
+    codes; the mean-difference of two groups of the model's own samples points from one to the other."""
+    from latentatlas.imageio import save_png
+    from latentatlas.models.registry import save_model
+    from latentatlas.walks.directions import from_labelled_codes
+    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=tiny_sg2.cfg.to_dict(), G=tiny_sg2.G, D=tiny_sg2.D)
+    with torch.no_grad():
+        w = tiny_sg2.mapping(tiny_sg2.sample_z(40, 1))
+    d = from_labelled_codes(tiny_sg2, w, ["x"] * 20 + ["y"] * 20, method="mean-diff")
+    expect = w[:20].mean(0) - w[20:].mean(0)
+    assert d.meta["names"] == ["x", "y"] and torch.allclose(d.vectors[0], (expect / expect.norm()).cpu(), atol=1e-5)
+    b = from_labelled_codes(tiny_sg2, w, ["x"] * 20 + ["y"] * 20, method="boundary", steps=50)
+    assert b.method == "boundary" and len(b.meta["train_accuracy"]) == 2
+    with pytest.raises(Exception, match="fewer than 5 images"):
+        from_labelled_codes(tiny_sg2, w[:6], ["x"] * 5 + ["y"], method="mean-diff")
+    src = tmp_path / "imgs"
+    src.mkdir()
+    with torch.no_grad():
+        imgs = tiny_sg2(tiny_sg2.sample_z(12, 4)).clamp(-1, 1)
+    rows = []
+    for i in range(12):
+        save_png(imgs[i], src / f"i{i}.png")
+        rows.append(f"{src / f'i{i}.png'},{'x' if i < 6 else 'y'}")
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    assert main(["directions", "--method", "mean-diff", "--model", str(f), "--labels", str(tmp_path / "l.csv"),
+                 "--label-source", "images", "--steps", "3", "--out", str(tmp_path / "m.npz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["names"] == ["x", "y"] and info["source"] == "inverted labelled images" and info["images"] == 12
+    assert main(["directions", "--method", "ganspace", "--model", str(f), "--labels", str(tmp_path / "l.csv"),
+                 "--label-source", "images", "--out", str(tmp_path / "g.npz")]) == 2

@@ -5,6 +5,7 @@ import argparse
 
 from ... import diamond as dm
 from ...atlas import get_atlas
+from ...data.folder import load_image
 from ...errors import LatentAtlasError
 from ...metrics.attributes import probe_from_csv
 from ...metrics.reference import extractor_for
@@ -13,6 +14,7 @@ from ...walks.directions import (
     METHODS,
     Directions,
     compute_directions,
+    from_labelled_codes,
     parse_direction_ref,
 )
 from ...walks.edit import render_walk, walk_latents
@@ -77,6 +79,10 @@ def add_directions(sub, common):
                    help="boundary, mean-diff: labelled images (rows path,label) that train a linear probe on the "
                         "metric features; the model's samples are labelled by it (default: the Fashion-MNIST "
                         "classifier, Fashion-MNIST models only)")
+    s.add_argument("--label-source", default="samples", choices=["samples", "images"],
+                   help="with --labels: samples (default: a probe trained on the labelled images labels the "
+                        "model's samples) or images (the labelled images are inverted in W+ and the directions "
+                        "fitted on their codes; --steps sets the inversion steps, default 150)")
     s.add_argument("--condition-on", default=None, metavar="A,B",
                    help="boundary: make every other direction orthogonal to these attributes' boundaries "
                         "(InterFaceGAN's conditional manipulation)")
@@ -189,6 +195,8 @@ def run_directions(args):
     import inspect
 
     model = load_model(args)
+    if args.label_source == "images":
+        return _directions_from_images(args, model)
     takes = inspect.signature(METHODS[args.method]).parameters
     given = {"k": args.k, "n": args.n, "steps": args.steps, "layer": args.layer}
     if args.labels is not None:
@@ -219,6 +227,46 @@ def run_directions(args):
     info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
             **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
     emit(args, info, lambda x: f"wrote {len(d)} {d.method} directions in {d.space} to {args.out}")
+    return 0
+
+
+def _directions_from_images(args, model):
+    """``directions --labels CSV --label-source images``: the labelled images inverted (W+, averaged
+    over rows; Z for Z-only models) and the directions fitted on their codes."""
+    import torch
+
+    from ...inversion import InversionConfig, invert
+    from ...metrics.attributes import read_labels_csv
+
+    if args.labels is None:
+        raise LatentAtlasError("--label-source images needs --labels labels.csv")
+    if args.method not in ("mean-diff", "boundary"):
+        raise LatentAtlasError(f"--label-source images fits mean-diff or boundary directions, not {args.method}")
+    for opt, val in (("--k", args.k), ("--n", args.n), ("--layer", args.layer), ("--condition-on", args.condition_on)):
+        if val is not None:
+            raise LatentAtlasError(f"{opt} does not apply to directions from labelled images")
+    rows = read_labels_csv(args.labels)
+    paths = list(dict.fromkeys(p for p, _ in rows))
+    imgs = {}
+    for p in paths:
+        got = load_image(p, size=model.img_resolution, channels=model.img_channels)
+        if got.tensor is None:
+            raise LatentAtlasError(f"{args.labels}: listed image {p} cannot be read ({got.note})")
+        imgs[p] = got.tensor
+    cfg = InversionConfig(space="wplus" if model.has_mapping else "z", steps=args.steps or 150,
+                          perceptual="discriminator" if model.has_discriminator else "none")
+    x = torch.stack([imgs[p] for p in paths])
+    codes = []
+    for i in range(0, len(x), 250):              # batches of 250 images
+        res = invert(model, x[i:i + 250].to(model.device), cfg, progress=not args.json)
+        codes.append((res.ws.mean(1) if model.has_mapping else res.z).cpu())
+    by_path = dict(zip(paths, torch.cat(codes)))
+    d = from_labelled_codes(model, torch.stack([by_path[p] for p, _ in rows]), [lab for _, lab in rows],
+                            method=args.method, seed=args.seed)
+    d.save(args.out)
+    info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
+            "inversion_steps": cfg.steps, **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
+    emit(args, info, lambda x_: f"wrote {len(d)} {d.method} directions from {len(paths)} inverted images to {args.out}")
     return 0
 
 
@@ -278,7 +326,6 @@ def _keyframe_walk(args):
     """``walk --between A B ...``: frames through keyframes (seeds, saved latents, inverted images)."""
     import torch
 
-    from ...data.folder import load_image
     from ...inversion import InversionConfig, invert
 
     for opt, val in (("--direction", args.direction), ("--extent", args.extent), ("--n", args.n),
