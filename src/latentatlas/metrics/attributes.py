@@ -174,12 +174,12 @@ def read_labels_csv(path) -> list[tuple[Path, str]]:
     return rows
 
 
-def probe_from_csv(path, model, ext) -> LinearProbe:
-    """Fit a ``LinearProbe`` in ``ext``'s feature space on the labelled images listed in ``path``
-    (converted to ``model``'s channels and resolution). Unreadable images are an error: a probe
-    silently trained on fewer images than the user listed would misreport its accuracy."""
+def read_labelled_images(path, model) -> tuple[list, dict]:
+    """The rows (image path, label) of the labels CSV ``path`` and each listed image, read once
+    however often it is listed (converted to ``model``'s channels and resolution). Unreadable
+    images are an error: a fit on fewer images than the user listed would misreport itself."""
     rows = read_labels_csv(path)
-    loaded: dict = {}                       # each listed file read once, however often it is listed
+    loaded: dict = {}
     for p, _ in rows:
         if p in loaded:
             continue
@@ -189,6 +189,13 @@ def probe_from_csv(path, model, ext) -> LinearProbe:
         if got.tensor is None:
             raise LatentAtlasError(f"{path}: listed image {p} cannot be read ({got.note})")
         loaded[p] = got.tensor
+    return rows, loaded
+
+
+def probe_from_csv(path, model, ext) -> LinearProbe:
+    """Fit a ``LinearProbe`` in ``ext``'s feature space on the labelled images listed in ``path``
+    (``read_labelled_images``)."""
+    rows, loaded = read_labelled_images(path, model)
     return LinearProbe.fit(ext, torch.stack([loaded[p] for p, _ in rows]), [lab for _, lab in rows])
 
 

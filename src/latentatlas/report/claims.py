@@ -48,6 +48,7 @@ class Claim:
     verdict: str
     figure: tuple | None = None      # (file name in the report, caption) of the plot behind the figure
     page_verdict: str | None = None  # where a stored protocol run decides: the page's own verdict beside it
+    page_measured: str | None = None  # ... and what the page measured (``measured`` is then the protocol's)
 
 
 def _na(paper, claim, why) -> Claim:
@@ -179,10 +180,18 @@ class InversionFigures:
     edit: dict          # method -> interval of its edit range minus W+'s
     psnr: dict          # method -> interval of its per-image PSNR minus W+'s
     outliers: dict | None = None     # the outlier excess interval of W+ (evaluation.inversion.outlier_excess)
-    label: str = "this page"
 
 
 def _page_inversion(ctx) -> InversionFigures:
+    """This page's ``InversionFigures``: the ones ``evaluate_claims`` computed once for the three
+    claims that read them (the paired intervals are bootstraps), else computed now."""
+    return ctx.figures.get(_INVERSION_VIEW) or _inversion_figures(ctx)
+
+
+_INVERSION_VIEW = "_inversion_claims"     # set by evaluate_claims for the length of one evaluation
+
+
+def _inversion_figures(ctx) -> InversionFigures:
     rows = {r["method"]: r for r in ctx.figures.get("inversion") or []}
     base = rows.get(II2S_BASE)
     probs, psnr = ctx.figures.get("edit_probs") or {}, ctx.figures.get("inversion_psnr") or {}
@@ -196,7 +205,7 @@ def _page_inversion(ctx) -> InversionFigures:
             loss[name] = paired_mean_difference(psnr[II2S_BASE], psnr[name])
     codes = (ctx.figures.get("pnorm_codes") or {}).get(II2S_BASE)
     out = outlier_excess(codes, seed=ctx.seed) if codes is not None and len(codes) > 1 else None
-    return InversionFigures(rows, ctx.invert_n, ctx.ppl_pairs, edit, loss, out, f"this page, {ctx.invert_n} images")
+    return InversionFigures(rows, ctx.invert_n, ctx.ppl_pairs, edit, loss, out)
 
 
 def _stored_inversion(rec: dict) -> InversionFigures:
@@ -206,8 +215,7 @@ def _stored_inversion(rec: dict) -> InversionFigures:
     vs = rec["versus_base"]
     return InversionFigures(rows, rec["n"], rec["methods"][II2S_BASE].get("ppl_pairs") or 1,
                             {m: v["edit"] for m, v in vs.items()}, {m: v["psnr"] for m, v in vs.items()},
-                            rec["outliers"]["excess"], f"stored II2S protocol run, n = {rec['n']} {rec.get('targets', '')}, "
-                            f"{rec.get('steps', '?')} steps")
+                            rec["outliers"]["excess"])
 
 
 def _with_protocol(ctx, claim_fn, protocol: str, stored_view, page_view) -> Claim:
@@ -225,8 +233,8 @@ def _with_protocol(ctx, claim_fn, protocol: str, stored_view, page_view) -> Clai
                      page.verdict, page.figure)
     if proto.verdict == NA:
         return page
-    return Claim(page.paper, page.claim, f"PROTOCOL ({proto_label(rec)}): {proto.measured}. THIS PAGE: {page.measured} "
-                 f"(page verdict: {page.verdict})", proto.verdict, page.figure or proto.figure, page_verdict=page.verdict)
+    return Claim(page.paper, page.claim, f"({proto_label(rec)}): {proto.measured}", proto.verdict,
+                 page.figure or proto.figure, page_verdict=page.verdict, page_measured=page.measured)
 
 
 def proto_label(rec: dict) -> str:
@@ -490,11 +498,18 @@ CLAIMS = (normality, pca_log, gaussian_prior, diamond_table1, diamond_sigma, reg
 
 def evaluate_claims(ctx) -> list[Claim]:
     out = []
-    for fn in CLAIMS:
-        try:
-            out.append(fn(ctx))
-        except LatentAtlasError as e:
-            out.append(Claim("", fn.__name__, f"could not be measured: {e}", NA))
+    try:
+        ctx.figures[_INVERSION_VIEW] = _inversion_figures(ctx)
+    except LatentAtlasError:
+        pass                              # each claim that reads them says why, below
+    try:
+        for fn in CLAIMS:
+            try:
+                out.append(fn(ctx))
+            except LatentAtlasError as e:
+                out.append(Claim("", fn.__name__, f"could not be measured: {e}", NA))
+    finally:
+        ctx.figures.pop(_INVERSION_VIEW, None)
     return out
 
 
@@ -503,9 +518,8 @@ def render(claims: list[Claim]) -> str:
     def measured(c):
         if c.page_verdict is None:
             return html.escape(c.measured)
-        proto, _, page = c.measured.partition(" THIS PAGE: ")
-        return (f"<b>Protocol run</b> {html.escape(proto.removeprefix('PROTOCOL '))}<br><b>This page</b>: "
-                f"{html.escape(page)}")
+        return (f"<b>Protocol run</b> {html.escape(c.measured)}.<br><b>This page</b>: {html.escape(c.page_measured)} "
+                f"(page verdict: {html.escape(c.page_verdict)})")
 
     def verdict(c):
         v = f"<span style='color:{colour[c.verdict]};font-weight:600'>{html.escape(c.verdict)}</span>"

@@ -236,7 +236,7 @@ def _directions_from_images(args, model):
     import torch
 
     from ...inversion import InversionConfig, invert
-    from ...metrics.attributes import read_labels_csv
+    from ...metrics.attributes import read_labelled_images
 
     if args.labels is None:
         raise LatentAtlasError("--label-source images needs --labels labels.csv")
@@ -245,14 +245,8 @@ def _directions_from_images(args, model):
     for opt, val in (("--k", args.k), ("--n", args.n), ("--layer", args.layer), ("--condition-on", args.condition_on)):
         if val is not None:
             raise LatentAtlasError(f"{opt} does not apply to directions from labelled images")
-    rows = read_labels_csv(args.labels)
-    paths = list(dict.fromkeys(p for p, _ in rows))
-    imgs = {}
-    for p in paths:
-        got = load_image(p, size=model.img_resolution, channels=model.img_channels)
-        if got.tensor is None:
-            raise LatentAtlasError(f"{args.labels}: listed image {p} cannot be read ({got.note})")
-        imgs[p] = got.tensor
+    rows, imgs = read_labelled_images(args.labels, model)
+    paths = list(imgs)
     cfg = InversionConfig(space="wplus" if model.has_mapping else "z", steps=args.steps or 150,
                           perceptual="discriminator" if model.has_discriminator else "none")
     x = torch.stack([imgs[p] for p in paths])
