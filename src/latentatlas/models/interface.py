@@ -466,7 +466,8 @@ class StyleGANModel(GANModel):
         mods, idx = [], 0
         for res in syn.resolutions:
             blk = getattr(syn, f"b{res}")
-            convs = [blk.conv1] if blk.in_c == 0 else [blk.conv0, blk.conv1]
+            convs = (blk.style_layers if hasattr(blk, "style_layers")            # StyleGAN (v1): 2 per block
+                     else [blk.conv1] if blk.in_c == 0 else [blk.conv0, blk.conv1])
             mods += [layer.affine for j, layer in enumerate(convs) if a <= idx + j < b]
             if blk.has_torgb and a <= idx + blk.num_conv < b:
                 mods.append(blk.torgb.affine)

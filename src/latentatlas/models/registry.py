@@ -29,11 +29,12 @@ from .dcgan import DCGANConfig, DCGANCritic, DCGANGenerator
 from .interface import BigGANModel, GANModel, ModelInfo, StyleGANModel, ZOnlyModel
 from .pgan import PGANConfig, PGANDiscriminator, PGANGenerator
 from .readers import biggan as biggan_reader
-from .readers import native, nvidia, rosinality
+from .readers import native, nvidia, rosinality, tf_pickle
 from .readers import pgan as pgan_reader
 from .readers.rosinality import to_rosinality
 from .state import build_checked, load_state
 from .stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan1 import StyleGAN1Config, StyleGAN1Discriminator, StyleGAN1Generator
 from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
 FORMAT = native.FORMAT
@@ -74,11 +75,16 @@ def _d_sg3(cfg):
     return StyleGAN2Discriminator(StyleGAN2Config.from_dict(cfg.d_config)) if cfg.d_config else None
 
 
+def _d_sg1(cfg):
+    return StyleGAN1Discriminator(cfg) if cfg.d_channels else None
+
+
 # family -> (config class, generator, discriminator builder, adapter)
 _ARCHS = {
     "stylegan2": (StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator,
                   lambda info, G, D, cfg: StyleGANModel(info, G, D)),
     "stylegan3": (StyleGAN3Config, StyleGAN3Generator, _d_sg3, lambda info, G, D, cfg: StyleGANModel(info, G, D)),
+    "stylegan1": (StyleGAN1Config, StyleGAN1Generator, _d_sg1, lambda info, G, D, cfg: StyleGANModel(info, G, D)),
     "dcgan": (DCGANConfig, DCGANGenerator, DCGANCritic,
               lambda info, G, D, cfg: ZOnlyModel(info, z_dim=cfg.z_dim, img_resolution=cfg.img_resolution,
                                                  img_channels=cfg.img_channels, generator=G, discriminator=D)),
@@ -307,10 +313,14 @@ def load_checkpoint_file(path) -> GANModel:
     if data[:2] == b"PK":  # torch zip serialisation
         return _dispatch_dict(_torch_bytes(data, path), path)
     if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
-        snap = nvidia.read_nvidia_pickle(data, str(path), allow_int=True)
-        if isinstance(snap, int):   # legacy torch.save starts with its magic number
+        obj = tf_pickle.read(data, str(path))
+        if isinstance(obj, int):   # legacy torch.save starts with its magic number
             return _dispatch_dict(_safe_torch_load(data, path), path)
-        return nvidia.load(path, snap=snap)
+        if tf_pickle.detect(obj):  # TensorFlow-era (G, D, Gs)
+            return tf_pickle.load(path, obj)
+        if not isinstance(obj, dict):
+            raise LatentAtlasError(f"{path}: not a network snapshot (top level is {type(obj).__name__})")
+        return nvidia.load(path, snap=obj)
     raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint, safetensors file or network pickle)")
 
 

@@ -50,6 +50,7 @@ class StyleGAN2Config:
     mapping_activation: str = "lrelu"     # activation of every mapping layer (P space needs lrelu)
     d_cmap_dim: int = 0                   # conditional D: size of the mapped label (0 = none)
     d_mapping_layers: int = 8             # conditional D: layers of its label mapping
+    d_mapping_lr_mul: float | None = None  # conditional D: its mapping's lr multiplier (None = mapping_lr_mul)
 
     # sane ranges of the numeric fields, checked (validate.check_fields) before a file's config is used:
     # a 1024-px config-f and 1000-class conditional models are well inside
@@ -58,7 +59,8 @@ class StyleGAN2Config:
               "mapping_lr_mul": (1e-6, 100.0), "w_avg_beta": (0.0, 1.0), "conv_clamp": (0.0, 1e6),
               "mbstd_group": (0, 65536), "mbstd_channels": (0, 1024), "fir": (-1e3, 1e3), "c_dim": (0, 100_000),
               "embed_features": (1, 8192), "layer_features": (1, 8192), "d_cmap_dim": (0, 8192),
-              "d_mapping_layers": (0, 64), "d_conv_clamp": (0.0, 1e6)}
+              "d_mapping_layers": (0, 64), "d_conv_clamp": (0.0, 1e6),
+              "d_mapping_lr_mul": (1e-6, 100.0)}
 
     def __post_init__(self):
         r = self.img_resolution
@@ -416,7 +418,7 @@ class StyleGAN2Discriminator(nn.Module):
                                                         architecture=cfg.d_architecture))
         if cfg.c_dim and cfg.d_cmap_dim:
             self.mapping = Mapping(z_dim=0, c_dim=cfg.c_dim, w_dim=cfg.d_cmap_dim, num_layers=cfg.d_mapping_layers,
-                                   lr_mul=cfg.mapping_lr_mul, track_avg=False)
+                                   lr_mul=cfg.d_mapping_lr_mul or cfg.mapping_lr_mul, track_avg=False)
         self.b4 = DiscriminatorEpilogue(ch[4], cfg.img_channels, mbstd_group=cfg.mbstd_group,
                                         mbstd_channels=cfg.mbstd_channels, clamp=clamp,
                                         architecture=cfg.d_architecture,

@@ -226,12 +226,13 @@ _ALLOWED = {
 class RestrictedUnpickler(pickle.Unpickler):
     """Resolves only the allow-listed globals above; every other global is refused by name."""
 
-    def __init__(self, fh, source: str):
+    def __init__(self, fh, source: str, extra: dict | None = None):
         super().__init__(fh)
         self.source = source
+        self.allowed = {**_ALLOWED, **(extra or {})}
 
     def find_class(self, module, name):
-        fn = _ALLOWED.get((module, name))
+        fn = self.allowed.get((module, name))
         if fn is None:
             raise LatentAtlasError(f"{self.source}: refused: the pickle asks for the disallowed global "
                                    f"{module}.{name}")
@@ -241,12 +242,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise LatentAtlasError(f"{self.source}: refused: unexpected persistent id in a network pickle")
 
 
-def read_nvidia_pickle(path_or_bytes, source: str | None = None, *, allow_int: bool = False) -> dict:
-    """The snapshot dict of an NVIDIA network pickle with networks as PersistentRecords."""
+def read_network_pickle(path_or_bytes, source: str | None = None, *, extra: dict | None = None):
+    """Whatever a network pickle holds, read through the restricted unpickler (plus ``extra``
+    allowed globals: the TF-era ``Network`` record); networks as records, nothing executed."""
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
     source = source or (str(path_or_bytes) if not isinstance(path_or_bytes, bytes) else "<bytes>")
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), source).load()
+        return RestrictedUnpickler(io.BytesIO(data), source, extra).load()
     except LatentAtlasError:
         raise
     except RecursionError:
@@ -255,6 +257,12 @@ def read_nvidia_pickle(path_or_bytes, source: str | None = None, *, allow_int: b
         raise LatentAtlasError(f"{source}: refused: the pickle declares more data than fits in memory") from None
     except Exception as e:   # pickle raises many types on corrupt data
         raise LatentAtlasError(f"{source}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+
+
+def read_nvidia_pickle(path_or_bytes, source: str | None = None, *, allow_int: bool = False) -> dict:
+    """The snapshot dict of an NVIDIA network pickle with networks as PersistentRecords."""
+    source = source or (str(path_or_bytes) if not isinstance(path_or_bytes, bytes) else "<bytes>")
+    obj = read_network_pickle(path_or_bytes, source)
     if allow_int and isinstance(obj, int):
         return obj
     if not isinstance(obj, dict):
