@@ -13,8 +13,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup setup-test data demo test test-slow bench clean
 
-# setup: what the library, the CLI and the report need; setup-test adds pytest and Ray (the demo
-# needs neither: Ray only serves --ray)
+# setup: what the library, the CLI and the report need; setup-test adds pytest, Ray and the ONNX
+# exporter/runtime (the demo needs none of them: Ray only serves --ray, ONNX only convert ... .onnx)
 setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 
 setup-test: $(TSTAMP)
 $(TSTAMP): $(STAMP)
-	$(PIP) -e '.[plots,test,video,ray]'
+	$(PIP) -e '.[plots,test,video,ray,onnx]'
 	touch $@
 
 data:

@@ -279,7 +279,7 @@ def _cases():
         "--strategy", "diamond", "--param", "sigma=2", "--param", "n_proto=2", "--param", "recovery_steps=1",
         "--param", "proto_iter=1", "--param", "n_init=2"]
     c["device-unknown"] = lambda t, m: ["--device", "quantum"] + _sample("fashion-wgangp", t / "o.png")
-    c["convert-bad-suffix"] = lambda t, m: ["convert", "fashion-wgangp", str(t / "m.onnx")]
+    c["convert-bad-suffix"] = lambda t, m: ["convert", "fashion-wgangp", str(t / "m.xyz")]
 
     # -- round two (issue 42): declared sizes, special files, non-finite values -----------------------
     def npz_lying_header(t, m):

@@ -133,7 +133,8 @@ def test_every_method_on_tf_pickles(name, cls, tmp_path, capsys, monkeypatch):
     every_method(TF / f"{name}.pkl", cls, tmp_path, capsys, monkeypatch, name)
 
 
-@pytest.mark.parametrize("name", ["tf-sg1-32-gray-lod0.6", "tf-sg2-resnet-16-gray"])
+# the TF StyleGAN2 file builds our StyleGAN2 (whose quick report test_cli runs): its report is slow-only
+@pytest.mark.parametrize("name", ["tf-sg1-32-gray-lod0.6", pytest.param("tf-sg2-resnet-16-gray", marks=pytest.mark.slow)])
 def test_quick_report_on_tf_pickles(name, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["report", "--model", str(TF / f"{name}.pkl"), "--out", str(tmp_path / "rep"), "--n", "8",

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_generator": ("latentatlas.models.registry", "load_generator"),
     "export_model": ("latentatlas.models.registry", "export_model"),
+    "export_onnx": ("latentatlas.models.onnx_export", "export_onnx"),
     "wrap_generator": ("latentatlas.models.interface", "wrap_generator"),
     "capabilities": ("latentatlas.models.inspect", "capabilities"),
     "Atlas": ("latentatlas.atlas", "Atlas"),

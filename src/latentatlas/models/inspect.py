@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .readers.nvidia import inspect as inspect_nvidia
-from .registry import family_of, load_checkpoint_file
+from .readers.r3gan import inspect as inspect_r3gan
+from .readers.tf_pickle import inspect as inspect_tf
+from .registry import family_of, load_checkpoint_file, read_pickle
 
 METHODS = ("sample", "truncation", "p-norm atlas", "pca-log", "clusters", "diamond", "diamond walk",
            "invert z", "invert w/w+", "invert p-norm+", "ganspace", "sefa", "dp-lase", "walks")
@@ -60,7 +62,12 @@ def inspect_checkpoint(path) -> dict:
     caps = capabilities(model)
     info["methods"] = ", ".join(k for k, v in caps.items() if v is None)
     info["not applicable"] = "; ".join(f"{k}: {v}" for k, v in caps.items() if v is not None) or "—"
-    if (model.info.extra or {}).get("format") == "nvidia-pkl":
+    fmt = (model.info.extra or {}).get("format")
+    if fmt == "nvidia-pkl":
         info["snapshot"] = inspect_nvidia(path)
+    elif fmt == "tf-pkl":
+        info["snapshot"] = inspect_tf(path)
+    elif fmt == "r3gan-pkl":
+        info["snapshot"] = inspect_r3gan(path, read_pickle(Path(path).read_bytes(), str(path)))
     info.update({k: v for k, v in (model.info.extra or {}).items() if k not in info})
     return info

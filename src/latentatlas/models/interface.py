@@ -526,7 +526,10 @@ class ZOnlyModel(GANModel):
 
     def forward_to(self, layer, latent):
         self._check_layer(layer)
-        return cast_out(self._net("G").run(cast_in(self.precision, latent), stop=layer))
+        x = cast_in(self.precision, latent)
+        if self.conditional:        # a conditional Z-only generator embeds the label with z
+            return cast_out(self._net("G").run(x, cast_in(self.precision, self.labels(x.shape[0])), stop=layer))
+        return cast_out(self._net("G").run(x, stop=layer))
 
     def forward_from(self, layer, state, latent):
         self._check_layer(layer)

@@ -31,9 +31,12 @@ from .pgan import PGANConfig, PGANDiscriminator, PGANGenerator
 from .readers import biggan as biggan_reader
 from .readers import native, nvidia, rosinality, tf_pickle
 from .readers import pgan as pgan_reader
+from .readers import r3gan as r3gan_reader
+from .readers import rosinality_v1
 from .readers.rosinality import to_rosinality
 from .state import build_checked, load_state
 from .stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from .r3gan import R3GANConfig, R3GANDiscriminator, R3GANGenerator
 from .stylegan1 import StyleGAN1Config, StyleGAN1Discriminator, StyleGAN1Generator
 from .stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
@@ -75,6 +78,10 @@ def _d_sg3(cfg):
     return StyleGAN2Discriminator(StyleGAN2Config.from_dict(cfg.d_config)) if cfg.d_config else None
 
 
+def _d_r3gan(cfg):
+    return R3GANDiscriminator(cfg) if cfg.d_widths else None
+
+
 def _d_sg1(cfg):
     return StyleGAN1Discriminator(cfg) if cfg.d_channels else None
 
@@ -84,6 +91,9 @@ _ARCHS = {
     "stylegan2": (StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator,
                   lambda info, G, D, cfg: StyleGANModel(info, G, D)),
     "stylegan3": (StyleGAN3Config, StyleGAN3Generator, _d_sg3, lambda info, G, D, cfg: StyleGANModel(info, G, D)),
+    "r3gan": (R3GANConfig, R3GANGenerator, _d_r3gan,
+              lambda info, G, D, cfg: ZOnlyModel(info, z_dim=cfg.z_dim, img_resolution=cfg.img_resolution,
+                                                 img_channels=cfg.img_channels, generator=G, discriminator=D)),
     "stylegan1": (StyleGAN1Config, StyleGAN1Generator, _d_sg1, lambda info, G, D, cfg: StyleGANModel(info, G, D)),
     "dcgan": (DCGANConfig, DCGANGenerator, DCGANCritic,
               lambda info, G, D, cfg: ZOnlyModel(info, z_dim=cfg.z_dim, img_resolution=cfg.img_resolution,
@@ -214,6 +224,8 @@ def _dispatch_dict(ckpt, path: Path) -> GANModel:
                                            extra=ckpt.get("meta", {}) or {}))
     if rosinality.detect(ckpt):
         return rosinality.load(path, ckpt)
+    if rosinality_v1.detect(ckpt):
+        return rosinality_v1.load(path, ckpt)
     if pgan_reader.detect(ckpt):
         return pgan_reader.build(ckpt, str(path))
     if isinstance(ckpt, dict) and "generator.gen_z.weight_orig" in ckpt:
@@ -292,6 +304,12 @@ def _verify_hash(model: GANModel, recorded: str | None, path) -> GANModel:
     raise LatentAtlasError(f"{what}; set {HASH_OVERRIDE}=1 to load it anyway")
 
 
+def read_pickle(data: bytes, source: str):
+    """A network pickle's top-level object through the restricted unpickler, with every reader's
+    allowed globals (NVIDIA persistent objects, TF-era Network records, R3GAN module records)."""
+    return nvidia.read_network_pickle(data, source, extra={**tf_pickle.ALLOWED, **r3gan_reader.ALLOWED})
+
+
 def load_checkpoint_file(path) -> GANModel:
     """Load a model file or folder, detecting the format from its content (not its
     extension): our own ``.safetensors``/``.pt``, rosinality ``.pt``, pytorch_GAN_zoo PGAN
@@ -313,11 +331,13 @@ def load_checkpoint_file(path) -> GANModel:
     if data[:2] == b"PK":  # torch zip serialisation
         return _dispatch_dict(_torch_bytes(data, path), path)
     if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
-        obj = tf_pickle.read(data, str(path))
+        obj = read_pickle(data, str(path))
         if isinstance(obj, int):   # legacy torch.save starts with its magic number
             return _dispatch_dict(_safe_torch_load(data, path), path)
         if tf_pickle.detect(obj):  # TensorFlow-era (G, D, Gs)
             return tf_pickle.load(path, obj)
+        if r3gan_reader.detect(obj):  # R3GAN: plain nn.Module pickles, read as records
+            return r3gan_reader.load(path, obj)
         if not isinstance(obj, dict):
             raise LatentAtlasError(f"{path}: not a network snapshot (top level is {type(obj).__name__})")
         return nvidia.load(path, snap=obj)

@@ -60,6 +60,7 @@ class StyleGAN1Config:
     use_noise: bool = True
     instance_norm_eps: float = 1e-8       # NVlabs 1e-8 (rosinality's port: torch's 1e-5)
     fused_up_gain: float = 1.0            # NVlabs 1 (rosinality's port averages the 4 taps: 0.25)
+    bias_before_blur: bool = False        # rosinality's port adds the up-sampling conv's bias before the blur
     d_channels: dict | None = None        # discriminator width per resolution (None = no D)
     d_fc: int = 0                         # width of the discriminator's first dense layer (0 = d_channels[4])
     mbstd_group: int = 4                  # minibatch-std group (0 = the whole batch)
@@ -181,9 +182,11 @@ class ConvLayer(Epilogue):
     """3×3 convolution (×2 up-sampling and blur when ``up``), then the epilogue."""
 
     def __init__(self, in_c, out_c, w_dim, resolution, *, up=False, fused=False, blur=(1, 2, 1), use_noise=True,
-                 eps=1e-8, fused_gain=1.0):
+                 eps=1e-8, fused_gain=1.0, bias_before_blur=False):
         super().__init__(out_c, w_dim, resolution, use_noise, eps)
         self.up, self.fused, self.fused_gain = up, fused, fused_gain
+        if up and bias_before_blur:
+            self.conv_bias = nn.Parameter(torch.zeros(out_c))
         self.weight = nn.Parameter(torch.randn(out_c, in_c, 3, 3))
         self.weight_gain = SQRT2 / math.sqrt(in_c * 9)
         self.register_buffer("blur_kernel", _blur_kernel(blur) if (up and blur) else torch.ones(1, 1),
@@ -199,6 +202,8 @@ class ConvLayer(Epilogue):
             x = F.conv_transpose2d(x, wt * self.fused_gain if self.fused_gain != 1.0 else wt, stride=2, padding=1)
         else:
             x = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)
+        if hasattr(self, "conv_bias"):
+            x = x + self.conv_bias.to(x.dtype).reshape(1, -1, 1, 1)
         return _blur(x, self.blur_kernel) if self.blur_kernel.numel() > 1 else x
 
     def forward(self, x, w, **kw):
@@ -226,7 +231,7 @@ class SynthesisBlock(nn.Module):
         else:
             self.conv0 = ConvLayer(in_c, out_c, cfg.w_dim, res, up=True, fused=res >= cfg.fused_min_res,
                                    blur=cfg.blur, use_noise=cfg.use_noise, eps=cfg.instance_norm_eps,
-                                   fused_gain=cfg.fused_up_gain)
+                                   fused_gain=cfg.fused_up_gain, bias_before_blur=cfg.bias_before_blur)
         self.conv1 = ConvLayer(out_c, out_c, cfg.w_dim, res, use_noise=cfg.use_noise, eps=cfg.instance_norm_eps)
         self.torgb = ToRGB(out_c, cfg.img_channels)
         self.num_conv = 2
