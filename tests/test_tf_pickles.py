@@ -17,7 +17,7 @@ from latentatlas.models.readers import tf_pickle
 from latentatlas.models.registry import load_generator
 
 TF = Path(__file__).parent / "fixtures" / "tf"
-SG2 = ["tf-sg2-skip-32", "tf-sg2-resnet-16-gray", "tf-ada-cond-32"]
+SG2 = ["tf-sg2-skip-32", "tf-sg2-resnet-16-gray", "tf-sg2-orig-16", "tf-ada-cond-32"]
 SG1 = ["tf-sg1-128", "tf-sg1-32-gray-lod0.6", "tf-sg1-64-lod1.5"]
 CANARY = Path("/tmp/latentatlas-tf-canary")
 
@@ -133,8 +133,7 @@ def test_every_method_on_tf_pickles(name, cls, tmp_path, capsys, monkeypatch):
     every_method(TF / f"{name}.pkl", cls, tmp_path, capsys, monkeypatch, name)
 
 
-# the TF StyleGAN2 file builds our StyleGAN2 (whose quick report test_cli runs): its report is slow-only
-@pytest.mark.parametrize("name", ["tf-sg1-32-gray-lod0.6", pytest.param("tf-sg2-resnet-16-gray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["tf-sg1-32-gray-lod0.6", "tf-sg2-resnet-16-gray"])
 def test_quick_report_on_tf_pickles(name, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["report", "--model", str(TF / f"{name}.pkl"), "--out", str(tmp_path / "rep"), "--n", "8",
