@@ -97,7 +97,8 @@ def main():
         acc = dirs.meta.get("heldout_accuracy")
         print(f"{label:<42} flips to the other class: " + ", ".join(
             f"+{amt:g} sigma {flips[amt]}/{int(ok.sum())} ({flips[amt] / max(int(ok.sum()), 1):.0%})" for amt in amounts)
-            + (f"; boundary held-out accuracy {[round(x, 3) for x in acc if x is not None][:2]}" if acc else ""))
+            + (f"; boundary held-out accuracy {[round(x, 3) for x in acc if x is not None][:2]}" if acc else "")
+            + (f", L2 {dirs.meta['l2']}" if "l2" in dirs.meta else ""))
 
 
 if __name__ == "__main__":

@@ -140,15 +140,16 @@ class SynthesisInput(nn.Module):
         self.register_buffer("phases", torch.zeros(self.channels))
 
     def forward(self, w):
-        n = w.shape[0]
         # the geometry and the phases in fp32 whatever the network's precision: sin() of phases
         # that grow with frequency x position loses them entirely in bf16
         t = self.affine(w).float()                           # (r_c, r_s, t_x, t_y)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
-        rot = torch.eye(3, device=w.device).repeat(n, 1, 1)
-        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = t[:, 0], -t[:, 1], t[:, 1], t[:, 0]
-        tra = torch.eye(3, device=w.device).repeat(n, 1, 1)
-        tra[:, 0, 2], tra[:, 1, 2] = -t[:, 2], -t[:, 3]
+        # built out of place (no index assignment), so the layer also runs under torch.func.vmap
+        c, s, one, zero = t[:, 0], t[:, 1], torch.ones_like(t[:, 0]), torch.zeros_like(t[:, 0])
+        rot = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1),
+                           torch.stack([zero, zero, one], 1)], 1)
+        tra = torch.stack([torch.stack([one, zero, -t[:, 2]], 1), torch.stack([zero, one, -t[:, 3]], 1),
+                           torch.stack([zero, zero, one], 1)], 1)
         m = rot @ tra @ self.transform.float().unsqueeze(0)
         phases = self.phases.float().unsqueeze(0) + (self.freqs.float().unsqueeze(0) @ m[:, :2, 2:]).squeeze(2)
         freqs = self.freqs.float().unsqueeze(0) @ m[:, :2, :2]

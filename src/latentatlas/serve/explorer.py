@@ -15,12 +15,15 @@ from pathlib import Path
 
 import torch
 
+from ..data.fashion import fashion_format
 from ..data.folder import load_image
 from ..errors import LatentAtlasError
 from ..imageio import preview_scale
 from ..inversion import REGULARIZER_TABLE, InversionConfig
+from ..metrics.attributes import ClassifierAttributes
+from ..metrics.features import FashionFeatures
 from ..sampling import Context, apply_strategy, get_strategy, initial_latents, render, strategy_names
-from ..walks.directions import Directions, compute_directions
+from ..walks.directions import Directions, compute_directions, name_directions
 from ..walks.edit import walk_latents
 from .jobs import Job, job_from_latent, latent_npz, run_jobs
 from .wire import CACHE_ITEMS, EXPLORER_PX, MAX_JOBS, HTTPError, b64, float_param, int_param, png_bytes, strategy_param
@@ -91,9 +94,21 @@ class Explorer:
                     raise HTTPError(404, f"no direction set {name!r}")
                 method, kw = self._set_specs[name]
                 t0 = time.perf_counter()
-                self.sets[name] = compute_directions(self.model, method, **kw)
+                d = compute_directions(self.model, method, **kw)
+                if fashion_format(self.model):      # the sliders named by what they do (the bundled classifier)
+                    d = name_directions(self.model, d, ClassifierAttributes(FashionFeatures(self.model.device)),
+                                        source="bundled Fashion-MNIST classifier")
+                self.sets[name] = d
                 log.info("direction set %s computed in %.1f s", name, time.perf_counter() - t0)
             return self.sets[name]
+
+    def set_info(self, name: str) -> dict:
+        """A set's slider labels: the directions' names (from ``directions --name-with`` or, for the
+        default sets of a Fashion-MNIST-format model, measured here) and their measured effects."""
+        d = self.direction_set(str(name))
+        names = d.meta.get("names") or [f"{d.method} {i}" for i in range(len(d))]
+        return {"set": name, "method": d.method, "names": [str(x) for x in names],
+                "effects": d.meta.get("effects"), "named_with": d.meta.get("named_with")}
 
     def set_names(self) -> list[str]:
         return list(dict.fromkeys([*self._set_specs, *self.sets]))

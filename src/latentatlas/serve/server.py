@@ -97,6 +97,8 @@ def make_handler(ex: Explorer):
                     return self._send(200, ex.render(self._json_body()), "image/png")
                 if method == "POST" and p == "/api/strategies":
                     return self._json(ex.strategies(self._json_body()))
+                if method == "GET" and p == "/api/set":
+                    return self._json(ex.set_info(q.get("name", "")))
                 if method == "GET" and p == "/api/walk":
                     return self._json(ex.walk(q))
                 if method == "POST" and p == "/api/invert":

@@ -108,7 +108,8 @@ class Directions:
     def check_model(self, model):
         """Raise LatentAtlasError unless the set was computed for this model (weights, latent size)."""
         h = self.meta.get("weights_hash")
-        if h and h != model.weights_hash():
+        # a generator refined for one image (pivotal tuning) keeps its base model's directions
+        if h and h != model.weights_hash() and h != (model.info.extra or {}).get("base_weights_hash"):
             raise LatentAtlasError(f"directions were computed for weights {h}, not for model '{model.name}'")
         dim = model.w_dim if self.space == "w" else model.z_dim
         if self.vectors.shape[1] != dim:
@@ -240,7 +241,7 @@ def mean_diff(model, *, n: int = 20000, seed: int = 0, class_a: int | None = Non
     return _finish(model, v, space, "mean-diff", x, names=names, n=n, seed=seed, classes=classes)
 
 
-def _logistic(xs: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _logistic(xs: torch.Tensor, y: torch.Tensor, steps: int, l2: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """One-vs-rest L2 logistic regression (LBFGS) of targets ``y`` [N, K] on standardised ``xs``:
     weights [K, D] and biases [K]."""
     W = torch.zeros(y.shape[1], xs.shape[1], requires_grad=True)
@@ -249,11 +250,61 @@ def _logistic(xs: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[torch.Tens
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ W.t() + b, y) + 1e-3 * W.square().sum()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xs @ W.t() + b, y) + l2 * W.square().sum()
         loss.backward()
         return loss
     opt.step(closure)
     return W.detach(), b.detach()
+
+
+@dataclass
+class Whitening:
+    """The model's latent distribution as an affine map to isotropic coordinates:
+    ``white = (x - mean) @ inv_sqrt``, ``x - mean = white @ sqrt`` (Σ^∓½ from the samples'
+    covariance, eigenvalues floored at 1e-6 of the largest)."""
+    mean: torch.Tensor
+    sqrt: torch.Tensor
+    inv_sqrt: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "Whitening":
+        x = x.double()
+        mu = x.mean(0)
+        evals, evecs = torch.linalg.eigh(torch.cov((x - mu).t()))
+        evals = evals.clamp_min(float(evals.max()) * 1e-6)
+        return cls(mu.float(), (evecs * evals.sqrt()) @ evecs.t(), (evecs * evals.rsqrt()) @ evecs.t())
+
+    def __call__(self, x):
+        return ((x.double() - self.mean.double()) @ self.inv_sqrt).float()
+
+    def displacement(self, normal_white: torch.Tensor) -> torch.Tensor:
+        """A step along a normal found in the isotropic coordinates, in latent units (Σ^½ n)."""
+        return (normal_white.double() @ self.sqrt).float()
+
+
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _boundary_fit(xw: torch.Tensor, y: torch.Tensor, steps: int, seed: int, holdout: float = 0.2):
+    """The logistic boundary in isotropic coordinates with the strongest L2 of ``L2_GRID`` whose
+    held-out accuracy is within one standard error of the best (labelled latents are often
+    separable, and a barely regularised boundary then follows whichever narrow gap separates them;
+    in the limit of a strong L2 the normal tends to the classes' mean difference). Returns the
+    weights [K, D], biases [K], the held-out accuracy per boundary and the L2 chosen."""
+    g = torch.Generator().manual_seed(seed + 77)
+    perm = torch.randperm(len(xw), generator=g)
+    n_test = max(int(len(xw) * holdout), 1)
+    test, train = perm[:n_test], perm[n_test:]
+    fits = []
+    for l2 in L2_GRID:
+        W, b = _logistic(xw[train], y[train], steps, l2)
+        acc = (((xw[test] @ W.t() + b) > 0).float() == y[test]).float().mean(0)
+        fits.append((l2, acc))
+    best = max(float(a.mean()) for _, a in fits)
+    se = (best * (1 - best) / n_test) ** 0.5
+    l2, acc = [f for f in fits if float(f[1].mean()) >= best - se][-1]
+    W, b = _logistic(xw, y, steps, l2)                       # refitted on every labelled latent
+    return W, b, acc, l2
 
 
 def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300) -> Directions:
@@ -287,9 +338,9 @@ def boundary(model, *, attributes=None, n: int = 20000, seed: int = 0, steps: in
     """InterFaceGAN's boundaries: per attribute, the samples the estimator scores highest and
     lowest for it (the top and bottom ``extreme`` share of n by the logit of its probability — the
     paper's selection, which keeps the labels clear) are separated by a linear boundary in W (Z for
-    Z-only models), an L2 logistic regression on standardised latents fitted on all but a
-    ``holdout`` share of them, whose accuracy is saved; the boundary's unit normal, in latent
-    units, is the direction, named by the attribute. ``attributes``: any attribute estimator (a
+    Z-only models) whitened by the n samples' covariance (isotropic, as InterFaceGAN's Z), an L2
+    logistic regression whose L2 is chosen on a ``holdout`` share (its accuracy saved); the
+    normal, as a displacement Σ^½ n in latent units, is the direction, named by the attribute. ``attributes``: any attribute estimator (a
     ``LinearProbe`` fitted on the user's labelled images; the Fashion-MNIST classifier when None).
     ``condition_on``: attribute names every other direction is made orthogonal to (InterFaceGAN's
     conditional manipulation: moving along it leaves those boundaries' sides unchanged)."""
@@ -307,27 +358,22 @@ def boundary(model, *, attributes=None, n: int = 20000, seed: int = 0, steps: in
     x, p = _attribute_probs(model, n, seed, space, attributes)
     names = list(attributes.names)
     m = max(int(n * extreme), 10)
-    g = torch.Generator().manual_seed(seed + 77)
-    normals, acc, used = [], [], []
+    white = Whitening.of(x)
+    normals, acc, used, l2s = [], [], [], []
     for k in range(p.shape[1]):
         score = torch.logit(p[:, k].clamp(1e-6, 1 - 1e-6))
         order = score.argsort()
         idx = torch.cat([order[-m:], order[:m]])
         y = torch.cat([torch.ones(m), torch.zeros(m)])
-        perm = torch.randperm(len(idx), generator=g)
-        n_test = int(len(idx) * holdout)
-        test, train = perm[:n_test], perm[n_test:]
-        xk = x[idx]
-        mu, sd = xk[train].mean(0), xk[train].std(0) + 1e-6
-        xs = (xk - mu) / sd
-        W, b = _logistic(xs[train], y[train, None], steps)
-        acc.append(float((((xs[test] @ W.t() + b)[:, 0] > 0).float() == y[test]).float().mean()) if n_test else None)
-        # the normal found in standardised coordinates, as a displacement in latent units (x sd, the
-        # diagonal Sigma^1/2): a step moves each coordinate in proportion to its spread. (W / sd, the
-        # normal of the same hyperplane in latent units, points mostly along W's narrowest
-        # coordinates, which barely change the image: on fashion-stylegan2 its +2..16 sigma edits
-        # flipped 0-2% of Sneaker/Sandal test inversions)
-        d = W[0] * sd
+        W, b, a, l2 = _boundary_fit(white(x[idx]), y[:, None], steps, seed + k, holdout)
+        acc.append(float(a[0]))
+        l2s.append(l2)
+        # the normal found in isotropic coordinates, as a displacement in latent units (Σ^½ n):
+        # a step moves the latent in proportion to the distribution's own spread. (The hyperplane's
+        # normal in raw latent units points along W's narrowest directions, which barely change
+        # the image: on fashion-stylegan2 its +2..16 sigma edits flipped 0-2% of Sneaker/Sandal
+        # test inversions)
+        d = white.displacement(W[0])
         normals.append(d / d.norm().clamp_min(1e-12))
         used.append(m)
     normals = torch.stack(normals)
@@ -352,7 +398,8 @@ def boundary(model, *, attributes=None, n: int = 20000, seed: int = 0, steps: in
             rows.append(v)
         normals = torch.stack(rows)
     return _finish(model, normals, space, "boundary", x, names=names, heldout_accuracy=acc, per_side=used,
-                   extreme=extreme, n=n, seed=seed, condition_on=cond or None, attributes=source)
+                   extreme=extreme, n=n, seed=seed, condition_on=cond or None, attributes=source, l2=l2s,
+                   coordinates="whitened by the model's latent covariance")
 
 
 def from_labelled_codes(model, codes: torch.Tensor, labels: list[str], *, method: str = "mean-diff",
@@ -360,8 +407,9 @@ def from_labelled_codes(model, codes: torch.Tensor, labels: list[str], *, method
     """Directions from the user's labelled images *inverted* (the issue's second source of
     labelled latents): ``codes`` [N, w_dim] (W+ inversions averaged over their rows; z for Z-only
     models) with their ``labels``. Per label: ``mean-diff`` (its codes' mean minus the rest's) or
-    ``boundary`` (L2 logistic regression, the standardised normal as a displacement). σ is the
-    spread of the model's own samples along each direction, as for every set."""
+    ``boundary`` (L2 logistic regression in coordinates whitened by the model's latent covariance,
+    its L2 chosen on held-out codes, the normal as a displacement Σ^½ n). σ is the spread of the
+    model's own samples along each direction, as for every set."""
     space = "w" if model.has_mapping else "z"
     names = sorted(set(labels))
     if len(names) < 2:
@@ -371,17 +419,17 @@ def from_labelled_codes(model, codes: torch.Tensor, labels: list[str], *, method
     if small:
         raise LatentAtlasError(f"directions from labelled images: fewer than 5 images labelled {', '.join(small)}")
     codes = codes.float().cpu()
+    x = _samples(model, 20000 if method == "boundary" else 5000, seed, space).cpu()
     if method == "mean-diff":
         vectors = torch.stack([codes[y[:, k] == 1].mean(0) - codes[y[:, k] == 0].mean(0) for k in range(len(names))])
         extra = {}
     elif method == "boundary":
-        mu, sd = codes.mean(0), codes.std(0) + 1e-6
-        W, b = _logistic((codes - mu) / sd, y, steps)
-        acc = ((((codes - mu) / sd) @ W.t() + b > 0).float() == y).float().mean(0)
-        vectors, extra = W * sd, {"train_accuracy": acc.tolist()}
+        white = Whitening.of(x)
+        W, b, acc, l2 = _boundary_fit(white(codes), y, steps, seed)
+        vectors = white.displacement(W)
+        extra = {"heldout_accuracy": acc.tolist(), "l2": l2, "coordinates": "whitened by the model's latent covariance"}
     else:
         raise LatentAtlasError(f"directions from labelled images: method {method!r} is mean-diff or boundary")
-    x = _samples(model, 5000, seed, space).cpu()
     return _finish(model, vectors, space, method, x, names=names, source="inverted labelled images",
                    images=len(labels), per_label=[int(v) for v in y.sum(0).tolist()], **extra)
 
@@ -424,3 +472,55 @@ def compute_directions(model, method: str, **kw) -> Directions:
     if method not in METHODS:
         raise LatentAtlasError(f"unknown direction method {method!r}; choose from {', '.join(METHODS)}")
     return METHODS[method](model, **kw)
+
+
+@torch.no_grad()
+def name_directions(model, dirs: Directions, attributes, *, n: int = 500, seed: int = 0, amount: float = 2.0,
+                    source: str = "attribute estimator") -> Directions:
+    """Names for unsupervised directions (GANSpace, SeFa, DP-LaSE ...) from what they do: ``n``
+    of the model's samples moved to ±``amount`` σ along each direction and read by the attribute
+    estimator (the user's labels probe, or the bundled classifier); the effect of a direction is
+    each attribute's mean probability at +amount minus at −amount. The name is the attribute that
+    rises most and the one that falls most ("Sandal+ Sneaker-"); the effects are kept with the
+    set (``meta['effects']``, ``directions --show``)."""
+    space = dirs.space
+    want = "w" if model.has_mapping else "z"
+    if space != want:
+        raise LatentAtlasError(f"naming reads {want} directions on model '{model.name}', the set holds {space}")
+    z = model.sample_z(n, seed + 4_321)
+    base = model.mapping(z) if space == "w" else z
+    names, effects = [], []
+    for i in range(len(dirs)):
+        v = dirs.vectors[i].to(model.device) * float(dirs.sigmas[i]) * amount
+        p = []
+        for sign in (1, -1):
+            lat = base + sign * v
+            probs = [attributes.probs((model.synthesis(lat[j:j + 250]) if space == "w" else
+                                       model(lat[j:j + 250])).clamp(-1, 1)).float().cpu()
+                     for j in range(0, n, 250)]
+            p.append(torch.cat(probs).mean(0))
+        eff = p[0] - p[1]
+        up, down = int(eff.argmax()), int(eff.argmin())
+        names.append(f"{attributes.names[up]}+ {attributes.names[down]}-" if eff[up] > 0 > eff[down]
+                     else f"{attributes.names[up if abs(eff[up]) >= abs(eff[down]) else down]}"
+                          f"{'+' if abs(eff[up]) >= abs(eff[down]) else '-'}")
+        effects.append({a: round(float(e), 4) for a, e in zip(attributes.names, eff)})
+    meta = {**dirs.meta, "names": names, "effects": effects, "named_with": source, "named_at_sigma": amount,
+            "named_on": n, "component_names": [f"{dirs.method} {i}" for i in range(len(dirs))]}
+    return Directions(dirs.vectors, dirs.space, dirs.method, dirs.sigmas, meta, dirs.dp_state)
+
+
+def effects_table(dirs: Directions, top: int = 3) -> str:
+    """The set's directions, their names and measured effects (``directions --show``)."""
+    names = dirs.meta.get("names") or [f"{dirs.method} {i}" for i in range(len(dirs))]
+    effects = dirs.meta.get("effects")
+    lines = [f"{len(dirs)} {dirs.method} directions in {dirs.space}"
+             + (f", named with the {dirs.meta.get('named_with')} at ±{dirs.meta.get('named_at_sigma')} sigma "
+                f"on {dirs.meta.get('named_on')} samples" if effects else "")]
+    for i, name in enumerate(names):
+        line = f"{i:>3}  {name:<28} sigma {float(dirs.sigmas[i]):.3f}"
+        if effects:
+            e = sorted(effects[i].items(), key=lambda kv: -abs(kv[1]))[:top]
+            line += "  " + ", ".join(f"{a} {v:+.3f}" for a, v in e)
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""invert: embed images in a latent space; train-encoder: the per-model encoder that starts inversions."""
+"""invert: embed images in a latent space; refine: pivotal tuning around inversions; train-encoder:
+the per-model encoder that starts inversions."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from ...inversion import REGULARIZER_TABLE, InversionConfig
 from ...inversion.encoder import EncoderConfig, default_path, train_encoder
 from ...inversion.files import invert_files
 from ...inversion.inits import INIT_TABLE, parse_init
+from ...inversion.refine import RefineConfig, refine_files
 from ..options import (
     add_atlas,
     add_model_options,
@@ -68,10 +70,53 @@ def add_invert(sub, common):
     s.add_argument("--batch-size", type=positive_int, default=32)
     s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--refine", type=positive_int, default=None, metavar="STEPS",
+                   help="then refine each inversion for STEPS steps of pivotal tuning (PTI; see 'refine --help'): "
+                        "NAME.refine.safetensors (a weight delta), NAME.refined.png, the before/after metrics in NAME.json")
     add_ray(s, "the batches")
     add_atlas(s)
     add_model_options(s)
     s.set_defaults(fn=run_invert)
+
+
+def add_refine(sub, common):
+    s = sub.add_parser("refine", parents=[common], help="pivotal tuning (PTI) of the generator around inversions",
+                       description="Refine the inversions of an 'invert' output folder (Roich et al. 2022, pivotal "
+                                   "tuning): each image's code stays fixed as the pivot and the synthesis weights are "
+                                   "tuned, per image, so it reproduces the image (pixel L2 + the perceptual distance), "
+                                   "with a locality regulariser keeping the generator unchanged away from the pivot so "
+                                   "edits stay on the manifold. Per image: NAME.refine.safetensors (the weight delta, "
+                                   "never a model copy), NAME.refined.png and a 'refine' record (PSNR/SSIM/perceptual "
+                                   "before and after) in NAME.json. Use the delta with 'edit --refined' / 'walk "
+                                   "--refined' or latentatlas.inversion.refine.load_refined. Memory: per image 3x the "
+                                   "synthesis weights (delta + Adam moments; fashion-stylegan2 ~16 MB) plus the "
+                                   "batch's activations for the backward pass. Images already refined are skipped.")
+    s.add_argument("folder", help="an 'invert' output folder (NAME.npz + NAME.json per image)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--steps", type=positive_int, default=RefineConfig.steps, help="tuning steps (default %(default)s)")
+    s.add_argument("--lr", type=finite_float, default=RefineConfig.lr, help="Adam learning rate (default %(default)s)")
+    s.add_argument("--perceptual", default="discriminator", choices=["discriminator", "fashion-features", "lpips", "none"])
+    s.add_argument("--locality", type=finite_float, default=RefineConfig.locality,
+                   help="weight of the locality regulariser, 0 = off (default %(default)s, PTI's)")
+    s.add_argument("--batch-size", type=positive_int, default=8, help="images tuned together (default %(default)s)")
+    s.add_argument("--seed", type=seed_int, default=0)
+    add_model_options(s)
+    s.set_defaults(fn=run_refine)
+
+
+def _refine_summary(d):
+    if not d["refined"]:
+        return f"nothing to refine ({d['skipped']} already refined)"
+    return (f"refined {d['refined']} images ({d['skipped']} already refined): median PSNR "
+            f"{d['psnr_median_before']:.2f} -> {d['psnr_median_after']:.2f} dB, {d['seconds_per_image']:.1f} s per image")
+
+
+def run_refine(args):
+    model = load_model(args)
+    cfg = RefineConfig(steps=args.steps, lr=args.lr, perceptual=args.perceptual, locality=args.locality, seed=args.seed)
+    summary = refine_files(model, args.folder, cfg, batch_size=args.batch_size, progress=not args.json)
+    emit(args, summary, _refine_summary)
+    return 0
 
 
 def add_train_encoder(sub, common):
@@ -101,6 +146,11 @@ def run_invert(args):
     init_name, _ = parse_init(args.init)
     if args.warmup_steps is not None and init_name != "multi-start":
         raise LatentAtlasError("--warmup-steps applies to --init multi-start:K only")
+    if args.refine and not model.has_mapping:
+        raise LatentAtlasError(f"--refine tunes the synthesis around a W/W+ pivot; model '{model.name}' has no "
+                               f"mapping network")
+    if args.refine and space not in ("w", "wplus", "pnorm+"):
+        raise LatentAtlasError(f"--refine needs a W/W+ pivot, not a {space} inversion")
     cfg = InversionConfig(space=space, steps=args.steps, lr=args.lr, pixel_loss=args.pixel_loss,
                           perceptual=args.perceptual, perceptual_weight=args.perceptual_weight,
                           regularizer=reg, reg_value=val, init=args.init,
@@ -123,7 +173,13 @@ def run_invert(args):
                          f"{v['share_ok']:.0%} at >= {v['min_psnr']:g} dB")
             lines += [f"below {v['min_psnr']:g} dB: {b['file']} {b['psnr']:.2f} dB (start: {b['init']})" for b in v["below"]]
         lines += [f"failed: {f['file']}: {f['error']}" for f in d["failed"]]
+        if d.get("refine"):
+            lines.append(_refine_summary(d["refine"]))
         return "\n".join(lines)
+    if args.refine:
+        summary["refine"] = refine_files(model, args.out, RefineConfig(steps=args.refine, perceptual=args.perceptual,
+                                                                        seed=args.seed),
+                                         batch_size=min(args.batch_size, 8), progress=not args.json)
     emit(args, summary, fmt)
     if summary["failed"]:
         return 1

@@ -5,16 +5,21 @@ import argparse
 
 from ... import diamond as dm
 from ...atlas import get_atlas
+from ...data.fashion import fashion_format
 from ...data.folder import load_image
 from ...errors import LatentAtlasError
-from ...metrics.attributes import probe_from_csv
+from ...inversion.refine import load_refined
+from ...metrics.attributes import ClassifierAttributes, probe_from_csv
+from ...metrics.features import FashionFeatures
 from ...metrics.reference import extractor_for
 from ...priors.levels import default_level_ranges
 from ...walks.directions import (
     METHODS,
     Directions,
     compute_directions,
+    effects_table,
     from_labelled_codes,
+    name_directions,
     parse_direction_ref,
 )
 from ...walks.edit import render_walk, walk_latents
@@ -53,6 +58,8 @@ def add_edit(sub, common):
                    help="W+ rows edited by level name: coarse, medium, fine or a comma-separated union (the thirds "
                         "'mix --split' names; e.g. fine keeps shape and changes texture)")
     s.add_argument("--scale", type=positive_int, default=2, help="pixel scale of the strip (default %(default)s)")
+    s.add_argument("--refined", default=None, metavar="NAME.refine.safetensors",
+                   help="edit with the generator refined for this image ('refine' / 'invert --refine')")
     s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
     add_video(s)
     add_model_options(s)
@@ -68,8 +75,8 @@ def add_directions(sub, common):
                                    "split --layer; mean-diff / linear-classifier: per Fashion-MNIST class from "
                                    "the feature network's predictions; diamond: toward the mean protoimage (Z).",
                        epilog=_directions_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--method", required=True, choices=_direction_methods())
-    s.add_argument("--model", required=True)
+    s.add_argument("--method", default=None, choices=_direction_methods())
+    s.add_argument("--model", default=None)
     s.add_argument("--k", type=positive_int, default=None,
                    help="number of directions (ganspace, sefa: 10; dplase: 5 by default)")
     s.add_argument("--n", type=positive_int, default=None,
@@ -88,8 +95,15 @@ def add_directions(sub, common):
                         "(InterFaceGAN's conditional manipulation)")
     s.add_argument("--steps", type=positive_int, default=None,
                    help="training steps: dplase discovery (default 1500), linear-classifier fitting (default 300)")
+    s.add_argument("--name-with", default=None, metavar="probe|CSV",
+                   help="name each direction by what it does: samples moved to +-2 sigma and read by the bundled "
+                        "classifier (probe; Fashion-MNIST-format models) or by a probe trained on a labels CSV "
+                        "(path,label); the name (e.g. 'Sandal+ Sneaker-') and the measured effects are saved with "
+                        "the set and shown by the explorer's sliders")
+    s.add_argument("--show", default=None, metavar="FILE.npz",
+                   help="print a saved set's directions, names and measured effects, and exit")
     s.add_argument("--seed", type=seed_int, default=0)
-    s.add_argument("--out", required=True, help="directions file (.npz)")
+    s.add_argument("--out", default=None, help="directions file (.npz)")
     add_model_options(s)
     s.set_defaults(fn=run_directions)
 
@@ -121,6 +135,8 @@ def add_walk(sub, common):
     s.add_argument("--invert-steps", type=positive_int, default=None,
                    help="inversion steps for image keyframes (default 300; W+ with the discriminator's perceptual "
                         "loss, Z for Z-only models)")
+    s.add_argument("--refined", default=None, metavar="NAME.refine.safetensors",
+                   help="walk with the generator refined for one image ('refine' / 'invert --refine')")
     s.add_argument("--out", required=True, help="strip .png, or animation .gif / .mp4")
     add_video(s)
     add_atlas(s)
@@ -128,12 +144,18 @@ def add_walk(sub, common):
     s.set_defaults(fn=run_walk)
 
 
+def _load(args):
+    """The model, refined for one image when --refined names a delta."""
+    model = load_model(args)
+    return load_refined(model, args.refined) if getattr(args, "refined", None) else model
+
+
 def run_edit(args):
     """Edit saved latents along one direction: rows = latents, columns = amounts."""
     import torch
 
     check_walk_outputs(args)
-    model = load_model(args)
+    model = _load(args)
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
@@ -194,7 +216,19 @@ def run_directions(args):
     error, never silently dropped."""
     import inspect
 
-    model = load_model(args)
+    if args.show:
+        given = [o for o, v in (("--method", args.method), ("--model", args.model), ("--out", args.out),
+                                ("--name-with", args.name_with)) if v is not None]
+        if given:
+            raise LatentAtlasError(f"--show prints a saved set; {given[0]} does not apply")
+        d = Directions.load(args.show)
+        emit(args, {"file": args.show, "method": d.method, "space": d.space, "sigmas": d.sigmas.tolist(),
+                    "names": d.meta.get("names"), "effects": d.meta.get("effects")}, lambda _: effects_table(d))
+        return 0
+    for opt in ("method", "model", "out"):
+        if getattr(args, opt) is None:
+            raise LatentAtlasError(f"directions needs --{opt} (or --show FILE.npz)")
+    model = _load(args)
     if args.label_source == "images":
         return _directions_from_images(args, model)
     takes = inspect.signature(METHODS[args.method]).parameters
@@ -223,11 +257,26 @@ def run_directions(args):
     if "progress" in takes:
         kw["progress"] = not args.json
     d = compute_directions(model, args.method, **kw, **kw_attr)
+    if args.name_with:
+        d = _named(args, model, d)
     d.save(args.out)
     info = {"out": args.out, "method": d.method, "space": d.space, "k": len(d), "sigmas": d.sigmas.tolist(),
             **{k: v for k, v in d.meta.items() if k not in ("weights_hash",)}}
-    emit(args, info, lambda x: f"wrote {len(d)} {d.method} directions in {d.space} to {args.out}")
+    emit(args, info, lambda x: f"wrote {len(d)} {d.method} directions in {d.space} to {args.out}"
+         + ("\n" + effects_table(d) if args.name_with else ""))
     return 0
+
+
+def _named(args, model, d):
+    """``--name-with probe|CSV``: the set named by its measured effects."""
+    if args.name_with == "probe":
+        if not fashion_format(model):
+            raise LatentAtlasError(f"--name-with probe reads the bundled Fashion-MNIST classifier, which does not fit "
+                                   f"model '{model.name}'; give a labels CSV (--name-with labels.csv)")
+        return name_directions(model, d, ClassifierAttributes(FashionFeatures(model.device)), seed=args.seed,
+                               source="bundled Fashion-MNIST classifier")
+    probe = probe_from_csv(args.name_with, model, extractor_for(model))
+    return name_directions(model, d, probe, seed=args.seed, source=f"probe on {args.name_with}")
 
 
 def _directions_from_images(args, model):
@@ -291,7 +340,7 @@ def run_walk(args):
             raise LatentAtlasError(f"{opt} applies to keyframe walks (--between)")
     args.n = 4 if args.n is None else args.n
     args.seed = 0 if args.seed is None else args.seed
-    model = load_model(args)
+    model = _load(args)
     if args.direction is None:
         if args.kind != "great-circle":
             raise LatentAtlasError(f"--kind {args.kind} walks along a direction: give --direction FILE.npz:INDEX "
@@ -330,7 +379,7 @@ def _keyframe_walk(args):
         raise LatentAtlasError("--kind chooses a walk along a direction; --between interpolates keyframes (--space)")
     if len(args.between) < 2:
         raise LatentAtlasError(f"--between needs at least two keyframes, got {len(args.between)}")
-    model = load_model(args)
+    model = _load(args)
     kinds = [_keyframe_kind(k) for k in args.between]
     space = args.space or ("z" if all(k == "seed" for k in kinds) or not model.has_mapping else "wplus")
     if space != "z" and not model.has_mapping:
