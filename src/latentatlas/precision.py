@@ -42,6 +42,10 @@ FP32_ISLANDS = {
                                        "metrics' feature accumulation, FID's covariance and sqrtm are fp32/float64",
     "StyleGAN3's Fourier-feature input": "models.stylegan3 computes the input's geometry, phases and sin() in "
                                           "fp32 (phases grow with frequency x position; bf16 would lose them)",
+    "StyleSpace statistics": "walks.stylespace reads the style channels of the fp32 network (their means and "
+                             "spreads rank the channels and set the unit of a channel edit)",
+    "pivotal tuning": "inversion.refine tunes per-image deltas of the fp32 synthesis weights (refused at another "
+                      "precision)",
     "PPL's epsilon-differences": "metrics.ppl renders its t and t+eps images with the model in fp32 (a 1e-4 step is "
                                  "below bf16's resolution of the latent)",
 }

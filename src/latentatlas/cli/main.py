@@ -14,7 +14,8 @@ from .options import fill_help
 
 # every command's parser, in the order 'latentatlas --help' lists them
 PARSERS = (models.add_models, sample.add_sample, report.add_report, evaluate.add_evaluate,
-           evaluate.add_evaluate_sampling, invert.add_invert, invert.add_refine, invert.add_train_encoder, walks.add_edit,
+           evaluate.add_evaluate_sampling, invert.add_invert, invert.add_refine, invert.add_train_encoder,
+           walks.add_edit, walks.add_stylespace,
            walks.add_directions, sample.add_mix, walks.add_walk, evaluate.add_evaluate_directions,
            evaluate_inversion.add_evaluate_inversion, serve.add_serve, models.add_convert, fit.add_fit, train.add_train)
 

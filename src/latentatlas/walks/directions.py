@@ -474,6 +474,9 @@ def compute_directions(model, method: str, **kw) -> Directions:
     return METHODS[method](model, **kw)
 
 
+WEAK_EFFECT = 0.05      # a largest probability change below this names the direction "weak: ..."
+
+
 @torch.no_grad()
 def name_directions(model, dirs: Directions, attributes, *, n: int = 500, seed: int = 0, amount: float = 2.0,
                     source: str = "attribute estimator") -> Directions:
@@ -481,8 +484,9 @@ def name_directions(model, dirs: Directions, attributes, *, n: int = 500, seed: 
     of the model's samples moved to ±``amount`` σ along each direction and read by the attribute
     estimator (the user's labels probe, or the bundled classifier); the effect of a direction is
     each attribute's mean probability at +amount minus at −amount. The name is the attribute that
-    rises most and the one that falls most ("Sandal+ Sneaker-"); the effects are kept with the
-    set (``meta['effects']``, ``directions --show``)."""
+    rises most and the one that falls most ("Sandal+ Sneaker-"), prefixed "weak: " when no
+    probability moves by ``WEAK_EFFECT``; the effects are kept with the set (``meta['effects']``,
+    ``directions --show``)."""
     space = dirs.space
     want = "w" if model.has_mapping else "z"
     if space != want:
@@ -501,7 +505,8 @@ def name_directions(model, dirs: Directions, attributes, *, n: int = 500, seed: 
             p.append(torch.cat(probs).mean(0))
         eff = p[0] - p[1]
         up, down = int(eff.argmax()), int(eff.argmin())
-        names.append(f"{attributes.names[up]}+ {attributes.names[down]}-" if eff[up] > 0 > eff[down]
+        weak = "weak: " if float(eff.abs().max()) < WEAK_EFFECT else ""
+        names.append(weak + f"{attributes.names[up]}+ {attributes.names[down]}-" if eff[up] > 0 > eff[down]
                      else f"{attributes.names[up if abs(eff[up]) >= abs(eff[down]) else down]}"
                           f"{'+' if abs(eff[up]) >= abs(eff[down]) else '-'}")
         effects.append({a: round(float(e), 4) for a, e in zip(attributes.names, eff)})

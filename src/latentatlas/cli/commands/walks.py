@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from ... import diamond as dm
 from ...atlas import get_atlas
 from ...data.fashion import fashion_format
 from ...data.folder import load_image
 from ...errors import LatentAtlasError
+from ...imageio import atomic_path
 from ...inversion.refine import load_refined
 from ...metrics.attributes import ClassifierAttributes, probe_from_csv
 from ...metrics.features import FashionFeatures
@@ -25,6 +28,7 @@ from ...walks.directions import (
 from ...walks.edit import render_walk, walk_latents
 from ...walks.keyframes import SPACES as KEYFRAME_SPACES
 from ...walks.keyframes import keyframe_walk
+from ...walks.stylespace import channel_edit, channel_std, style_modules, top_channels
 from ..options import (
     add_atlas,
     add_model_options,
@@ -51,7 +55,11 @@ def add_edit(sub, common):
                                    "edits).")
     s.add_argument("latents", help="latents .npz (from invert or sample --out-dir)")
     s.add_argument("--model", required=True)
-    s.add_argument("--direction", required=True, help="FILE.npz:INDEX (from 'directions')")
+    s.add_argument("--direction", default=None, help="FILE.npz:INDEX or FILE.npz:NAME (from 'directions')")
+    s.add_argument("--channel", default=None, metavar="LAYER:C",
+                   help="instead of a direction, one StyleSpace channel: style channel C of synthesis layer LAYER "
+                        "(e.g. b16.conv0:37, from 'stylespace'), amounts in units of its spread over the model's "
+                        "samples (StyleGAN 1/2/3)")
     s.add_argument("--amounts", default="-2,-1,0,1,2", help="comma-separated amounts in sigma (default %(default)s)")
     s.add_argument("--rows", default=None, help="W+ rows edited: A:B (rows A..B-1) or one index (default: all)")
     s.add_argument("--layers", default=None,
@@ -156,16 +164,15 @@ def run_edit(args):
 
     check_walk_outputs(args)
     model = _load(args)
+    if (args.direction is None) == (args.channel is None):
+        raise LatentAtlasError("edit needs one of --direction FILE.npz:INDEX or --channel LAYER:C")
+    if args.channel is not None:
+        return _channel_edit(args, model)
     path, idx = parse_direction_ref(args.direction)
     dirs = Directions.load(path)
     dirs.check_model(model)
     idx = dirs.index(idx)
-    try:
-        amounts = [float(a) for a in args.amounts.split(",") if a.strip()]
-    except ValueError:
-        raise LatentAtlasError(f"--amounts {args.amounts!r}: expected numbers like -2,-1,0,1,2") from None
-    if not amounts or not all(abs(a) < 1e3 for a in amounts):
-        raise LatentAtlasError("--amounts needs at least one finite amount (in sigma units, |a| < 1000)")
+    amounts = _amounts(args.amounts)
     codes, _ = latents_of(model, args.latents)
     want = "w" if model.has_mapping else "z"
     if dirs.space != want:
@@ -208,6 +215,84 @@ def run_edit(args):
     info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "latents": codes.shape[0], "amounts": amounts, "direction": args.direction,
             "rows": rows, "layers": args.layers}
     emit(args, info, lambda d: f"wrote {', '.join(outs)}: {d['latents']} latents x {len(amounts)} amounts")
+    return 0
+
+
+def _amounts(text):
+    try:
+        amounts = [float(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise LatentAtlasError(f"--amounts {text!r}: expected numbers like -2,-1,0,1,2") from None
+    if not amounts or not all(abs(a) < 1e3 for a in amounts):
+        raise LatentAtlasError("--amounts needs at least one finite amount (in sigma units, |a| < 1000)")
+    return amounts
+
+
+def _channel_edit(args, model):
+    """``edit --channel LAYER:C``: one StyleSpace channel moved by amounts x its spread."""
+    import torch
+
+    for opt, val in (("--rows", args.rows), ("--layers", args.layers)):
+        if val is not None:
+            raise LatentAtlasError(f"{opt} chooses W+ rows; a --channel edit acts on one layer's style")
+    layer, sep, c = args.channel.rpartition(":")
+    if not sep or not c.strip().isdigit():
+        raise LatentAtlasError(f"--channel {args.channel!r}: expected LAYER:C, e.g. b16.conv0:37")
+    channel, amounts = int(c), _amounts(args.amounts)
+    sd = channel_std(model, layer, channel)
+    codes, _ = latents_of(model, args.latents)
+    frames = []
+    with torch.no_grad():
+        for a in amounts:
+            with channel_edit(model, layer, channel, a * sd):
+                frames.append(model.synthesis(codes).clamp(-1, 1).cpu())
+    outs = save_walk(args, torch.stack(frames), scale=args.scale)
+    info = {"out": outs[0], "video": outs[1] if len(outs) > 1 else None, "latents": codes.shape[0], "amounts": amounts,
+            "channel": args.channel, "channel_std": sd}
+    emit(args, info, lambda d: f"wrote {', '.join(outs)}: {d['latents']} latents x {len(amounts)} amounts of "
+                               f"{args.channel} (1 sigma = {sd:.4g})")
+    return 0
+
+
+def add_stylespace(sub, common):
+    s = sub.add_parser("stylespace", parents=[common], help="StyleSpace: the style channels that carry an attribute",
+                       description="Rank every style channel (each synthesis layer's affine output, to-RGB layers "
+                                   "included; Wu et al. 2021) by how differently it is set in samples with and "
+                                   "without an attribute: the top and bottom 10% of --n samples by the attribute "
+                                   "estimator (a probe on --labels CSV, or the bundled Fashion-MNIST classifier), "
+                                   "the channel's standardised mean difference. Edit one with 'edit --channel "
+                                   "LAYER:C'. StyleGAN 1/2/3 only.")
+    s.add_argument("--model", required=True)
+    s.add_argument("--attribute", required=True, help="the attribute (a label of the CSV, or a Fashion-MNIST class)")
+    s.add_argument("--labels", default=None, metavar="CSV", help="labelled images (path,label) for the probe")
+    s.add_argument("--top", type=positive_int, default=10, help="channels listed (default %(default)s)")
+    s.add_argument("--n", type=positive_int, default=5000, help="samples read (default %(default)s)")
+    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--out", default=None, help="also write the ranking as JSON")
+    add_model_options(s)
+    s.set_defaults(fn=run_stylespace)
+
+
+def run_stylespace(args):
+    model = _load(args)
+    style_modules(model)                          # a Z-only model is refused before any work
+    if args.labels:
+        attrs = probe_from_csv(args.labels, model, extractor_for(model))
+    elif fashion_format(model):
+        attrs = ClassifierAttributes(FashionFeatures(model.device))
+    else:
+        raise LatentAtlasError(f"model '{model.name}' has no built-in attribute estimator: give --labels labels.csv")
+    res = top_channels(model, attrs, args.attribute, n=args.n, seed=args.seed, top=args.top)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            Path(tmp).write_text(json.dumps(res, indent=2))
+
+    def table(d):
+        lines = [f"style channels for {d['attribute']} ({d['per_side']} samples each side of {d['n']}):"]
+        lines += [f"  {r['layer']}:{r['channel']:<5} score {r['score']:+.3f}  (1 sigma = {r['std']:.4g})"
+                  for r in d["channels"]]
+        return "\n".join(lines)
+    emit(args, res, table)
     return 0
 
 

@@ -3,6 +3,7 @@ later sections read what earlier ones computed (the latent-space section's atlas
 inversion rows that the method table and the claims use)."""
 from . import (  # noqa: F401
     claims,
+    editing,
     inversion,
     latent_space,
     model,
@@ -13,4 +14,5 @@ from . import (  # noqa: F401
     walks,
 )
 
-ORDER = ("model", "samples", "quality", "latent-space", "sampling", "inversion", "walks", "overview", "claims")
+ORDER = ("model", "samples", "quality", "latent-space", "sampling", "inversion", "walks", "editing", "overview",
+         "claims")

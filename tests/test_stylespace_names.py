@@ -1,0 +1,78 @@
+"""StyleSpace channel edits and names for unsupervised directions (issue 41): the ranking finds the
+channel that carries a synthetic attribute, a channel edit moves only that channel, names come
+from measured effects, and both refuse Z-only models in one line."""
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_stylegan2
+from latentatlas.cli.main import main
+from latentatlas.errors import LatentAtlasError
+from latentatlas.models.registry import load_generator, save_model
+from latentatlas.walks.directions import Directions, effects_table, ganspace, name_directions
+from latentatlas.walks.stylespace import channel_edit, style_activations, style_modules, top_channels
+
+
+class Brightness:
+    """A synthetic attribute estimator: 'bright' = the image's mean intensity."""
+    names = ["bright", "dark"]
+
+    def probs(self, x):
+        p = torch.sigmoid(8 * x.float().mean(dim=(1, 2, 3)))
+        return torch.stack([p, 1 - p], 1)
+
+
+def test_top_channels_and_channel_edit(tiny_sg2):
+    m = tiny_sg2
+    res = top_channels(m, Brightness(), "bright", n=600, top=5)
+    best = res["channels"][0]
+    assert best["layer"] in style_modules(m) and abs(best["score"]) > 0.3
+    ws = m.broadcast(m.mapping(m.sample_z(4, 1)))
+    with torch.no_grad():
+        base = m.synthesis(ws)
+        with channel_edit(m, best["layer"], best["channel"], 3 * best["std"] * (1 if best["score"] > 0 else -1)):
+            moved = m.synthesis(ws)
+        again = m.synthesis(ws)
+    assert torch.equal(base, again)                                    # the hook is gone after the block
+    assert Brightness().probs(moved)[:, 0].mean() > Brightness().probs(base)[:, 0].mean()
+    acts = style_activations(m, ws)
+    assert all(a.shape[0] == 4 for a in acts.values())
+
+
+def test_names_come_from_measured_effects(tiny_sg2):
+    d = ganspace(tiny_sg2, k=3, n=500)
+    named = name_directions(tiny_sg2, d, Brightness(), n=200)
+    assert len(named.meta["names"]) == 3 and all(n.endswith(("+", "-")) for n in named.meta["names"])
+    e = named.meta["effects"][0]
+    assert set(e) == {"bright", "dark"} and abs(e["bright"] + e["dark"]) < 1e-4     # probabilities sum to 1
+    assert "bright" in effects_table(named)
+
+
+def test_cli_stylespace_edit_channel_and_show(tmp_path, capsys):
+    m = load_generator("fashion-stylegan2")
+    assert main(["stylespace", "--model", "fashion-stylegan2", "--attribute", "Sandal", "--n", "500", "--top", "3",
+                 "--out", str(tmp_path / "ch.json")]) == 0
+    res = json.loads((tmp_path / "ch.json").read_text())
+    top = res["channels"][0]
+    assert main(["sample", "--model", "fashion-stylegan2", "--n", "2", "--out-dir", str(tmp_path / "s")]) == 0
+    lat = next((tmp_path / "s").glob("*.npz"))
+    assert main(["edit", str(lat), "--model", "fashion-stylegan2", "--channel", f"{top['layer']}:{top['channel']}",
+                 "--amounts", "-3,0,3", "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").exists()
+    assert main(["directions", "--method", "ganspace", "--model", "fashion-stylegan2", "--k", "2", "--n", "500",
+                 "--name-with", "probe", "--out", str(tmp_path / "g.npz")]) == 0
+    d = Directions.load(tmp_path / "g.npz")
+    assert len(d.meta["names"]) == 2 and d.meta["named_with"] == "bundled Fashion-MNIST classifier"
+    capsys.readouterr()
+    assert main(["directions", "--show", str(tmp_path / "g.npz")]) == 0
+    assert d.meta["names"][0] in capsys.readouterr().out
+    # refusals, one line each
+    for argv, msg in ((["stylespace", "--model", "fashion-wgangp", "--attribute", "Sandal"], "no style layers"),
+                      (["edit", str(lat), "--model", "fashion-stylegan2", "--out", str(tmp_path / "x.png")], "one of"),
+                      (["edit", str(lat), "--model", "fashion-stylegan2", "--channel", "b99:1",
+                        "--out", str(tmp_path / "x.png")], "no style layer"),
+                      (["directions", "--show", str(tmp_path / "g.npz"), "--model", "x"], "does not apply")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, err
