@@ -105,3 +105,19 @@ def test_directions_from_the_labelled_images_inverted(tiny_sg2, tmp_path, capsys
     assert info["names"] == ["x", "y"] and info["source"] == "inverted labelled images" and info["images"] == 12
     assert main(["directions", "--method", "ganspace", "--model", str(f), "--labels", str(tmp_path / "l.csv"),
                  "--label-source", "images", "--out", str(tmp_path / "g.npz")]) == 2
+
+
+def test_labels_as_class_sub_folders(tiny_sg2, tmp_path):
+    from latentatlas.imageio import save_png
+    from latentatlas.metrics.attributes import read_labelled_images
+    with torch.no_grad():
+        imgs = tiny_sg2(tiny_sg2.sample_z(6, 3)).clamp(-1, 1)
+    for i, img in enumerate(imgs):
+        d = tmp_path / ("light" if i < 3 else "dark")
+        d.mkdir(exist_ok=True)
+        save_png(img, d / f"{i}.png")
+    (tmp_path / "light" / "notes.txt").write_text("not an image")
+    rows, loaded = read_labelled_images(tmp_path, tiny_sg2)
+    assert sorted(lab for _, lab in rows) == ["dark"] * 3 + ["light"] * 3 and len(loaded) == 6
+    with pytest.raises(Exception, match="at least two sub-folders"):
+        read_labelled_images(tmp_path / "light", tiny_sg2)

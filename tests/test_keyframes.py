@@ -67,3 +67,30 @@ def test_keyframes_on_sg3_and_conditional_fixtures(fixture, extra, tmp_path):
     for space in ("z", "wplus"):
         assert main(["walk", "--model", str(R2 / fixture), "--between", "3", "8", "--space", space, "--steps", "3",
                      "--out", str(tmp_path / f"{space}.png")] + extra) == 0
+
+
+def test_density_preserving_keyframes_stay_on_the_shell():
+    """pnorm+sphere: each row's P-norm+ norm moves linearly between the keyframes' (lerp's dips)."""
+    from types import SimpleNamespace
+
+    from latentatlas.walks.keyframes import keyframe_path
+
+    class Identity:                       # P-norm+ coordinates = the codes themselves
+        def transform(self, x):
+            return x
+
+        def inverse_transform(self, x):
+            return x
+
+        def to(self, device):
+            return self
+    atlas = SimpleNamespace(pnorm_plus=Identity())
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(2, 4, 256, generator=g)
+    sph = keyframe_path(keys, 9, "pnorm+sphere", atlas=atlas)[:, 0]
+    lin = keyframe_path(keys, 9, "pnorm+", atlas=atlas)[:, 0]
+    na, nb = keys[0].norm(dim=-1), keys[1].norm(dim=-1)
+    mid = (na + nb) / 2
+    assert torch.allclose(sph[4].norm(dim=-1), mid, rtol=1e-4)          # the shell kept
+    assert (lin[4].norm(dim=-1) < 0.8 * mid).all()                      # a straight line cuts inside it
+    assert torch.allclose(sph[0], keys[0], atol=1e-4) and torch.allclose(sph[-1], keys[1], atol=1e-4)

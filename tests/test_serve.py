@@ -145,6 +145,36 @@ def test_upload_invert_download_and_reupload(server):
     assert list(ex.tmp.iterdir()) == []                                  # uploads never stay on disk
 
 
+def test_upload_refine_and_edit_with_the_refined_generator(server):
+    """An upload inverted then refined (pivotal tuning) in the background, with progress; its edits
+    render through its own refined generator."""
+    base, ex, m = server
+    with torch.no_grad():
+        target = (m(m.sample_z(1, 12)) + 0.3).clamp(-1, 1)
+    code, _, body = call(base + "/api/invert?space=wplus&steps=10&refine=8", png_bytes(target[0]), "image/png")
+    job = json.loads(body)
+    assert code == 202 and job["refine_steps"] == 8
+    seen = set()
+    for _ in range(1200):
+        job = json.loads(call(base + f"/api/job/{job['id']}")[2])
+        seen.add(job["progress"])
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.02)
+    assert job["status"] == "done" and job["refined"].startswith("data:image/png"), job
+    assert job["refined_psnr"] is not None and len(seen) > 2          # progress reported along the way
+    j = ex.jobs[job["id"]]
+    assert j.delta is not None
+    _, _, refined = call(base + "/api/render", {"latent": {"job": job["id"]}, "set": "ganspace", "amounts": [1.0]})
+    j.delta, keep = None, j.delta                        # the same edit through the base generator differs
+    _, _, plain = call(base + "/api/render", {"latent": {"job": job["id"]}, "set": "ganspace", "amounts": [1.0, 0.01]})
+    j.delta = keep
+    assert refined[:4] == b"\x89PNG" and refined != plain
+    # a refinement count out of range is refused
+    code, _, body = call(base + "/api/invert?space=wplus&steps=5&refine=99999", png_bytes(target[0]), "image/png")
+    assert code == 400 and "refine" in json.loads(body)["error"]
+
+
 def test_a_burst_of_uploads_is_bounded(server):
     """Far more concurrent uploads than the queue holds: the rest get 429, the server stays up."""
     base, ex, m = server

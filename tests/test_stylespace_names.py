@@ -10,7 +10,7 @@ from conftest import tiny_stylegan2
 from latentatlas.cli.main import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models.registry import load_generator, save_model
-from latentatlas.walks.directions import Directions, effects_table, ganspace, name_directions
+from latentatlas.walks.directions import Directions, boundary, effects_table, ganspace, name_directions
 from latentatlas.walks.stylespace import channel_edit, style_activations, style_modules, top_channels
 
 
@@ -76,3 +76,28 @@ def test_cli_stylespace_edit_channel_and_show(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+R2 = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "round2"
+
+
+@pytest.mark.skipif(not R2.is_dir() and not __import__("os").environ.get("CI"), reason="../shared/fixtures not present")
+# StyleGAN3 renders a few hundred images here: ~50 s on 2 cores, so slow
+@pytest.mark.parametrize("name,cls", [("c1-sg2ada-64-cond.pkl", 3),
+                                      pytest.param("c4t-sg3-T-32.pkl", None, marks=pytest.mark.slow)])
+def test_stylespace_and_names_on_conditional_and_stylegan3(name, cls):
+    m = load_generator(str(R2 / name))
+    if cls is not None:
+        m.set_class(cls)
+    res = top_channels(m, Brightness(), "bright", n=200, top=3)
+    best = res["channels"][0]
+    ws = m.broadcast(m.mapping(m.sample_z(2, 1)))
+    with torch.no_grad():
+        base = m.synthesis(ws)
+        with channel_edit(m, best["layer"], best["channel"], 5 * best["std"]):
+            moved = m.synthesis(ws)
+    assert not torch.allclose(base, moved)
+    named = name_directions(m, ganspace(m, k=2, n=300), Brightness(), n=100)
+    assert len(named.meta["names"]) == 2
+    b = boundary(m, attributes=Brightness(), n=400, steps=30)      # InterFaceGAN boundaries on this family too
+    assert b.meta["names"] == ["bright", "dark"] and torch.isfinite(b.vectors).all()

@@ -96,9 +96,10 @@ def render_refined(model, deltas: dict, ws: torch.Tensor) -> torch.Tensor:
 
 
 def refine(model, targets: torch.Tensor, ws: torch.Tensor, cfg: RefineConfig = RefineConfig(), *,
-           progress: bool = False) -> RefineResult:
+           progress: bool = False, callback=None) -> RefineResult:
     """Tune the synthesis weights per image so ``ws`` [B, num_ws, w_dim] (the pivots) reproduce
-    ``targets`` [B, C, H, W]; returns the per-image deltas and the images before and after."""
+    ``targets`` [B, C, H, W]; returns the per-image deltas and the images before and after.
+    ``callback(step, loss)`` after each step (the explorer's progress)."""
     _require(model)
     if model.precision.name != "fp32":
         raise LatentAtlasError("refinement tunes fp32 weights: run it at --precision fp32")
@@ -138,6 +139,8 @@ def refine(model, targets: torch.Tensor, ws: torch.Tensor, cfg: RefineConfig = R
         loss.backward()
         opt.step()
         losses.append(float(rec.detach().mean()))
+        if callback is not None:
+            callback(len(losses) - 1, losses[-1])
     with torch.no_grad():
         after = batched({k: v.detach() for k, v in deltas.items()}, ws)
     return RefineResult({k: v.detach() for k, v in deltas.items()}, before, after, losses, time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from ..data.fashion import CLASSES
-from ..data.folder import load_image
+from ..data.folder import list_images, load_image
 from ..errors import LatentAtlasError
 from .suite import features_of_images
 
@@ -174,11 +174,26 @@ def read_labels_csv(path) -> list[tuple[Path, str]]:
     return rows
 
 
+def read_labelled_folders(path) -> list[tuple[Path, str]]:
+    """Rows (image, label) of a folder of class sub-folders: each sub-folder's name is the label of
+    the images in it (``labels/smiling/*.png``, ``labels/neutral/*.png``)."""
+    path = Path(path)
+    subs = sorted(p for p in path.iterdir() if p.is_dir())
+    if len(subs) < 2:
+        raise LatentAtlasError(f"{path}: labelled images as class sub-folders need at least two sub-folders "
+                               f"(found {len(subs)}); or give a labels CSV (path,label)")
+    rows = [(img, sub.name) for sub in subs for img in list_images(sub)]
+    if len(rows) > MAX_LABEL_ROWS:
+        raise LatentAtlasError(f"{path}: {len(rows):,} labelled images, more than {MAX_LABEL_ROWS:,}")
+    return rows
+
+
 def read_labelled_images(path, model) -> tuple[list, dict]:
-    """The rows (image path, label) of the labels CSV ``path`` and each listed image, read once
-    however often it is listed (converted to ``model``'s channels and resolution). Unreadable
-    images are an error: a fit on fewer images than the user listed would misreport itself."""
-    rows = read_labels_csv(path)
+    """The rows (image path, label) of the labels CSV ``path`` — or of a folder of class
+    sub-folders — and each listed image, read once however often it is listed (converted to
+    ``model``'s channels and resolution). Unreadable images are an error: a fit on fewer images
+    than the user listed would misreport itself."""
+    rows = read_labelled_folders(path) if Path(path).is_dir() else read_labels_csv(path)
     loaded: dict = {}
     for p, _ in rows:
         if p in loaded:

@@ -20,6 +20,7 @@ from ..data.folder import load_image
 from ..errors import LatentAtlasError
 from ..imageio import preview_scale
 from ..inversion import REGULARIZER_TABLE, InversionConfig
+from ..inversion.refine import render_refined
 from ..metrics.attributes import ClassifierAttributes
 from ..metrics.features import FashionFeatures
 from ..sampling import Context, apply_strategy, get_strategy, initial_latents, render, strategy_names
@@ -115,7 +116,8 @@ class Explorer:
 
     # -- latents ----------------------------------------------------------------------------------
     def base_latent(self, spec: dict):
-        """(code [1, ...], kind) for {"seed": S} or {"job": ID}: W+ for mapped models, else z."""
+        """(code [1, ...], kind, delta) for {"seed": S} or {"job": ID}: W+ for mapped models, else z;
+        ``delta`` the job's refined weights (pivotal tuning), else None."""
         if not isinstance(spec, dict):
             raise HTTPError(400, "latent must be {\"seed\": S} or {\"job\": ID}")
         m = self.model
@@ -123,13 +125,15 @@ class Explorer:
             job = self.jobs.get(str(spec["job"]))
             if job is None or job.status != "done":
                 raise HTTPError(404, "no finished inversion with that id")
-            return (job.ws, "wplus") if job.ws is not None else (job.z, "z")
+            return (job.ws, "wplus", job.delta) if job.ws is not None else (job.z, "z", None)
         seed = int_param(spec.get("seed", 0), "seed", 0, 2 ** 31 - 1)
         z = m.sample_z(1, seed)
         with torch.no_grad():
-            return (m.broadcast(m.mapping(z)), "wplus") if m.has_mapping else (z, "z")
+            return (m.broadcast(m.mapping(z)), "wplus", None) if m.has_mapping else (z, "z", None)
 
-    def _image(self, code, kind) -> torch.Tensor:
+    def _image(self, code, kind, delta=None) -> torch.Tensor:
+        if delta is not None:         # the job's own refined generator
+            return render_refined(self.model, {k: v[None] for k, v in delta.items()}, code).clamp(-1, 1).cpu()
         with torch.no_grad():
             return (self.model.synthesis(code) if kind == "wplus" else self.model(code)).clamp(-1, 1).cpu()
 
@@ -142,7 +146,7 @@ class Explorer:
         hit = self._cached(key)
         if hit is not None:
             return hit
-        code, kind = self.base_latent(body.get("latent", {"seed": 0}))
+        code, kind, delta = self.base_latent(body.get("latent", {"seed": 0}))
         code = code.clone()
         if any(amounts):
             d = self.direction_set(str(body.get("set")))
@@ -152,7 +156,7 @@ class Explorer:
             for i, a in enumerate(amounts[:len(d)]):
                 step = d.vectors[i].to(code.device) * float(d.sigmas[i]) * a
                 code = code + (step if kind == "z" else step[None, None])
-        png = png_bytes(self._image(code, kind), scale=preview_scale(self.model.img_resolution, EXPLORER_PX))
+        png = png_bytes(self._image(code, kind, delta), scale=preview_scale(self.model.img_resolution, EXPLORER_PX))
         return self._store(key, png)
 
     def sample(self, seed: int, n: int) -> bytes:
@@ -223,6 +227,9 @@ class Explorer:
             raise HTTPError(400, f"space {space!r} does not apply to this model ({', '.join(self.spaces())})")
         name, value = InversionConfig.parse_regularizer(str(q.get("regularizer", "none")))   # unknown: 400
         steps = int_param(q.get("steps", self.invert_steps), "steps", 1, 2000)
+        refine_steps = int_param(q.get("refine", 0), "refine", 0, 2000)
+        if refine_steps and not (m.has_mapping and space in ("w", "wplus", "pnorm+")):
+            raise HTTPError(400, "refinement (pivotal tuning) needs a W/W+ inversion of a model with a mapping network")
         # the bytes go to a server-named file in the private temp dir, then through the same
         # reader as the CLI (size, pixel-count and format checks)
         tmp = self.tmp / f"upload-{secrets.token_hex(8)}"
@@ -239,7 +246,7 @@ class Explorer:
                                   init="best-of:64")
         except LatentAtlasError as e:
             raise HTTPError(400, str(e)) from None
-        job = Job(secrets.token_hex(6), space=space, message=li.note)
+        job = Job(secrets.token_hex(6), space=space, message=li.note, refine_steps=refine_steps)
         try:
             self.queue.put_nowait((job, li.tensor[None], cfg))
         except queue.Full:

@@ -16,6 +16,7 @@ import torch
 from ..errors import LatentAtlasError
 from ..imageio import preview_scale
 from ..inversion import invert
+from ..inversion.refine import RefineConfig, delta_of, refine
 from ..metrics.reconstruction import psnr
 from ..validate import check_npz_sizes
 from .wire import EXPLORER_PX, MAX_LATENT_INFLATED, HTTPError, b64, png_bytes
@@ -36,13 +37,19 @@ class Job:
     psnr: float | None = None
     target_png: bytes = b""
     result_png: bytes = b""
+    refine_steps: int = 0             # pivotal tuning after the inversion (0 = none)
+    delta: dict | None = None         # the refined synthesis weights' delta (edits of this job use it)
+    refined_psnr: float | None = None
+    refined_png: bytes = b""
     created: float = field(default_factory=time.time)
 
     def public(self) -> dict:
         d = {"id": self.id, "status": self.status, "progress": round(self.progress, 3), "message": self.message,
-             "space": self.space, "psnr": self.psnr}
+             "space": self.space, "psnr": self.psnr, "refine_steps": self.refine_steps,
+             "refined_psnr": self.refined_psnr}
         if self.status == "done":
-            d.update(target=b64(self.target_png) if self.target_png else None, result=b64(self.result_png))
+            d.update(target=b64(self.target_png) if self.target_png else None, result=b64(self.result_png),
+                     refined=b64(self.refined_png) if self.refined_png else None)
         return d
 
 
@@ -56,8 +63,10 @@ def run_jobs(model, jobs: queue.Queue, stop: threading.Event, atlas_of):
             continue
         job.status = "running"
         try:
+            share = 0.5 if job.refine_steps else 1.0     # of the progress bar: the inversion, then the tuning
+
             def cb(step, loss, active):
-                job.progress = (step + 1) / cfg.steps
+                job.progress = share * (step + 1) / cfg.steps
                 if stop.is_set():
                     raise KeyboardInterrupt
             res = invert(model, x, cfg, atlas=atlas_of(), callback=cb)
@@ -69,6 +78,19 @@ def run_jobs(model, jobs: queue.Queue, stop: threading.Event, atlas_of):
             job.psnr = round(float(psnr(res.images, x)[0]), 2)
             scale = preview_scale(model.img_resolution, EXPLORER_PX)
             job.target_png, job.result_png = png_bytes(x, scale=scale), png_bytes(res.images, scale=scale)
+            if job.refine_steps and job.ws is not None:
+                job.message = "refining (pivotal tuning)"
+
+                def rcb(step, loss):
+                    job.progress = share + (1 - share) * (step + 1) / job.refine_steps
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                r = refine(model, x, job.ws, RefineConfig(steps=job.refine_steps, perceptual=cfg.perceptual),
+                           callback=rcb)
+                job.delta = delta_of(r, 0)
+                job.refined_psnr = round(float(psnr(r.images, x)[0]), 2)
+                job.refined_png = png_bytes(r.images, scale=scale)
+                job.message = f"refined: {job.psnr} -> {job.refined_psnr} dB"
             job.progress, job.status = 1.0, "done"
         except KeyboardInterrupt:
             job.status, job.message = "failed", "server stopping"

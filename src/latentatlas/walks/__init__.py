@@ -63,10 +63,14 @@ def great_circle(z0: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> to
     return (n ** 0.5) * (torch.cos(ang) * u[None] + torch.sin(ang) * b[None])
 
 
-def pnorm_plus_interp(ws_a: torch.Tensor, ws_b: torch.Tensor, steps: int, plus_space) -> torch.Tensor:
-    """Interpolate W+ codes linearly in P-norm+ coordinates, map back to W+."""
+def pnorm_plus_interp(ws_a: torch.Tensor, ws_b: torch.Tensor, steps: int, plus_space,
+                      spherical: bool = False) -> torch.Tensor:
+    """Interpolate W+ codes in P-norm+ coordinates, map back to W+: linearly, or (``spherical``)
+    along great circles of each row's Gaussianized vector with its norm interpolated — the
+    density-preserving path: a row of a Gaussian sample lies near the shell of radius √d, which a
+    straight line between two of them leaves (its midpoint's norm is ~√(d/2))."""
     va, vb = plus_space.transform(ws_a), plus_space.transform(ws_b)
-    path = linear(va, vb, steps)
+    path = slerp(va, vb, steps) if spherical else linear(va, vb, steps)
     return plus_space.inverse_transform(path.reshape(-1, *va.shape[1:])).reshape(steps, *ws_a.shape)
 
 

@@ -90,10 +90,10 @@ def add_directions(sub, common):
     s.add_argument("--n", type=positive_int, default=None,
                    help="samples the directions are fitted on (ganspace, mean-diff, linear-classifier; default 20000)")
     s.add_argument("--layer", default=None, help="named layer (see 'models --inspect'); e.g. b8")
-    s.add_argument("--labels", default=None, metavar="CSV",
-                   help="boundary, mean-diff: labelled images (rows path,label) that train a linear probe on the "
-                        "metric features; the model's samples are labelled by it (default: the Fashion-MNIST "
-                        "classifier, Fashion-MNIST models only)")
+    s.add_argument("--labels", default=None, metavar="CSV|DIR",
+                   help="boundary, mean-diff: labelled images (a CSV of rows path,label, or a folder of class "
+                        "sub-folders) that train a linear probe on the metric features; the model's samples are "
+                        "labelled by it (default: the Fashion-MNIST classifier, Fashion-MNIST models only)")
     s.add_argument("--label-source", default="samples", choices=["samples", "images"],
                    help="with --labels: samples (default: a probe trained on the labelled images labels the "
                         "model's samples) or images (the labelled images are inverted in W+ and the directions "
@@ -139,7 +139,9 @@ def add_walk(sub, common):
                         "frames per segment")
     s.add_argument("--space", default=None, choices=list(KEYFRAME_SPACES),
                    help="keyframe interpolation: z (slerp; default when every keyframe is a seed), w, wplus (lerp; "
-                        "default otherwise), pnorm+ (lerp in P-norm+ coordinates, needs the atlas)")
+                        "default otherwise), pnorm+ (lerp in P-norm+ coordinates, needs the atlas), pnorm+sphere "
+                        "(the density-preserving option: slerp of each row in P-norm+ coordinates, norms "
+                        "interpolated, so every frame stays on the Gaussian's typical shell)")
     s.add_argument("--invert-steps", type=positive_int, default=None,
                    help="inversion steps for image keyframes (default 300; W+ with the discriminator's perceptual "
                         "loss, Z for Z-only models)")
@@ -264,7 +266,8 @@ def add_stylespace(sub, common):
                                    "LAYER:C'. StyleGAN 1/2/3 only.")
     s.add_argument("--model", required=True)
     s.add_argument("--attribute", required=True, help="the attribute (a label of the CSV, or a Fashion-MNIST class)")
-    s.add_argument("--labels", default=None, metavar="CSV", help="labelled images (path,label) for the probe")
+    s.add_argument("--labels", default=None, metavar="CSV|DIR",
+                   help="labelled images for the probe (a CSV of rows path,label, or a folder of class sub-folders)")
     s.add_argument("--top", type=positive_int, default=10, help="channels listed (default %(default)s)")
     s.add_argument("--n", type=positive_int, default=5000, help="samples read (default %(default)s)")
     s.add_argument("--seed", type=seed_int, default=0)
@@ -477,9 +480,9 @@ def _keyframe_walk(args):
                                "(--space wplus)")
     if args.invert_steps is not None and "image" not in kinds:
         raise LatentAtlasError("--invert-steps applies to image keyframes; none of the keyframes is an image")
-    atlas = atlas_option(args, model, space == "pnorm+" or "image" in kinds,
-                         "--atlas serves --space pnorm+ and image keyframes' inversion")
-    if space == "pnorm+" and atlas is None:
+    atlas = atlas_option(args, model, space.startswith("pnorm+") or "image" in kinds,
+                         "--atlas serves --space pnorm+ / pnorm+sphere and image keyframes' inversion")
+    if space.startswith("pnorm+") and atlas is None:
         atlas = get_atlas(model, need="pnorm", progress=not args.json)      # the cached one (fitted once)
     images = {}
     keys = []
