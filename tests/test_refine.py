@@ -113,3 +113,21 @@ def test_refinement_on_conditional_and_stylegan3(name, cls):
     r = apply_delta(m, delta_of(res, 0))
     with torch.no_grad():
         assert torch.allclose(r.synthesis(ws[:1]), res.images[:1], atol=1e-4)
+
+
+def test_serve_with_a_refined_generator_takes_the_base_latents(tiny_file, tmp_path):
+    from latentatlas.serve.explorer import Explorer
+    from latentatlas.serve.jobs import latent_npz
+    m = load_generator(str(tiny_file))
+    x, ws = _targets(m, 1), m.broadcast(m.mapping(m.sample_z(1, 0)))
+    res = refine(m, x, ws, RefineConfig(steps=5, lr=3e-3, perceptual="none"))
+    f = save_delta(tmp_path / "a.refine.safetensors", delta_of(res, 0), model=m, cfg=RefineConfig(steps=5))
+    ex = Explorer(load_refined(m, f))
+    try:
+        from latentatlas.serve.jobs import Job
+        job = Job("x", status="done", ws=ws, code=ws)
+        npz = latent_npz(job, m)                       # written for the base model
+        up = ex.upload_latent(npz)
+        assert up.status == "done"
+    finally:
+        ex.close()

@@ -125,7 +125,8 @@ def job_from_latent(data: bytes, model, image_of) -> Job:
     except Exception as e:  # noqa: BLE001 - any unreadable upload is the user's input error
         raise HTTPError(400, f"not a readable latents .npz ({type(e).__name__})") from None
     wh = str(arrays.get("weights_hash", ""))
-    if wh and wh != m.weights_hash():
+    # a refined generator (serve --refined) takes the latents of its base model
+    if wh and wh != m.weights_hash() and wh != (m.info.extra or {}).get("base_weights_hash"):
         raise HTTPError(400, f"the latent was made for weights {wh}, not this model's {m.weights_hash()}")
     job = Job(secrets.token_hex(6), status="done", progress=1.0, message="uploaded latent")
     if m.has_mapping:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from ...inversion.refine import load_refined
 from ...serve.server import serve
 from ..options import add_model_options, atlas_option, load_model, number_option, positive_int
 
@@ -22,6 +23,9 @@ def add_serve(sub, common):
     s.add_argument("--directions", action="append", default=None, metavar="FILE.npz",
                    help="extra direction set for the sliders and walks (repeatable)")
     s.add_argument("--report", default=None, metavar="DIR", help="a report directory to link (its files are served)")
+    s.add_argument("--refined", default=None, metavar="NAME.refine.safetensors",
+                   help="explore the generator refined for one image ('refine' / 'invert --refine'): every sample, "
+                        "edit and walk then uses it; upload that image's NAME.npz to edit it")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     s.add_argument("--port", type=number_option(0, 65535, integer=True), default=8000, help="port (default %(default)s; 0 = any free port)")
     s.add_argument("--max-jobs", type=positive_int, default=8,
@@ -32,6 +36,8 @@ def add_serve(sub, common):
 
 def run_serve(args):
     model = load_model(args)
+    if args.refined:
+        model = load_refined(model, args.refined)
     atlas = atlas_option(args, model, model.has_mapping, "the model has no W space")   # None: the cached one, when needed
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this address can use the explorer (no authentication)",
