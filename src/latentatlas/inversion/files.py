@@ -27,6 +27,7 @@ from ..imageio import animation_format, atomic_path, clean_partial, make_grid, p
 from ..metrics.perceptual import perceptual_fn
 from ..metrics.reconstruction import reconstruction_metrics
 from . import InversionConfig, config_json, invert, resolve_atlas
+from .memory import available_bytes, fit_batch, human, probe
 
 log = logging.getLogger("latentatlas.invert")
 
@@ -152,12 +153,14 @@ def _load_chunk(paths, model, resample, summary) -> list:
 
 def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: int = 32,
                  resample: str = "lanczos", atlas=None, progress: bool = True, min_psnr: float | None = None,
-                 video: str | None = None, pool=None) -> dict:
+                 video: str | None = None, pool=None, max_memory: int | None = None) -> dict:
     """Invert the images in ``inputs`` into ``out_dir`` (per image NAME.npz, .png, .json; resumable
     under one configuration) and return the summary with the verdict. ``video`` ('gif' or 'mp4')
     also writes NAME.gif / NAME.mp4: target beside the reconstruction over the optimisation.
     ``pool`` (a ``latentatlas.parallel`` pool) runs the batches on its workers; the outputs are the
-    ones this process would write, each written once, by this process, atomically."""
+    ones this process would write, each written once, by this process, atomically. The memory an
+    image holds for its backward pass is measured first (``inversion.memory``) and the batch cut
+    to what fits ``max_memory`` bytes (default half of what is free)."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -171,6 +174,10 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     cfg_json = config_json(cfg)
     key = {"model": model.name, "weights_hash": model.weights_hash(), "config": json.loads(cfg_json),
            "resample": resample}
+    # the memory an image holds for its backward pass, measured before anything is written
+    mem = probe(model, cfg)
+    limit = max_memory if max_memory is not None else available_bytes(model.device) // 2
+    fitted = fit_batch(mem, limit, batch_size)
     _check_manifest(out, key)
     removed = clean_partial(out)
     if removed:
@@ -183,6 +190,12 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
         if pool is not None and resolved is not atlas:
             pool.share_atlas(resolved)
         atlas = resolved
+        log.info("inversion holds ~%s per image (+%s per batch) for its backward pass: batches of %d fit in %s%s",
+                 human(mem.per_image), human(mem.fixed), fitted, human(limit),
+                 "" if max_memory is not None else " (half of the memory free; --max-memory to change)")
+        summary["memory"] = {"per_image_bytes": mem.per_image, "per_batch_bytes": mem.fixed, "limit_bytes": limit,
+                             "batch_size": fitted, "requested_batch_size": batch_size}
+        batch_size = fitted
         log.info("inverting %d images in batches of %d (%s, %d steps, init %s)%s", len(todo), batch_size,
                  cfg.space, cfg.steps, cfg.init, f" on {pool.describe()}" if pool is not None else "")
     chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]

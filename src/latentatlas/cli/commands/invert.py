@@ -10,6 +10,7 @@ from ...inversion import REGULARIZER_TABLE, InversionConfig
 from ...inversion.encoder import EncoderConfig, default_path, train_encoder
 from ...inversion.files import invert_files
 from ...inversion.inits import INIT_TABLE, parse_init
+from ...inversion.memory import parse_size
 from ...inversion.refine import RefineConfig, refine_files
 from ..options import (
     add_atlas,
@@ -67,7 +68,11 @@ def add_invert(sub, common):
                         "(~60 frames; bare --save-video: MP4 when ffmpeg is found, else GIF)")
     s.add_argument("--working-resolution", type=positive_int, default=None)
     s.add_argument("--resample", default="lanczos", help="filter for resizing inputs: lanczos, bicubic, bilinear, box, nearest")
-    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--batch-size", type=positive_int, default=32,
+                   help="images optimised together (default %(default)s), cut to what --max-memory holds")
+    s.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory the batch may hold for its backward pass, e.g. 8G or 500M (default: half of the "
+                        "memory free); measured per image before the work starts and logged")
     s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--refine", type=positive_int, default=None, metavar="STEPS",
@@ -162,7 +167,8 @@ def run_invert(args):
     with pool_for(args, model, atlas) as pool:
         summary = invert_files(model, args.inputs, args.out, cfg, batch_size=args.batch_size,
                                resample=args.resample, progress=not args.json, atlas=atlas, min_psnr=args.min_psnr,
-                               video=video, pool=pool)
+                               video=video, pool=pool,
+                               max_memory=parse_size(args.max_memory) if args.max_memory is not None else None)
 
     def fmt(d):
         v = d["verdict"]
