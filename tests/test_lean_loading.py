@@ -63,3 +63,24 @@ def test_a_loaded_generator_uses_the_files_tensors_and_computes_as_before(tiny_s
         assert torch.allclose(m(z), tiny_sg2(z), atol=1e-5)    # the fixture's weights are channels-last in memory
     for k, v in tiny_sg2.G.state_dict().items():
         assert torch.equal(m.G.state_dict()[k], v), k
+
+
+def test_shape_broadcast_matches_torch():
+    from latentatlas.models.state import _broadcast
+    for shapes in [((3, 1, 5), (4, 5)), ((1,), (2, 3)), ((), (7,)), ((2, 1), (1, 3), (2, 3))]:
+        assert _broadcast(*shapes) == tuple(torch.broadcast_shapes(*shapes))
+    with pytest.raises(ValueError):
+        _broadcast((2, 3), (4, 3))
+
+
+def test_nvidia_storage_reader_equals_torch_load():
+    """The direct reader of the storages in NVIDIA pickles gives what torch's loader gives."""
+    import io
+
+    from latentatlas.models.readers.nvidia import _load_storage_bytes
+    for t in (torch.randn(7, 3), torch.arange(5, dtype=torch.int64), torch.randn(4).half(), torch.zeros(0)):
+        buf = io.BytesIO()
+        torch.save(t.storage(), buf, _use_new_zipfile_serialization=False)
+        got = _load_storage_bytes(buf.getvalue())
+        want = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+        assert got.dtype == want.dtype and got.size() == want.size() and list(got) == list(want)

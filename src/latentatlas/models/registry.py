@@ -304,9 +304,21 @@ def _verify_hash(model: GANModel, recorded: str | None, path) -> GANModel:
     raise LatentAtlasError(f"{what}; set {HASH_OVERRIDE}=1 to load it anyway")
 
 
-def read_pickle(data: bytes, source: str):
-    """A network pickle's top-level object through the restricted unpickler, with every reader's
-    allowed globals (NVIDIA persistent objects, TF-era Network records, R3GAN module records)."""
+def _network_pickle(path, obj) -> GANModel:
+    """A network pickle's networks, by what the pickle holds."""
+    if tf_pickle.detect(obj):  # TensorFlow-era (G, D, Gs)
+        return tf_pickle.load(path, obj)
+    if r3gan_reader.detect(obj):  # R3GAN: plain nn.Module pickles, read as records
+        return r3gan_reader.load(path, obj)
+    if not isinstance(obj, dict):
+        raise LatentAtlasError(f"{path}: not a network snapshot (top level is {type(obj).__name__})")
+    return nvidia.load(path, snap=obj)
+
+
+def read_pickle(data, source: str):
+    """A network pickle's top-level object (from its bytes, or streamed from its path) through the
+    restricted unpickler, with every reader's allowed globals (NVIDIA persistent objects, TF-era
+    Network records, R3GAN module records)."""
     return nvidia.read_network_pickle(data, source, extra={**tf_pickle.ALLOWED, **r3gan_reader.ALLOWED})
 
 
@@ -321,8 +333,16 @@ def load_checkpoint_file(path) -> GANModel:
             return biggan_reader.load(path, lambda p: _torch_bytes(_read_checked(p), p))
         raise LatentAtlasError(f"{path}: is a directory, not a checkpoint file nor a BigGAN model folder "
                                f"(config.json + pytorch_model.bin)")
-    if _read_checked(path, head=4)[:2] == b"PK":     # torch zip serialisation: memory-mapped
+    head = _read_checked(path, head=16)
+    if head[:2] == b"PK":     # torch zip serialisation: memory-mapped
         return _dispatch_dict(_torch_zip_file(path), path)
+    # a pickle (protocol 2-5), streamed from the file: NVIDIA / TF-era / R3GAN networks (a safetensors
+    # header length can start with the same byte: its 9th byte is '{')
+    if head[:1] == b"\x80" and 2 <= head[1] <= 5 and head[8:9] != b"{":
+        obj = read_pickle(path, str(path))
+        if isinstance(obj, int):   # legacy torch.save starts with its magic number
+            return _dispatch_dict(_safe_torch_load(_read_checked(path), path), path)
+        return _network_pickle(path, obj)
     data = _read_checked(path)
     if native.is_safetensors(data):
         ckpt = native.read_safetensors(data, str(path))
@@ -330,17 +350,11 @@ def load_checkpoint_file(path) -> GANModel:
         return _verify_hash(model, ckpt.get("weights_hash"), path)
     if data[:2] == b"PK":  # torch zip serialisation
         return _dispatch_dict(_torch_bytes(data, path), path)
-    if data[:1] == b"\x80":  # a pickle: NVIDIA snapshot, or a legacy (non-zip) torch.save
+    if data[:1] == b"\x80":  # a pickle that grew between the two reads
         obj = read_pickle(data, str(path))
-        if isinstance(obj, int):   # legacy torch.save starts with its magic number
+        if isinstance(obj, int):
             return _dispatch_dict(_safe_torch_load(data, path), path)
-        if tf_pickle.detect(obj):  # TensorFlow-era (G, D, Gs)
-            return tf_pickle.load(path, obj)
-        if r3gan_reader.detect(obj):  # R3GAN: plain nn.Module pickles, read as records
-            return r3gan_reader.load(path, obj)
-        if not isinstance(obj, dict):
-            raise LatentAtlasError(f"{path}: not a network snapshot (top level is {type(obj).__name__})")
-        return nvidia.load(path, snap=obj)
+        return _network_pickle(path, obj)
     raise LatentAtlasError(f"{path}: unknown format (not a torch checkpoint, safetensors file or network pickle)")
 
 

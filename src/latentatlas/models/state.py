@@ -87,12 +87,25 @@ class ShapeProbe(torch.overrides.TorchFunctionMode):
                 return first              # in-place initialisation (Tensor.*_, nn.init.*_) of a probe: a no-op
             if func in _ELEMENTWISE:
                 shapes = [a.shape for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
-                return torch.zeros((), dtype=probes[0].dtype).expand(torch.broadcast_shapes(*shapes))
+                return torch.zeros((), dtype=probes[0].dtype).expand(_broadcast(*shapes))
             out = func(*args, **kwargs)
             if isinstance(out, torch.Tensor) and not _is_probe(out) and out.numel() > 4096:
                 self.fallbacks.append(getattr(func, "__name__", str(func)))    # materialised a probe-sized tensor
             return out
         return func(*args, **kwargs)
+
+
+def _broadcast(*shapes) -> tuple:
+    """NumPy broadcasting of shapes in plain Python (``torch.broadcast_shapes`` imports sympy on its
+    first call: ~0.3 s of a fresh process's first load)."""
+    n = max(len(s) for s in shapes)
+    out = []
+    for dims in zip(*[(1,) * (n - len(s)) + tuple(s) for s in shapes]):
+        big = {int(d) for d in dims if d != 1}
+        if len(big) > 1:
+            raise ValueError(f"shapes {[list(s) for s in shapes]} do not broadcast")
+        out.append(big.pop() if big else 1)
+    return tuple(out)
 
 
 class _NoRandomInit(torch.overrides.TorchFunctionMode):

@@ -155,10 +155,62 @@ def _reconstruct_persistent(meta):
                             children=dict(state.get("_modules", {})), attrs=attrs)
 
 
+# a storage pickled inside a network pickle: torch's legacy serialisation of one storage
+_LEGACY_MAGIC, _LEGACY_PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+_STORAGE_DTYPES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+                   "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+                   "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+                   "BoolStorage": torch.bool, "UntypedStorage": torch.uint8}
+
+
+class _StorageHeader(pickle.Unpickler):
+    """The small pickles before a legacy storage's raw bytes: only storage type names resolve (to
+    their names), the storage itself is a persistent id recorded here."""
+    pid = None
+
+    def find_class(self, module, name):
+        if module in ("torch", "torch.storage") and name in _STORAGE_DTYPES:
+            return name
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        self.pid = pid
+
+
 def _load_storage_bytes(b: bytes):
-    # The upstream helper calls torch.load on these bytes with full unpickling; the bytes are a
-    # legacy torch.save of one storage, which the weights-only loader reads safely.
-    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+    """One storage from the bytes NVIDIA's pickles carry (``torch.save`` of one storage, legacy
+    format: magic, protocol, system info, the storage as a persistent id, its key list, then per
+    key an int64 element count and the raw little-endian data). Read directly: the headers through
+    a restricted unpickler, the data copied once into the tensor — ~2x faster than the general
+    weights-only loader, which reads anything this does not recognise."""
+    try:
+        f = io.BytesIO(b)
+        u = _StorageHeader(f)
+        if u.load() != _LEGACY_MAGIC or u.load() != _LEGACY_PROTOCOL:
+            raise ValueError("not a legacy storage")
+        info = u.load()
+        if not isinstance(info, dict) or info.get("little_endian") is not True:
+            raise ValueError("not little-endian")
+        u.load()
+        keys = u.load()
+        pid = u.pid
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and keys == [pid[2]]
+                and pid[3] == "cpu" and pid[1] in _STORAGE_DTYPES):
+            raise ValueError("unexpected storage record")
+        dtype = _STORAGE_DTYPES[pid[1]]
+        pos = f.tell()
+        numel = int.from_bytes(b[pos:pos + 8], "little")
+        item = 1 if pid[1] == "UntypedStorage" else torch.empty((), dtype=dtype).element_size()
+        if numel != pid[4] or pos + 8 + numel * item != len(b):
+            raise ValueError("storage size does not match its data")
+        with warnings.catch_warnings():            # bytes are read-only; the clone owns writable memory
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.frombuffer(b, dtype=dtype, count=numel, offset=pos + 8).clone() if numel else \
+                torch.empty(0, dtype=dtype)
+        return torch.storage.TypedStorage(wrap_storage=t.untyped_storage(), dtype=dtype, _internal=True)
+    except (ValueError, pickle.UnpicklingError, EOFError, TypeError):
+        # anything else goes through the general (and safe) weights-only loader
+        return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
 
 
 MAX_TENSOR_ELEMENTS = 2 ** 31
@@ -245,10 +297,12 @@ class RestrictedUnpickler(pickle.Unpickler):
 def read_network_pickle(path_or_bytes, source: str | None = None, *, extra: dict | None = None):
     """Whatever a network pickle holds, read through the restricted unpickler (plus ``extra``
     allowed globals: the TF-era ``Network`` record); networks as records, nothing executed."""
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
     source = source or (str(path_or_bytes) if not isinstance(path_or_bytes, bytes) else "<bytes>")
     try:
-        return RestrictedUnpickler(io.BytesIO(data), source, extra).load()
+        if isinstance(path_or_bytes, bytes):
+            return RestrictedUnpickler(io.BytesIO(path_or_bytes), source, extra).load()
+        with open(path_or_bytes, "rb") as fh:        # streamed: the file is never held whole in memory
+            return RestrictedUnpickler(fh, source, extra).load()
     except LatentAtlasError:
         raise
     except RecursionError:
