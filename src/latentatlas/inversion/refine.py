@@ -44,7 +44,7 @@ class RefineConfig:
     steps: int = 350                  # PTI's max_pti_steps
     lr: float = 3e-4                  # PTI's learning rate
     l2: float = 1.0                   # weight of the pixel L2 (mean squared error)
-    perceptual: str = "discriminator"  # the inversion's perceptual distance (discriminator | fashion-features | lpips | none)
+    perceptual: str = "discriminator"  # the inversion's perceptual distance (discriminator|fashion-features|lpips|none)
     perceptual_weight: float = 1.0
     locality: float = 0.1             # weight of the locality regulariser (0 = off); PTI's lambda_R
     alpha: float | None = None        # distance of the locality code from the pivot (None = median sample distance)
@@ -261,7 +261,8 @@ def refine_files(model, out_dir, cfg: RefineConfig = RefineConfig(), *, batch_si
             with atomic_path(out / f"{stem}.json") as tmp:
                 Path(tmp).write_text(json.dumps(rec, indent=2))
             done.append(r)
-    summary = {"refined": len(done), "skipped": len(recs) - len(done) - sum(1 for f in recs if f.name.startswith("latentatlas-"))}
+    own = sum(1 for f in recs if f.name.startswith("latentatlas-"))
+    summary = {"refined": len(done), "skipped": len(recs) - len(done) - own}
     if done:
         b = sorted(r["psnr_before"] for r in done)
         a = sorted(r["psnr_after"] for r in done)

@@ -16,7 +16,7 @@ marks for bf16 (``FP16Stages``) run at the model's precision policy instead (fp3
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
