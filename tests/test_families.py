@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from latentatlas.cli.main import main
-from latentatlas.errors import LatentAtlasError
 from latentatlas.models.inspect import capabilities
 from latentatlas.models.registry import load_generator
 from conftest import every_method
@@ -132,7 +131,6 @@ def test_conditional_labels_and_class_atlases(tmp_path, capsys, monkeypatch):
     for cls in ("3", "all"):
         assert main(["fit", "--model", path, "--class", cls, "--n", "2000", "--clusters", "coarse=2,medium=2,fine=2",
                      "--learned-steps", "0", "--out", str(tmp_path / f"a{cls}.npz")]) == 0
-    from latentatlas.atlas import Atlas
     d3, dall = np.load(tmp_path / "a3.npz"), np.load(tmp_path / "aall.npz")
     key = next(k for k in d3.files if np.issubdtype(d3[k].dtype, np.floating) and d3[k].size > 10)
     assert np.abs(d3[key] - dall[key]).max() > 1e-3, key

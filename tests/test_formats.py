@@ -1,6 +1,5 @@
 """Conformance against checkpoints written by the upstream code (../shared/fixtures), and the
 safety of the pickle loader."""
-import io
 import os
 import pickle
 from pathlib import Path

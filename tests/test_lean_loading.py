@@ -8,7 +8,7 @@ import torch
 
 from latentatlas.models.registry import load_generator
 from latentatlas.models.state import ShapeProbe, build_checked
-from latentatlas.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from latentatlas.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
 from latentatlas.errors import LatentAtlasError
@@ -128,7 +127,6 @@ def test_feature_stats_rejects_nan():
 
 
 def test_generator_features_independent_of_batch_size(tiny_sg2):
-    from latentatlas.metrics.distribution import feature_stats
     from latentatlas.metrics.features import DiscriminatorFeatures
     from latentatlas.metrics.suite import features_of_generator
     ext = DiscriminatorFeatures(tiny_sg2)

@@ -5,8 +5,7 @@ import torch
 from latentatlas.atlas import Atlas, fit_atlas, parse_clusters, parse_level_ranges
 from latentatlas.errors import LatentAtlasError
 from latentatlas.priors import EMMixture, GaussianPrior
-from latentatlas.spaces import (PNormPlusSpace, PNormSpace, PSpace, StreamingMoments, check_p_space,
-                                mapped_moments)
+from latentatlas.spaces import (PNormPlusSpace, PNormSpace, PSpace, StreamingMoments, check_p_space)
 from latentatlas.spaces.diagnostics import normality_table, plot_marginals, space_samples
 
 

@@ -6,10 +6,8 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_stylegan2
 from latentatlas.cli.main import main
-from latentatlas.errors import LatentAtlasError
-from latentatlas.models.registry import load_generator, save_model
+from latentatlas.models.registry import load_generator
 from latentatlas.walks.directions import Directions, boundary, effects_table, ganspace, name_directions
 from latentatlas.walks.stylespace import channel_edit, style_activations, style_modules, top_channels
 
@@ -50,7 +48,7 @@ def test_names_come_from_measured_effects(tiny_sg2):
 
 
 def test_cli_stylespace_edit_channel_and_show(tmp_path, capsys):
-    m = load_generator("fashion-stylegan2")
+    load_generator("fashion-stylegan2")           # the bundled model, loaded once (cached) before the CLI runs
     assert main(["stylespace", "--model", "fashion-stylegan2", "--attribute", "Sandal", "--n", "500", "--top", "3",
                  "--out", str(tmp_path / "ch.json")]) == 0
     res = json.loads((tmp_path / "ch.json").read_text())
