@@ -52,3 +52,31 @@ def test_invert_cuts_its_batch_to_the_memory_limit(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "one image needs" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o2").exists()                               # refused before anything is written
+
+
+def test_activation_checkpointing_fits_one_image_and_changes_nothing(tmp_path, capsys):
+    from latentatlas.inversion import invert
+    m = tiny_stylegan2()
+    cfg = InversionConfig(space="wplus", steps=4, perceptual="none", init="mean")
+    plain = probe(m, cfg)
+    assert m.set_checkpointing(True)
+    light = probe(m, cfg)
+    x = m(m.sample_z(2, 9)).detach().clamp(-1, 1)
+    a = invert(m, x, cfg)
+    m.set_checkpointing(False)
+    b = invert(m, x, cfg)
+    assert light.per_image < plain.per_image
+    assert torch.allclose(a.ws, b.ws, atol=1e-5)                       # the same optimisation, less memory
+    # invert turns it on by itself when one image would not fit, and off afterwards
+    f = save_model(tmp_path / "tiny.pt", arch="stylegan2", config=m.cfg.to_dict(), G=m.G, D=m.D)
+    (tmp_path / "imgs").mkdir()
+    save_png(x[0], tmp_path / "imgs" / "a.png")
+    full = probe(m, InversionConfig(space="wplus"))
+    m.set_checkpointing(True)
+    ck = probe(m, InversionConfig(space="wplus"))
+    m.set_checkpointing(False)
+    limit = (full.batch_bytes(1) + ck.batch_bytes(1)) // 2
+    assert main(["invert", str(tmp_path / "imgs"), "--model", str(f), "--steps", "2", "--min-psnr", "0",
+                 "--init", "mean", "--max-memory", str(limit), "--out", str(tmp_path / "o"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["memory"]["activation_checkpointing"] is True and s["memory"]["batch_size"] == 1

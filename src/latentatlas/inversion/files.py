@@ -177,62 +177,78 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     # the memory an image holds for its backward pass, measured before anything is written
     mem = probe(model, cfg)
     limit = max_memory if max_memory is not None else available_bytes(model.device) // 2
-    fitted = fit_batch(mem, limit, batch_size)
-    _check_manifest(out, key)
-    removed = clean_partial(out)
-    if removed:
-        log.info("removed %d partial file(s) left by an interrupted run", removed)
-    todo = [p for p in paths if not (out / f"{p.stem}.json").exists()]
-    summary = {"total": len(paths), "skipped_finished": len(paths) - len(todo), "done": 0, "failed": [], "notes": {}}
-    wh = model.weights_hash()
-    if todo:
-        resolved = resolve_atlas(model, [cfg], atlas, progress=progress)   # once, here, for every batch and worker
-        if pool is not None and resolved is not atlas:
-            pool.share_atlas(resolved)
-        atlas = resolved
-        log.info("inversion holds ~%s per image (+%s per batch) for its backward pass: batches of %d fit in %s%s",
-                 human(mem.per_image), human(mem.fixed), fitted, human(limit),
-                 "" if max_memory is not None else " (half of the memory free; --max-memory to change)")
-        summary["memory"] = {"per_image_bytes": mem.per_image, "per_batch_bytes": mem.fixed, "limit_bytes": limit,
-                             "batch_size": fitted, "requested_batch_size": batch_size}
-        batch_size = fitted
-        log.info("inverting %d images in batches of %d (%s, %d steps, init %s)%s", len(todo), batch_size,
-                 cfg.space, cfg.steps, cfg.init, f" on {pool.describe()}" if pool is not None else "")
-    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    checkpointing = False
+    if mem.batch_bytes(1) > limit and getattr(model, "set_checkpointing", lambda on: False)(True):
+        checkpointing = True                  # one image does not fit: keep block inputs only, recompute the rest
+        mem = probe(model, cfg)
+        log.info("one image's activations exceed %s: activation checkpointing on (the synthesis blocks are "
+                 "recomputed in the backward pass)", human(limit))
+    try:
+        fitted = fit_batch(mem, limit, batch_size)
+    except LatentAtlasError:
+        if checkpointing:
+            model.set_checkpointing(False)
+        raise
+    try:
+        _check_manifest(out, key)
+        removed = clean_partial(out)
+        if removed:
+            log.info("removed %d partial file(s) left by an interrupted run", removed)
+        todo = [p for p in paths if not (out / f"{p.stem}.json").exists()]
+        summary = {"total": len(paths), "skipped_finished": len(paths) - len(todo), "done": 0, "failed": [], "notes": {}}
+        wh = model.weights_hash()
+        if todo:
+            resolved = resolve_atlas(model, [cfg], atlas, progress=progress)   # once, here, for every batch and worker
+            if pool is not None and resolved is not atlas:
+                pool.share_atlas(resolved)
+            atlas = resolved
+            log.info("inversion holds ~%s per image (+%s per batch) for its backward pass: batches of %d fit in %s%s",
+                     human(mem.per_image), human(mem.fixed), fitted, human(limit),
+                     "" if max_memory is not None else " (half of the memory free; --max-memory to change)")
+            summary["memory"] = {"per_image_bytes": mem.per_image, "per_batch_bytes": mem.fixed, "limit_bytes": limit,
+                                 "batch_size": fitted, "requested_batch_size": batch_size,
+                                 "activation_checkpointing": checkpointing}
+            batch_size = fitted
+            log.info("inverting %d images in batches of %d (%s, %d steps, init %s)%s", len(todo), batch_size,
+                     cfg.space, cfg.steps, cfg.init, f" on {pool.describe()}" if pool is not None else "")
+        chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
 
-    def tasks():
-        for paths_c in chunks:
-            loaded = _load_chunk(paths_c, model, resample, summary)
-            if loaded:
-                yield loaded, torch.stack([li.tensor for li in loaded])
+        def tasks():
+            for paths_c in chunks:
+                loaded = _load_chunk(paths_c, model, resample, summary)
+                if loaded:
+                    yield loaded, torch.stack([li.tensor for li in loaded])
 
-    write = dict(cfg_json=cfg_json, model_name=model.name, weights_hash=wh, min_psnr=min_psnr, video=video,
-                 precision=model.precision.name)
-    bar = tqdm(total=len(todo), disable=not progress or pool is None, desc="images", unit="img")
-    if pool is None:
-        perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None
-        for loaded, x in tasks():
-            for li, item in zip(loaded, invert_batch(model, x, cfg, atlas=atlas, perc=perc, progress=progress,
-                                                     video=video)):
-                write_item(out, li.path, li.note, item, **write)
-                summary["done"] += 1
-    else:
-        for loaded, items in pool.imap(invert_task, ((loaded, (x, cfg, video), {}) for loaded, x in tasks())):
-            for li, item in zip(loaded, items):
-                write_item(out, li.path, li.note, item, **write)
-                summary["done"] += 1
-            bar.update(len(loaded))
-    bar.close()
-    if todo and not summary["done"] and not summary["skipped_finished"] and summary["failed"]:
-        f = summary["failed"][0]
-        raise LatentAtlasError(f"none of the {len(todo)} images could be read ({f['file']}: {f['error']})")
-    records = []
-    for p in paths:
-        f = out / f"{p.stem}.json"
-        if f.is_file():
-            try:
-                records.append(json.loads(f.read_text()))
-            except ValueError:
-                log.warning("%s is not valid JSON; left out of the verdict", f)
-    summary["verdict"] = summarize(records, min_psnr)
-    return summary
+        write = dict(cfg_json=cfg_json, model_name=model.name, weights_hash=wh, min_psnr=min_psnr, video=video,
+                     precision=model.precision.name)
+        bar = tqdm(total=len(todo), disable=not progress or pool is None, desc="images", unit="img")
+        if pool is None:
+            perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" else None
+            for loaded, x in tasks():
+                for li, item in zip(loaded, invert_batch(model, x, cfg, atlas=atlas, perc=perc, progress=progress,
+                                                         video=video)):
+                    write_item(out, li.path, li.note, item, **write)
+                    summary["done"] += 1
+        else:
+            for loaded, items in pool.imap(invert_task, ((loaded, (x, cfg, video), {}) for loaded, x in tasks())):
+                for li, item in zip(loaded, items):
+                    write_item(out, li.path, li.note, item, **write)
+                    summary["done"] += 1
+                bar.update(len(loaded))
+        bar.close()
+        if todo and not summary["done"] and not summary["skipped_finished"] and summary["failed"]:
+            f = summary["failed"][0]
+            raise LatentAtlasError(f"none of the {len(todo)} images could be read ({f['file']}: {f['error']})")
+        records = []
+        for p in paths:
+            f = out / f"{p.stem}.json"
+            if f.is_file():
+                try:
+                    records.append(json.loads(f.read_text()))
+                except ValueError:
+                    log.warning("%s is not valid JSON; left out of the verdict", f)
+        summary["verdict"] = summarize(records, min_psnr)
+        return summary
+    finally:
+        if checkpointing:
+            model.set_checkpointing(False)

@@ -30,16 +30,24 @@ class MemoryProbe:
         return self.fixed + n * self.per_image
 
 
-def _saved_bytes(model, n: int, cfg) -> int:
+def _saved_bytes(model, n: int, cfg, per_block: dict | None = None) -> int:
     weights = {p.untyped_storage().data_ptr() for p in list(model.G.parameters()) + list(model.G.buffers())}
     if model.D is not None:
         weights |= {p.untyped_storage().data_ptr() for p in list(model.D.parameters()) + list(model.D.buffers())}
     seen: dict = {}
+    current = [None]
+    hooks = []
+    if per_block is not None:          # which synthesis block each saved tensor belongs to
+        for name, blk in model.G.synthesis.named_children():
+            hooks.append(blk.register_forward_pre_hook(lambda _m, _a, k=name: current.__setitem__(0, k)))
+            hooks.append(blk.register_forward_hook(lambda _m, _a, _o: current.__setitem__(0, None)))
 
     def pack(t):
         s = t.untyped_storage()
         if s.data_ptr() not in weights:
             seen[s.data_ptr()] = s.nbytes()
+            if per_block is not None and current[0] is not None:
+                per_block[current[0]] = per_block.get(current[0], 0) + s.nbytes()
         return t
     z = model.sample_z(n, 0)
     perc = perceptual_fn(cfg.perceptual, model) if cfg.perceptual != "none" and cfg.perceptual_weight > 0 else None
@@ -52,15 +60,29 @@ def _saved_bytes(model, n: int, cfg) -> int:
             img = model(z.requires_grad_(True))
         if perc is not None:
             perc(img, img.detach())
+    for h in hooks:
+        h.remove()
     return sum(seen.values())
 
 
 def probe(model, cfg) -> MemoryProbe:
     """The memory an inversion under ``cfg`` holds per image and per batch (one forward pass at
-    batch 1 and 2 with autograd's saved tensors counted)."""
+    batch 1 and 2 with autograd's saved tensors counted). With activation checkpointing on, the
+    block inputs it keeps plus the largest block's activations, which its backward pass
+    recomputes and holds while it runs."""
+    syn = getattr(model.G, "synthesis", None)
+    if getattr(syn, "checkpoint_blocks", False):
+        model.set_checkpointing(False)
+        b1, b2 = {}, {}
+        _saved_bytes(model, 1, cfg, b1)
+        _saved_bytes(model, 2, cfg, b2)
+        model.set_checkpointing(True)
+        block = max(((b2.get(k, 0) - v, v) for k, v in b1.items()), default=(0, 0))
+    else:
+        block = (0, 0)
     one, two = _saved_bytes(model, 1, cfg), _saved_bytes(model, 2, cfg)
     per = max(two - one, 1)
-    return MemoryProbe(per_image=per, fixed=max(one - per, 0))
+    return MemoryProbe(per_image=per + block[0], fixed=max(one - per, 0) + max(block[1] - block[0], 0))
 
 
 def available_bytes(device) -> int:

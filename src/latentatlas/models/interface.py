@@ -418,6 +418,16 @@ class StyleGANModel(GANModel):
         """The generator's architecture config (StyleGAN2Config / StyleGAN3Config)."""
         return self.G.cfg
 
+    def set_checkpointing(self, on: bool) -> bool:
+        """Activation checkpointing of the synthesis blocks (StyleGAN2: ``Synthesis.checkpoint_blocks``)
+        on the network that runs and its fp32 original; False when this architecture has none."""
+        nets = [self.G.synthesis] + [n.synthesis for n in self._lowp.values() if hasattr(n, "synthesis")]
+        if not all(hasattr(type(n), "checkpoint_blocks") for n in nets):
+            return False
+        for n in nets:
+            n.checkpoint_blocks = bool(on)
+        return True
+
     @property
     def w_avg(self) -> torch.Tensor:
         """The tracked mean w [w_dim] stored with the weights (the truncation centre)."""

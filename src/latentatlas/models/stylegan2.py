@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .ops import bias_lrelu, conv_resample, downsample2x, make_fir, minibatch_std, modulated_conv, upsample2x
 
@@ -299,7 +300,11 @@ class SynthesisBlock(nn.Module):
 
 
 class Synthesis(nn.Module):
-    """ws [N, num_ws, w_dim] -> image [N, C, R, R]."""
+    """ws [N, num_ws, w_dim] -> image [N, C, R, R]. ``checkpoint_blocks``: recompute each block's
+    activations in the backward pass instead of keeping them (less memory per image, ~1/3 more
+    compute; constant noise only), for inversions that would not fit otherwise."""
+
+    checkpoint_blocks = False
 
     def __init__(self, cfg: StyleGAN2Config):
         super().__init__()
@@ -333,10 +338,15 @@ class Synthesis(nn.Module):
             raise ValueError("image=False needs a stop layer: the image is the output")
         x, img = state if state is not None else (None, None)
         running = start is None
+        ckpt = self.checkpoint_blocks and torch.is_grad_enabled() and kw.get("noise_mode") != "random"
         for res, block, idx in self._ws_slices():
             name = f"b{res}"
             if running:
-                x, img = block(x, img, ws[:, idx: idx + block.num_conv + 1], **kw)
+                wsl = ws[:, idx: idx + block.num_conv + 1]
+                if ckpt:    # activation checkpointing: keep only each block's input, recompute in backward
+                    x, img = checkpoint(lambda a, b, c, blk=block: blk(a, b, c, **kw), x, img, wsl, use_reentrant=False)
+                else:
+                    x, img = block(x, img, wsl, **kw)
                 if name == stop:
                     return x, img
             elif name == start:
