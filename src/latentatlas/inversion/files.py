@@ -27,7 +27,7 @@ from ..imageio import animation_format, atomic_path, clean_partial, make_grid, p
 from ..metrics.perceptual import perceptual_fn
 from ..metrics.reconstruction import reconstruction_metrics
 from . import InversionConfig, config_json, invert, resolve_atlas
-from .memory import available_bytes, fit_batch, human, probe
+from .memory import MemoryProbe, available_bytes, fit_batch, human, probe
 
 log = logging.getLogger("latentatlas.invert")
 
@@ -174,11 +174,13 @@ def invert_files(model, inputs, out_dir, cfg: InversionConfig, *, batch_size: in
     cfg_json = config_json(cfg)
     key = {"model": model.name, "weights_hash": model.weights_hash(), "config": json.loads(cfg_json),
            "resample": resample}
-    # the memory an image holds for its backward pass, measured before anything is written
-    mem = probe(model, cfg)
+    # the memory an image holds for its backward pass, measured before anything is written (only
+    # when an image is left to invert: a rerun of a finished folder costs nothing)
+    pending = any(not (out / f"{p.stem}.json").exists() for p in paths)
+    mem = probe(model, cfg) if pending else MemoryProbe(per_image=1, fixed=0)
     limit = max_memory if max_memory is not None else available_bytes(model.device) // 2
     checkpointing = False
-    if mem.batch_bytes(1) > limit and getattr(model, "set_checkpointing", lambda on: False)(True):
+    if pending and mem.batch_bytes(1) > limit and getattr(model, "set_checkpointing", lambda on: False)(True):
         checkpointing = True                  # one image does not fit: keep block inputs only, recompute the rest
         mem = probe(model, cfg)
         log.info("one image's activations exceed %s: activation checkpointing on (the synthesis blocks are "

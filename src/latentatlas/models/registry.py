@@ -338,7 +338,7 @@ def load_checkpoint_file(path) -> GANModel:
         return _dispatch_dict(_torch_zip_file(path), path)
     # a pickle (protocol 2-5), streamed from the file: NVIDIA / TF-era / R3GAN networks (a safetensors
     # header length can start with the same byte: its 9th byte is '{')
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5 and head[8:9] != b"{":
+    if len(head) > 2 and head[:1] == b"\x80" and 2 <= head[1] <= 5 and head[8:9] != b"{":
         obj = read_pickle(path, str(path))
         if isinstance(obj, int):   # legacy torch.save starts with its magic number
             return _dispatch_dict(_safe_torch_load(_read_checked(path), path), path)
