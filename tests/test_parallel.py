@@ -152,6 +152,34 @@ def _ray_or_skip():
     return ray
 
 
+@pytest.mark.slow
+def test_commands_join_a_cluster_started_with_ray_start(tmp_path, capsys):
+    """`ray start --head` on loopback, then invert with --ray HOST:PORT and fit with --ray auto. (Defined
+    before the tests that hold the module's local Ray, so none is running in this process.)"""
+    _ray_or_skip()
+    import shutil
+    ray_cli = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    port = "6391"
+    r = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", port,
+                        "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"ray start --head failed here: {r.stderr.strip().splitlines()[-1:]}")
+    try:
+        model = tiny_stylegan2()
+        f, src = model_and_images(model, tmp_path, seed=4, n=4)
+        assert main(["invert", str(src), "--model", str(f), "--steps", "3", "--batch-size", "2", "--min-psnr", "0",
+                     "--out", str(tmp_path / "o"), "--json", "--ray", f"127.0.0.1:{port}", "--ray-workers", "2"]) == 0
+        assert json.loads(capsys.readouterr().out)["done"] == 4
+        assert main(["fit", "--model", str(f), "--n", "20000", "--clusters", "coarse=0,medium=0,fine=0",
+                     "--out", str(tmp_path / "a.npz"), "--json", "--ray", "auto"]) == 0
+        assert (tmp_path / "a.npz").is_file()
+        import ray
+        assert not ray.is_initialized()          # the command left the cluster, the cluster stays up
+    finally:
+        subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = _ray_or_skip()
@@ -307,33 +335,6 @@ def test_ray_invert_killed_twice_resumes_to_exactly_one_output_each(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k][0], b[k][0])
-
-
-@pytest.mark.slow
-def test_commands_join_a_cluster_started_with_ray_start(tmp_path, capsys):
-    """`ray start --head` on loopback, then invert with --ray HOST:PORT and fit with --ray auto."""
-    _ray_or_skip()
-    import shutil
-    ray_cli = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
-    port = "6391"
-    r = subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", port,
-                        "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        pytest.skip(f"ray start --head failed here: {r.stderr.strip().splitlines()[-1:]}")
-    try:
-        model = tiny_stylegan2()
-        f, src = model_and_images(model, tmp_path, seed=4, n=4)
-        assert main(["invert", str(src), "--model", str(f), "--steps", "3", "--batch-size", "2", "--min-psnr", "0",
-                     "--out", str(tmp_path / "o"), "--json", "--ray", f"127.0.0.1:{port}", "--ray-workers", "2"]) == 0
-        assert json.loads(capsys.readouterr().out)["done"] == 4
-        assert main(["fit", "--model", str(f), "--n", "20000", "--clusters", "coarse=0,medium=0,fine=0",
-                     "--out", str(tmp_path / "a.npz"), "--json", "--ray", "auto"]) == 0
-        assert (tmp_path / "a.npz").is_file()
-        import ray
-        assert not ray.is_initialized()          # the command left the cluster, the cluster stays up
-    finally:
-        subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
 
 
 def test_a_worker_without_the_model_file_loads_the_shipped_bytes(ray_local, tiny_sg2, tmp_path):
