@@ -110,28 +110,24 @@ class _Resampler(nn.Module):
         self.register_buffer("Kernel", torch.zeros(taps, taps))
 
 
-class UpsampleLayer(nn.Module):
-    def __init__(self, in_c, out_c, taps):
+class ResampleLayer(nn.Module):
+    """A stage transition: 1×1 channel change (when the widths differ) then 2× FIR up-sampling
+    (generator), or 2× FIR down-sampling then the channel change (discriminator)."""
+
+    def __init__(self, in_c, out_c, taps, *, up: bool):
         super().__init__()
+        self.up = up
         self.Resampler = _Resampler(taps)
         if in_c != out_c:
             self.LinearLayer = Convolution(in_c, out_c, 1)
 
-    def forward(self, x):
-        x = self.LinearLayer(x) if hasattr(self, "LinearLayer") else x
-        return upsample2x(x, self.Resampler.Kernel)
-
-
-class DownsampleLayer(nn.Module):
-    def __init__(self, in_c, out_c, taps):
-        super().__init__()
-        self.Resampler = _Resampler(taps)
-        if in_c != out_c:
-            self.LinearLayer = Convolution(in_c, out_c, 1)
-
-    def forward(self, x):
-        x = downsample2x(x, self.Resampler.Kernel)
+    def _linear(self, x):
         return self.LinearLayer(x) if hasattr(self, "LinearLayer") else x
+
+    def forward(self, x):
+        if self.up:
+            return upsample2x(self._linear(x), self.Resampler.Kernel)
+        return self._linear(downsample2x(x, self.Resampler.Kernel))
 
 
 class GenerativeBasis(nn.Module):
@@ -177,8 +173,8 @@ class R3GANGenerator(nn.Module):
         w, k = cfg.widths, cfg.kernel_size
         stages = []
         for i in range(len(w)):
-            first = GenerativeBasis(cfg.z_dim + cfg.embed_dim, w[0]) if i == 0 else UpsampleLayer(w[i - 1], w[i],
-                                                                                                  cfg.filter_taps)
+            first = GenerativeBasis(cfg.z_dim + cfg.embed_dim, w[0]) if i == 0 else ResampleLayer(w[i - 1], w[i],
+                                                                                                  cfg.filter_taps, up=True)
             stages.append(Stage([first] + [ResidualBlock(w[i], cfg.cardinalities[i], cfg.expansion, k)
                                            for _ in range(cfg.blocks[i])]))
         self.MainLayers = nn.ModuleList(stages)
@@ -219,7 +215,7 @@ class R3GANDiscriminator(nn.Module):
         stages = []
         for i in range(n):
             last = (DiscriminativeBasis(w[i], cfg.d_embed_dim if cfg.c_dim else 1) if i == n - 1
-                    else DownsampleLayer(w[i], w[i + 1], cfg.filter_taps))
+                    else ResampleLayer(w[i], w[i + 1], cfg.filter_taps, up=False))
             stages.append(Stage([ResidualBlock(w[i], cfg.d_cardinalities[i], cfg.expansion, k)
                                  for _ in range(cfg.d_blocks[i])] + [last]))
         self.ExtractionLayer = Convolution(cfg.img_channels, w[0], 1)

@@ -15,19 +15,38 @@ from pathlib import Path
 
 import torch
 
-from ..data.fashion import fashion_format
 from ..data.folder import load_image
 from ..errors import LatentAtlasError
 from ..imageio import preview_scale
 from ..inversion import REGULARIZER_TABLE, InversionConfig
 from ..inversion.refine import render_refined
-from ..metrics.attributes import ClassifierAttributes
-from ..metrics.features import FashionFeatures
-from ..sampling import Context, apply_strategy, get_strategy, initial_latents, render, strategy_names
-from ..walks.directions import Directions, compute_directions, name_directions
+from ..sampling import (
+    Context,
+    apply_strategy,
+    get_strategy,
+    initial_latents,
+    render,
+    strategy_names,
+)
+from ..walks.directions import (
+    Directions,
+    bundled_attributes,
+    compute_directions,
+    name_directions,
+)
 from ..walks.edit import walk_latents
 from .jobs import Job, job_from_latent, latent_npz, run_jobs
-from .wire import CACHE_ITEMS, EXPLORER_PX, MAX_JOBS, HTTPError, b64, float_param, int_param, png_bytes, strategy_param
+from .wire import (
+    CACHE_ITEMS,
+    EXPLORER_PX,
+    MAX_JOBS,
+    HTTPError,
+    b64,
+    float_param,
+    int_param,
+    png_bytes,
+    strategy_param,
+)
 
 log = logging.getLogger("latentatlas.serve")
 
@@ -96,9 +115,9 @@ class Explorer:
                 method, kw = self._set_specs[name]
                 t0 = time.perf_counter()
                 d = compute_directions(self.model, method, **kw)
-                if fashion_format(self.model):      # the sliders named by what they do (the bundled classifier)
-                    d = name_directions(self.model, d, ClassifierAttributes(FashionFeatures(self.model.device)),
-                                        source="bundled Fashion-MNIST classifier")
+                attrs = bundled_attributes(self.model)
+                if attrs is not None:                 # the sliders named by what they do (the bundled classifier)
+                    d = name_directions(self.model, d, attrs, source="bundled Fashion-MNIST classifier")
                 self.sets[name] = d
                 log.info("direction set %s computed in %.1f s", name, time.perf_counter() - t0)
             return self.sets[name]

@@ -322,6 +322,12 @@ def linear_classifier(model, *, n: int = 20000, seed: int = 0, steps: int = 300)
                    names=[f"{CLASSES[k]} vs rest" for k in keep], train_accuracy=acc.tolist(), n=n, seed=seed)
 
 
+def bundled_attributes(model):
+    """The bundled Fashion-MNIST classifier as an attribute estimator, for models of that format;
+    None for any other model (which needs the user's labels)."""
+    return ClassifierAttributes(FashionFeatures(model.device)) if fashion_format(model) else None
+
+
 @torch.no_grad()
 def _attribute_probs(model, n, seed, space, attributes):
     """Latents of n samples and the estimator's attribute probabilities [n, A]."""
@@ -346,10 +352,10 @@ def boundary(model, *, attributes=None, n: int = 20000, seed: int = 0, steps: in
     conditional manipulation: moving along it leaves those boundaries' sides unchanged)."""
     space = "w" if model.has_mapping else "z"
     if attributes is None:
-        if not fashion_format(model):
+        attributes = bundled_attributes(model)
+        if attributes is None:
             raise LatentAtlasError(f"boundary: model '{model.name}' has no built-in attribute estimator: give "
                                    "labelled images (--labels labels.csv)")
-        attributes = ClassifierAttributes(FashionFeatures(model.device))
         source = "fashion classifier"
     else:
         source = "labels probe"

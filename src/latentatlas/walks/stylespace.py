@@ -16,6 +16,7 @@ import contextlib
 import torch
 
 from ..errors import LatentAtlasError
+from .directions import _attribute_probs
 
 
 def style_modules(model, net=None) -> dict:
@@ -41,7 +42,7 @@ def style_activations(model, ws: torch.Tensor, batch: int = 250) -> dict:
     try:
         with model.fp32("StyleSpace statistics"):
             for i in range(0, ws.shape[0], batch):
-                model.synthesis(ws[i:i + batch])
+                model.synthesis(ws[i:i + batch].to(model.device))
     finally:
         for h in hooks:
             h.remove()
@@ -58,14 +59,8 @@ def top_channels(model, attributes, attribute: str, *, n: int = 5000, seed: int 
     names = list(attributes.names)
     if attribute not in names:
         raise LatentAtlasError(f"attribute {attribute!r} is not among {', '.join(names)}")
-    k = names.index(attribute)
-    lat, probs = [], []
-    for i in range(0, n, 250):
-        z = model.sample_z(min(250, n - i), seed + i)
-        w = model.mapping(z)
-        lat.append(w)
-        probs.append(attributes.probs(model.synthesis(w).clamp(-1, 1))[:, k].float().cpu())
-    w, p = torch.cat(lat), torch.cat(probs)
+    w, p = _attribute_probs(model, n, seed, "w", attributes)
+    p = p[:, names.index(attribute)]
     m = max(int(n * extreme), 10)
     order = torch.logit(p.clamp(1e-6, 1 - 1e-6)).argsort()
     pos, neg = order[-m:], order[:m]

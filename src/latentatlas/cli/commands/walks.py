@@ -7,18 +7,17 @@ from pathlib import Path
 
 from ... import diamond as dm
 from ...atlas import get_atlas
-from ...data.fashion import fashion_format
 from ...data.folder import load_image
 from ...errors import LatentAtlasError
 from ...imageio import atomic_path
 from ...inversion.refine import load_refined
-from ...metrics.attributes import ClassifierAttributes, probe_from_csv
-from ...metrics.features import FashionFeatures
+from ...metrics.attributes import probe_from_csv
 from ...metrics.reference import extractor_for
 from ...priors.levels import default_level_ranges
 from ...walks.directions import (
     METHODS,
     Directions,
+    bundled_attributes,
     compute_directions,
     effects_table,
     from_labelled_codes,
@@ -279,12 +278,7 @@ def add_stylespace(sub, common):
 def run_stylespace(args):
     model = _load(args)
     style_modules(model)                          # a Z-only model is refused before any work
-    if args.labels:
-        attrs = probe_from_csv(args.labels, model, extractor_for(model))
-    elif fashion_format(model):
-        attrs = ClassifierAttributes(FashionFeatures(model.device))
-    else:
-        raise LatentAtlasError(f"model '{model.name}' has no built-in attribute estimator: give --labels labels.csv")
+    attrs = _estimator(model, args.labels, "--labels")
     res = top_channels(model, attrs, args.attribute, n=args.n, seed=args.seed, top=args.top)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -324,7 +318,7 @@ def run_directions(args):
     if args.labels is not None:
         if "attributes" not in takes:
             raise LatentAtlasError(f"--labels applies to the boundary and mean-diff methods, not {args.method}")
-        kw_attr = {"attributes": probe_from_csv(args.labels, model, extractor_for(model))}
+        kw_attr = {"attributes": _estimator(model, args.labels, "--labels")}
     else:
         kw_attr = {}
     if args.condition_on is not None:
@@ -355,16 +349,24 @@ def run_directions(args):
     return 0
 
 
+def _estimator(model, labels, option: str):
+    """The attribute estimator of a command: a probe on the labelled images ``labels`` (CSV or class
+    sub-folders), else the bundled Fashion-MNIST classifier where it fits the model."""
+    if labels is not None:
+        return probe_from_csv(labels, model, extractor_for(model))
+    attrs = bundled_attributes(model)
+    if attrs is None:
+        raise LatentAtlasError(f"model '{model.name}' has no built-in attribute estimator (the bundled Fashion-MNIST "
+                               f"classifier does not fit it): give labelled images ({option} labels.csv)")
+    return attrs
+
+
 def _named(args, model, d):
     """``--name-with probe|CSV``: the set named by its measured effects."""
-    if args.name_with == "probe":
-        if not fashion_format(model):
-            raise LatentAtlasError(f"--name-with probe reads the bundled Fashion-MNIST classifier, which does not fit "
-                                   f"model '{model.name}'; give a labels CSV (--name-with labels.csv)")
-        return name_directions(model, d, ClassifierAttributes(FashionFeatures(model.device)), seed=args.seed,
-                               source="bundled Fashion-MNIST classifier")
-    probe = probe_from_csv(args.name_with, model, extractor_for(model))
-    return name_directions(model, d, probe, seed=args.seed, source=f"probe on {args.name_with}")
+    probe = args.name_with != "probe"
+    attrs = _estimator(model, args.name_with if probe else None, "--name-with")
+    return name_directions(model, d, attrs, seed=args.seed,
+                           source=f"probe on {args.name_with}" if probe else "bundled Fashion-MNIST classifier")
 
 
 def _directions_from_images(args, model):

@@ -290,14 +290,21 @@ def load_stylegan2(Gs: TFNetworkRecord, D: TFNetworkRecord | None, path) -> Styl
     if d_sd is None:
         kw["d_conv_clamp"] = kw["conv_clamp"]
     cfg = StyleGAN2Config(**kw)
-    G = build_checked(lambda: StyleGAN2Generator(cfg), sd, f"{path} (Gs)")
-    Dm = None
+    G, Dm = _build(cfg, StyleGAN2Generator, StyleGAN2Discriminator, sd, d_sd, path, warnings)
+    return StyleGANModel(_info(path, Gs, "stylegan2", warnings), G, Dm)
+
+
+def _build(cfg, g_cls, d_cls, sd: dict, d_sd: dict | None, path, warnings: list):
+    """The generator from ``sd`` and, when its tensors were read, the discriminator (one that does
+    not build is dropped with a warning, never blocking the generator)."""
+    G = build_checked(lambda: g_cls(cfg), sd, f"{path} (Gs)")
+    D = None
     if d_sd is not None:
         try:
-            Dm = build_checked(lambda: StyleGAN2Discriminator(cfg), d_sd, f"{path} (D)")
+            D = build_checked(lambda: d_cls(cfg), d_sd, f"{path} (D)")
         except LatentAtlasError as e:
             warnings.append(f"discriminator not loaded: {e}")
-    return StyleGANModel(_info(path, Gs, "stylegan2", warnings), G, Dm)
+    return G, D
 
 
 # ----------------------------------------------------------------------------- StyleGAN (v1, TF)
@@ -420,13 +427,7 @@ def load_stylegan1(Gs: TFNetworkRecord, D: TFNetworkRecord | None, path) -> Styl
             warnings.append(f"discriminator not loaded: {e}")
             d_sd = None
     cfg = StyleGAN1Config(**kw)
-    G = build_checked(lambda: StyleGAN1Generator(cfg), sd, f"{path} (Gs)")
-    Dm = None
-    if d_sd is not None:
-        try:
-            Dm = build_checked(lambda: StyleGAN1Discriminator(cfg), d_sd, f"{path} (D)")
-        except LatentAtlasError as e:
-            warnings.append(f"discriminator not loaded: {e}")
+    G, Dm = _build(cfg, StyleGAN1Generator, StyleGAN1Discriminator, sd, d_sd, path, warnings)
     info = _info(path, Gs, "stylegan1", warnings, default_truncation=V1_TRUNCATION)
     if lod:
         info.extra["lod"] = lod

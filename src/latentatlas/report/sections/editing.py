@@ -9,10 +9,8 @@ from ...errors import LatentAtlasError
 from ...imageio import save_grid
 from ...inversion import InversionConfig, invert
 from ...inversion.refine import RefineConfig, refine, render_refined
-from ...metrics.attributes import ClassifierAttributes
-from ...metrics.features import FashionFeatures
 from ...metrics.reconstruction import psnr
-from ...walks.directions import compute_directions, name_directions
+from ...walks.directions import bundled_attributes, compute_directions, name_directions
 from ...walks.keyframes import keyframe_walk
 from ..context import ReportContext, Section, note, report_section, table, tile_scale
 
@@ -22,11 +20,11 @@ N_IMAGES = 4
 def _named(ctx, m):
     """GANSpace's first 10 components, named with the bundled classifier where it fits."""
     d = compute_directions(m, "ganspace", **({"k": 10} if m.has_mapping else {"k": 10, "layer": m.layer_names[1]}))
-    if not fashion_format(m):
+    attrs = bundled_attributes(m)
+    if attrs is None:
         return d, note("The components are not named: this model has no built-in attribute estimator (name them with "
                        "'directions --method ganspace --name-with labels.csv').")
-    d = name_directions(m, d, ClassifierAttributes(FashionFeatures(m.device)), n=500, seed=ctx.seed,
-                        source="bundled Fashion-MNIST classifier")
+    d = name_directions(m, d, attrs, n=500, seed=ctx.seed, source="bundled Fashion-MNIST classifier")
     rows = [{"component": i, "name": d.meta["names"][i],
              "largest effects at ±2σ": ", ".join(f"{a} {v:+.2f}" for a, v in
                                                 sorted(d.meta["effects"][i].items(), key=lambda kv: -abs(kv[1]))[:3])}
