@@ -13,6 +13,7 @@ import torch
 
 from conftest import model_and_images, tiny_stylegan2
 from latentatlas.cli.main import main
+from latentatlas.errors import LatentAtlasError
 from latentatlas.imageio import PARTIAL, atomic_path, clean_partial
 from latentatlas.inversion import InversionConfig
 from latentatlas.inversion.files import invert_files
@@ -456,3 +457,43 @@ def test_evaluate_streams_in_chunks_and_a_pool_gives_the_same_figures(monkeypatc
     mu, sig = feature_stats(every)
     assert np.allclose(red["mu"], mu, atol=1e-9) and np.allclose(red["sigma"], sig, atol=1e-9)
     assert np.array_equal(red["feats"], every[:100])
+
+
+def test_the_reports_heavy_sections_give_the_same_results_on_a_pool(tmp_path):
+    """Issue 39: report --ray sends the inversion (one task per latent space + Diamond's recovery),
+    the direction sets with their density models and the method table's direction rows to the pool;
+    on a pool finishing out of order the results equal this process's."""
+    from latentatlas.atlas import get_atlas
+    from latentatlas.evaluation.inversion import METHODS, invert_methods, method_kwargs
+    from latentatlas.imageio import save_png
+    from latentatlas.metrics.reference import resolve
+    from latentatlas.report.overview import direction_row, direction_row_task
+    from latentatlas.walks.directions import direction_sets
+    model = tiny_stylegan2()
+    atlas = get_atlas(model, n=5000, learned_steps=10)
+    targets = model(model.sample_z(3, seed=77)).detach().clamp(-1, 1)
+    methods = [(k, method_kwargs(model, v)) for k, v in METHODS.items()] + [("Z (Diamond)", {"diamond": True})]
+    kw = dict(steps=6, perceptual="discriminator", init="best-of:16", atlas=atlas, n_init=32)
+    here = invert_methods(model, targets, methods, **kw)
+    pool = _ShufflingPool(model, atlas)
+    there = invert_methods(model, targets, methods, pool=pool, **kw)
+    assert list(here) == list(there) == [k for k, _ in methods]
+    for k in here:
+        assert torch.equal(here[k].images, there[k].images), k
+    plans = [("ganspace", {"k": 2}), ("sefa", {"k": 2}), ("dplase", {"k": 2, "steps": 5}), ("nonsense", {})]
+    torch.manual_seed(3)
+    a = direction_sets(model, plans, 5)
+    torch.manual_seed(3)
+    b = direction_sets(model, plans[::-1], 5, pool=_ShufflingPool(model))
+    assert isinstance(a["nonsense"], LatentAtlasError) and isinstance(b["nonsense"], LatentAtlasError)
+    for k in ("ganspace", "sefa"):
+        assert torch.allclose(a[k][0].vectors, b[k][0].vectors, atol=1e-5)
+    for i in range(60):
+        save_png(targets[i % 3], tmp_path / f"r{i}.png")
+    reference = {"reference": str(tmp_path)}
+    ref, ext = resolve(model, folder=str(tmp_path), what="test")
+    d, dp = a["ganspace"]
+    jobs = [(kind, (d, dp, kind, 12, 4, reference), {}) for kind in ("linear", "dp")]
+    pooled = dict(_ShufflingPool(model).imap(direction_row_task, jobs))
+    for kind in ("linear", "dp"):
+        assert pooled[kind] == direction_row(model, ref, ext, d, dp, kind, 12, 4)

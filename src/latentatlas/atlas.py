@@ -212,6 +212,18 @@ def fit_atlas(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None =
 NEEDS = ("pnorm", "mixture")
 
 
+DEFAULT_CLUSTERS = {"coarse": 8, "medium": 8, "fine": 8}
+
+
+def atlas_cache_paths(model, *, n: int = 100_000, seed: int = 0, clusters: dict | None = None,
+                      learned_steps: int = LEARNED_STEPS):
+    """(the full atlas's cache file, the P-norm-only one's) for these settings."""
+    cl = clusters if clusters is not None else DEFAULT_CLUSTERS
+    tag = "-".join(f"{k}{v}" for k, v in sorted(cl.items()))
+    return (cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}-l{learned_steps}.npz",
+            cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-pnorm.npz")
+
+
 def get_atlas(model, *, need: str = "mixture", n: int = 100_000, seed: int = 0, clusters: dict | None = None,
               learned_steps: int = LEARNED_STEPS, progress: bool = False) -> Atlas:
     """The cached atlas for this model's weights that has what ``need`` asks for ('pnorm': the
@@ -220,10 +232,9 @@ def get_atlas(model, *, need: str = "mixture", n: int = 100_000, seed: int = 0, 
     it. Commands take ``--atlas FILE`` (``Atlas.load``) to use a chosen atlas instead."""
     if need not in NEEDS:
         raise ValueError(f"need must be one of {NEEDS}")
-    cl = clusters if clusters is not None else {"coarse": 8, "medium": 8, "fine": 8}
+    cl = clusters if clusters is not None else DEFAULT_CLUSTERS
     tag = "-".join(f"{k}{v}" for k, v in sorted(cl.items()))
-    full = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-{tag}-l{learned_steps}.npz"
-    pnorm_only = cache_dir() / f"{model.weights_hash()}-n{n}-s{seed}-pnorm.npz"
+    full, pnorm_only = atlas_cache_paths(model, n=n, seed=seed, clusters=cl, learned_steps=learned_steps)
     for path in ([full, pnorm_only] if need == "pnorm" else [full]):
         if path.is_file():
             try:

@@ -349,16 +349,21 @@ def _sigma_bracket(model, a, p, cfg):
     return best_s
 
 
+def proto_cache_path(model, n, steps, settings, iters, seed, n_init=1000):
+    """Where ``cached_mean_protoimage`` keeps the mean protoimage of these settings."""
+    key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
+        f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
+    prec = getattr(getattr(model, "precision", None), "name", "fp32")
+    key += "" if prec == "fp32" else f"-{prec}"       # a protoimage searched at bf16 is its own entry
+    return cache_dir() / f"{key}.pt"
+
+
 def cached_mean_protoimage(model, n, steps, settings, iters, seed, n_init=1000, batch=250, *, with_info=False):
     """Mean protoimage of n samples: recovery and Algorithm 1 in batches of ``batch`` (the
     critic's minibatch-std sees a batch, as in the paper), then the projected mean. With
     ``with_info``, also how well that mean is determined (``sampling.Context.mean_proto_info``).
     Cached on disk per model weights and settings."""
-    key = f"{model.weights_hash()}-proto-n{n}-r{steps}-i{iters}-s{seed}-init{n_init}-" + "-".join(
-        f"{k}{v:g}" for k, v in sorted(settings.items()) if k != "preset")
-    prec = getattr(getattr(model, "precision", None), "name", "fp32")
-    key += "" if prec == "fp32" else f"-{prec}"       # a protoimage searched at bf16 is its own entry
-    path = cache_dir() / f"{key}.pt"
+    path = proto_cache_path(model, n, steps, settings, iters, seed, n_init)
     if path.is_file():
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)

@@ -29,7 +29,7 @@ from ..data.fashion import fashion_format
 from ..diamond import recover_z, recovery_config, resolve_settings
 from ..errors import LatentAtlasError
 from ..imageio import atomic_path
-from ..inversion import InversionConfig, invert
+from ..inversion import InversionConfig, invert, invert_many
 from ..metrics import ppl
 from ..metrics.attributes import estimator_for
 from ..metrics.distribution import feature_stats, frechet_distance, kid
@@ -629,3 +629,59 @@ def inversion_row_task(worker, set_name, x, label, kw, steps, lr, seed, progress
     key = ("inversion", seed, repr(sorted((k, str(v)) for k, v in setup.items())))
     ev = worker.cached(key, lambda: InversionEval(worker.model, worker.atlas, seed, **setup))
     return ev.row(set_name, x, label, kw, steps, lr, progress=progress)
+
+
+def diamond_recovery(model, targets: torch.Tensor, steps: int, n_init: int = 1000):
+    """Diamond in the rough's z recovery (§3.1: L1 + α·L1 of the critic's features + β·|‖z‖ − √n|,
+    Adam lr 0.01, best of ``n_init`` starts; α, β from the model's preset) as an
+    ``InversionResult``-like record: images, W+ codes of the recovered z (None without a mapping),
+    steps and seconds."""
+    import time
+    from types import SimpleNamespace
+    st = resolve_settings(model)
+    t0 = time.perf_counter()
+    z = recover_z(model, targets.to(model.device), recovery_config(st, steps, n_init=n_init))
+    with torch.no_grad():
+        images = model(z).clamp(-1, 1).cpu()
+        ws = model.broadcast(model.mapping(z)).cpu() if model.has_mapping else None
+    return SimpleNamespace(images=images, ws=ws, steps_used=torch.full((z.shape[0],), steps),
+                           seconds=time.perf_counter() - t0)
+
+
+def invert_methods(model, targets: torch.Tensor, methods: list, *, steps: int, perceptual: str, init: str,
+                   atlas=None, pool=None, n_init: int = 1000) -> dict:
+    """Every (label, kwargs) method of ``methods`` on the same targets, the way the report's inversion
+    section runs them: the methods that differ only in their regulariser as one batch
+    (``invert_many``), Diamond's recovery for a ``{"diamond": True}`` entry. ``pool``
+    (``latentatlas.parallel``) runs one task per latent space (and the recovery) on its workers;
+    the results do not depend on where they ran. Returns {label: result}."""
+    cfgs = {label: InversionConfig(steps=steps, lr=0.05, perceptual=perceptual, init=init,
+                                   perceptual_weight=0.05 if perceptual != "none" else 0.0, **kw)
+            for label, kw in methods if not kw.get("diamond")}
+    groups: dict = {}
+    for label, c in cfgs.items():
+        groups.setdefault(c.space, []).append(label)
+    tasks = [(labels, (targets, [cfgs[k] for k in labels]), {}) for labels in groups.values()]
+    diamond = [label for label, kw in methods if kw.get("diamond")]
+    out = {}
+    if pool is None:
+        out.update(zip(cfgs, invert_many(model, targets, list(cfgs.values()), atlas=atlas)))
+        for label in diamond:
+            out[label] = diamond_recovery(model, targets, steps, n_init)
+        return {label: out[label] for label, _ in methods}
+    if atlas is not None:
+        pool.share_atlas(atlas)
+    jobs = [("many", labels, a, kw) for labels, a, kw in tasks] + [("diamond", [label], (targets, steps, n_init), {})
+                                                                  for label in diamond]
+    for (kind, labels), res in pool.imap(methods_task, (((k, labels), (k, a), kw) for k, labels, a, kw in jobs)):
+        out.update(zip(labels, res if kind == "many" else [res]))
+    return {label: out[label] for label, _ in methods}
+
+
+def methods_task(worker, kind: str, args: tuple):
+    """Pool task: one group of ``invert_methods`` (``invert_many`` on the worker's model and atlas)
+    or Diamond's recovery."""
+    if kind == "diamond":
+        return diamond_recovery(worker.model, *args)
+    x, cfgs = args
+    return invert_many(worker.model, x, cfgs, atlas=worker.atlas)

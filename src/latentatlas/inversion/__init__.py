@@ -31,6 +31,8 @@ from ..errors import LatentAtlasError
 from ..metrics.perceptual import FeatureDistance, perceptual_fn
 from ..metrics.reconstruction import psnr
 from .inits import make_starts, parse_init
+from .memory import available_bytes, fit_batch
+from .memory import probe as memory_probe
 
 SPACES = ("z", "w", "wplus", "pnorm+")
 # name -> (default value, what the value means, what the regulariser does): the one table the
@@ -398,9 +400,42 @@ def invert_many(model, targets: torch.Tensor, cfgs: list, *, atlas=None, progres
         groups.setdefault(key, []).append(i)
     out = [None] * len(cfgs)
     for idx in groups.values():
-        for i, res in zip(idx, _engine(model, targets, [cfgs[i] for i in idx], atlas=atlas, progress=progress)):
-            out[i] = res
+        group = [cfgs[i] for i in idx]
+        per = _targets_per_batch(model, group, targets.shape[0])
+        parts = [_engine(model, targets[a:a + per], group, atlas=atlas, progress=progress)
+                 for a in range(0, targets.shape[0], per)]
+        for j, i in enumerate(idx):
+            out[i] = parts[0][j] if len(parts) == 1 else _joined([p[j] for p in parts])
     return out
+
+
+def _targets_per_batch(model, group: list, n: int) -> int:
+    """How many targets one batch of ``group`` (len(group) rows per target) takes: all of them
+    unless the rows' backward pass would hold more than half the free memory (measured by
+    ``inversion.memory.probe`` only when the rows' pixels exceed a pass's ``max_batch``: a 256-px
+    model's report inverted 9 x 5 rows at once and peaked at 17 GB). The perceptual features of
+    a minibatch-std critic see their batch, so a cut batch's results differ in the last digits."""
+    rows = len(group) * n
+    if rows <= model.max_batch():
+        return n
+    fits = fit_batch(memory_probe(model, group[0]), available_bytes(model.device) // 2, rows)
+    per = max(1, fits // len(group))
+    if per < n:
+        log.info("inverting %d targets x %d configurations in batches of %d targets (the memory of their backward "
+                 "pass)", n, len(group), per)
+    return min(n, per)
+
+
+def _joined(parts: list) -> "InversionResult":
+    """One configuration's results of consecutive target batches as one result."""
+    cat = (lambda xs: None if xs[0] is None else torch.cat(xs))
+    first = parts[0]
+    return dataclasses.replace(
+        first, codes=cat([p.codes for p in parts]), ws=cat([p.ws for p in parts]), z=cat([p.z for p in parts]),
+        images=cat([p.images for p in parts]), steps_used=cat([p.steps_used for p in parts]),
+        final_loss=cat([p.final_loss for p in parts]), seconds=sum(p.seconds for p in parts),
+        history=[h for p in parts for h in p.history], init_labels=[x for p in parts for x in p.init_labels],
+        stop_reasons=[x for p in parts for x in p.stop_reasons], frames=[])
 
 
 def _engine(model, targets, cfgs, *, atlas=None, progress=False, callback=None, frames_every=0) -> list:

@@ -41,6 +41,10 @@ class ModelInfo:
     extra: dict = field(default_factory=dict)
 
 
+MAX_BATCH_PIXELS = 32 * 256 * 256   # images x pixels a pass without a graph takes at once (GANModel.max_batch)
+MBSTD_PIECE = 4                     # pieces of a critic's batch are multiples of the minibatch-std group (4)
+
+
 def seeded_normal(seeds, dim: int) -> torch.Tensor:
     """One N(0, I) vector per seed, drawn on the CPU so the latent a seed names does not
     depend on the device or on how many other latents are drawn with it. [len(seeds), dim]."""
@@ -227,6 +231,63 @@ class GANModel:
         finally:
             self.precision, self.compiled = old, old_compiled
 
+    @contextlib.contextmanager
+    def counting(self):
+        """Inside the block, count the images the networks process: a dict with ``generator`` and
+        ``critic`` (images through the synthesis network / the discriminator, ``score`` or
+        ``features``, without a graph for a backward pass) and ``generator_grad`` /
+        ``critic_grad`` (with one: inversion steps, protoimage searches, refinement). At any
+        precision and whoever calls the synthesis network (one global forward hook on it, gone
+        after the block). What the report's time budget is checked against."""
+        counts = {"generator": 0, "generator_grad": 0, "critic": 0, "critic_grad": 0}
+        cache = {}
+
+        def generators():
+            key = tuple(id(v) for v in self._lowp.values())
+            if key not in cache:
+                nets = [self.G] + [v for k, v in self._lowp.items() if k == "G"]
+                cache[key] = {id(getattr(n, "synthesis", None)) if isinstance(getattr(n, "synthesis", None),
+                                                                             torch.nn.Module) else id(n)
+                              for n in nets}
+            return cache[key]
+
+        def hook(module, args, output):
+            if args and torch.is_tensor(args[0]) and id(module) in generators():
+                self._count("generator", args[0].shape[0], output)
+
+        handle = torch.nn.modules.module.register_module_forward_hook(hook)
+        self._counts = counts
+        try:
+            yield counts
+        finally:
+            handle.remove()
+            self._counts = None
+
+    _counts = None
+
+    def max_batch(self) -> int:
+        """Images one pass without a graph takes at once: ``MAX_BATCH_PIXELS`` over the image
+        size (2048 at 32 px, 32 at 256 px, 2 at 1024 px). Callers batch as they like (250 for the
+        metrics); the networks cut larger batches into pieces this big, so memory stays bounded
+        at any resolution (a 250-image pass at 256 px held ~24 GB)."""
+        return max(1, MAX_BATCH_PIXELS // (self.img_resolution ** 2))
+
+    def _pieces(self, fn, x: torch.Tensor, *more, multiple: int = 1) -> torch.Tensor:
+        """``fn(x, *more)`` on pieces of at most ``max_batch`` rows (a multiple of ``multiple``:
+        the minibatch-std group, so a critic sees the same groups) when no graph is being
+        recorded; otherwise in one call."""
+        n, b = x.shape[0], self.max_batch()
+        if torch.is_grad_enabled() or n <= b:
+            return fn(x, *more)
+        b = max(multiple, b // multiple * multiple)
+        return torch.cat([fn(x[i:i + b], *(t[i:i + b] if torch.is_tensor(t) else t for t in more))
+                          for i in range(0, n, b)])
+
+    def _count(self, role: str, n: int, output):
+        if self._counts is not None:
+            grad = torch.is_tensor(output) and output.requires_grad
+            self._counts[role + ("_grad" if grad else "")] += int(n)
+
     def _net(self, name: str) -> torch.nn.Module:
         """``G`` or ``D`` at the model's precision (a copy cast once), the generator's synthesis
         compiled when asked (``set_precision(..., compile=True)``)."""
@@ -341,8 +402,11 @@ class GANModel:
         self.require_discriminator("score")
         D, x = self._net("D"), cast_in(self.precision, images)
         if getattr(self.D, "conditional", False):
-            return cast_out(D(x, cast_in(self.precision, self.labels(images.shape[0], c))).reshape(-1))
-        return cast_out(D(x).reshape(-1))
+            out = self._pieces(D, x, cast_in(self.precision, self.labels(images.shape[0], c)), multiple=MBSTD_PIECE)
+        else:
+            out = self._pieces(D, x, multiple=MBSTD_PIECE)
+        self._count("critic", images.shape[0], out)
+        return cast_out(out.reshape(-1))
 
     def features(self, images: torch.Tensor, independent: bool = False) -> torch.Tensor:
         """Intermediate discriminator features [N, F] (the D_f of Diamond in the rough). With
@@ -352,10 +416,13 @@ class GANModel:
         D, x = self._net("D"), cast_in(self.precision, images)
         if independent:
             try:
-                return cast_out(D.features(x, mbstd_group=1).flatten(1))
+                out = D.features(x, mbstd_group=1).flatten(1)
             except TypeError:   # a user's discriminator without the option
-                return cast_out(torch.cat([D.features(x[i:i + 1]).flatten(1) for i in range(x.shape[0])]))
-        return cast_out(D.features(x).flatten(1))
+                out = torch.cat([D.features(x[i:i + 1]).flatten(1) for i in range(x.shape[0])])
+        else:
+            out = self._pieces(lambda a: D.features(a).flatten(1), x, multiple=MBSTD_PIECE)
+        self._count("critic", images.shape[0], out)
+        return cast_out(out)
 
     # -- named layers ------------------------------------------------------------------------
     @property
@@ -450,9 +517,13 @@ class StyleGANModel(GANModel):
     def synthesis(self, ws, *, noise_mode: str | None = None, generator=None) -> torch.Tensor:
         """ws [N, w_dim] or W+ [N, num_ws, w_dim] -> raw images [N, C, H, W] (about [-1, 1];
         values are not clamped). ``noise_mode``: 'const' (default), 'random' or 'none'."""
-        ws = cast_in(self.precision, self._ws(ws))
-        return cast_out(self._net("G").synthesis(ws, noise_mode=noise_mode or self.noise_mode,
-                                                 grouped=self.grouped, generator=generator))
+        ws, mode = cast_in(self.precision, self._ws(ws)), noise_mode or self.noise_mode
+        G = self._net("G")
+
+        def run(w):
+            return G.synthesis(w, noise_mode=mode, grouped=self.grouped, generator=generator)
+        # random noise is drawn per call: one call keeps a seeded generator's draws as they were
+        return cast_out(run(ws) if mode == "random" else self._pieces(run, ws))
 
     def mix(self, ws_a: torch.Tensor, ws_b: torch.Tensor, cutoff: int) -> torch.Tensor:
         """Style mixing: rows [0, cutoff) from ``ws_a`` (coarse), the rest from ``ws_b``."""
@@ -523,7 +594,8 @@ class ZOnlyModel(GANModel):
             raise LatentAtlasError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         G = self._net("G")
         lz = cast_in(self.precision, z)
-        x = cast_out(G(lz, cast_in(self.precision, self.labels(z.shape[0], c)), **kw) if self.conditional else G(lz))
+        x = cast_out(self._pieces(lambda a, b: G(a, b, **kw), lz, cast_in(self.precision, self.labels(z.shape[0], c)))
+                     if self.conditional else self._pieces(G, lz))
         lo, hi = self.output_range
         if (lo, hi) != (-1.0, 1.0):
             x = (x - lo) / (hi - lo) * 2 - 1
@@ -587,7 +659,8 @@ class BigGANModel(ZOnlyModel):
         if not 0 < float(t) <= 1:
             raise LatentAtlasError(f"BigGAN truncation must be in (0, 1], got {t}")
         z, labels = cast_in(self.precision, (z, self.labels(z.shape[0], c)))
-        return cast_out(self._net("G")(z, labels, float(t)))
+        G = self._net("G")
+        return cast_out(self._pieces(lambda a, b: G(a, b, float(t)), z, labels))
 
     def forward_to(self, layer, latent):
         self._check_layer(layer)

@@ -3,6 +3,7 @@ temporary sibling folder and moved into place only when complete."""
 from __future__ import annotations
 
 import html
+import json
 import logging
 import shutil
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 from ..atlas import Atlas
 from ..errors import LatentAtlasError
 from ..evaluation import stored
+from ..metrics.reference import resolve
+from . import budget as bg
 from .claims import fid_interval, summary_line
 from .context import PROFILES, SECTIONS, TITLES, ReportContext, Section, sizes_text
 from .sections import ORDER
@@ -51,7 +54,9 @@ def _summary(ctx) -> str:
                         if noise else "") + ".")
     claims = ctx.figures.get("claims")
     if lines or claims:
-        lines.append(f"Profile {ctx.profile}: {sizes_text(ctx)}; compare "
+        lines.append(f"Profile {ctx.profile}"
+                     + (f", fitted to a time budget of {bg.minutes(ctx.budget.budget)} (see Budget and plan)"
+                        if ctx.budget is not None else "") + f": {sizes_text(ctx)}; compare "
                      "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
                      "the density model's training)."
                      + (" The quick profile is a preview: its models are trained briefly and its sets are small, so "
@@ -64,6 +69,23 @@ def _summary(ctx) -> str:
         return ""
     return ("<section id='summary'><h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(x).replace('&lt;b&gt;', '<b>').replace('&lt;/b&gt;', '</b>')}</li>" for x in lines)
             + "</ul></section>")
+
+
+def _plan(ctx, keys, budget: float, started: float):
+    """Probe the model's costs (after the reference set's features, which the metrics need anyway),
+    fit the sizes to the budget and log the plan with its ETA."""
+    ext = None
+    if any(k in keys for k in ("quality", "sampling", "overview")):
+        try:
+            ctx.real_set()
+            ext = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
+                          device=ctx.model.device, inception=ctx.reference.get("inception"), what="the report")[1]
+        except LatentAtlasError:
+            pass
+    units = bg.probe(ctx.model, ext)
+    plan = bg.make_plan(ctx, keys, budget, units, time.time() - started, started)
+    log.info("%s", bg.plan_text(ctx, plan))
+    return plan
 
 
 def section_names() -> list[str]:
@@ -92,13 +114,17 @@ def _stored_runs(ctx) -> dict:
 
 def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
                  sections: list[str] | None = None, profile: str = "full", atlas=None, reference=None,
-                 features: str | None = None, inception: str | None = None, pool=None) -> Path:
+                 features: str | None = None, inception: str | None = None, pool=None,
+                 budget: float | None = None) -> Path:
     """Write ``out_dir/index.html`` and its figures for ``model`` (a loaded ``GANModel``, with its
     class and truncation already set: ``load_generator`` and ``set_class``). Metrics compare with the Fashion-MNIST test
     split for Fashion-MNIST models, else with the image folder ``reference`` (see
     ``metrics.reference``); without one their sections say so. The directory is assembled in a
     temporary sibling and moved into place at the end, so a failure leaves nothing half-written.
-    ``pool`` (``latentatlas.parallel``) runs the sampling sweep's points on its workers."""
+    ``pool`` (``latentatlas.parallel``) runs the heavy sections' work on its workers. ``budget``
+    (seconds): fit every section's sizes to it (``report.budget``: a probe of the model's cost, the
+    plan logged before the work and written into the page, re-fitted after each section)."""
+    started = time.time()
     known = section_names()
     if sections is not None:
         bad = [s for s in sections if s not in known]
@@ -115,17 +141,30 @@ def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
         ctx = ReportContext(model=model, out=tmp, n=n, seed=seed, atlas=atlas, profile=profile, **PROFILES[profile],
                             reference=dict(reference=reference, features=features, inception=inception), pool=pool)
         ctx.figures["protocols"] = _stored_runs(ctx)
+        keys = [k for k in ORDER if sections is None or k in sections]
+        plan = _plan(ctx, keys, budget, started) if budget is not None else None
         built = []
-        for key in ORDER:
+        for key in keys:
             fn = SECTIONS[key]
-            if sections is not None and key not in sections:
-                continue
             t0 = time.time()
-            log.info("report: building section %s", key)
-            try:
-                sec = fn(ctx)
-            except LatentAtlasError as e:
-                sec = Section(key, TITLES.get(key, key), f"<p class='note'>section not available: {html.escape(str(e))}</p>")
+            log.info("report: building section %s%s", key,
+                     f" ({bg.sizes_line(ctx, key)}; ~{bg.minutes(plan.sections[key].estimate)})"
+                     if plan is not None and bg.sizes_line(ctx, key) else "")
+            if plan is not None and plan.sections[key].dropped:
+                built.append((Section(key, TITLES.get(key, key), f"<p class='note'>{html.escape(plan.sections[key].dropped)}"
+                                                                  "</p>"), 0.0))
+                continue
+            with model.counting() as counted:
+                try:
+                    sec = fn(ctx)
+                except LatentAtlasError as e:
+                    sec = Section(key, TITLES.get(key, key), f"<p class='note'>section not available: {html.escape(str(e))}</p>")
+            if plan is not None:
+                p = plan.sections[key]
+                p.actual, p.counted = time.time() - t0, dict(counted)
+                log.info("report: %s took %s (estimated %s); %s of the budget used", key, bg.minutes(p.actual),
+                         bg.minutes(p.estimate), bg.minutes(plan.elapsed()))
+                bg.replan(ctx, plan, key)
             if sec is not None:
                 built.append((sec, time.time() - t0))
         summary = _summary(ctx)
@@ -137,8 +176,11 @@ def build_report(model, out_dir, *, n: int = 64, seed: int = 0,
                f"<body><h1>latentatlas report: {html.escape(model.name)}</h1>"
                f"<p class='note'>computed at {html.escape(model.precision.name)} "
                f"({html.escape(model.precision.reason)})</p><nav>{nav}</nav>{summary}"
+               + (bg.plan_html(ctx, plan) if plan is not None else "")
                + "".join(parts) + "</body></html>")
         (tmp / "index.html").write_text(doc, encoding="utf-8")
+        if plan is not None:
+            (tmp / "budget.json").write_text(json.dumps(bg.plan_record(ctx, plan), indent=1), encoding="utf-8")
         if out.exists():
             if not (out / "index.html").exists() and any(out.iterdir()):
                 raise LatentAtlasError(f"{out}: exists, is not empty and is not a latentatlas report; not overwriting")

@@ -249,7 +249,9 @@ def _gaussian_prior(f: InversionFigures) -> Claim:
     c = "the Gaussian prior (Mahalanobis in P) keeps W+ inversions where interpolation and editing work better"
     paper = "Wulff & Torralba"
     a, b = f.rows.get(II2S_BASE), f.rows.get("W+ Gaussian prior 1e-5")
-    if not (a and b) or "ppl" not in a:
+    if a and b and "ppl" not in a:
+        return _na(paper, c, "the PPL between embeddings was left out at these counts (time budget)")
+    if not (a and b):
         return _na(paper, c, "needs W+ inversions with and without the prior (a mapping network)")
     # smoother: the PPL drop's interval from the two PPLs' standard errors (independent pairs);
     # better editing: the paired interval of the edit range over the images
@@ -343,7 +345,10 @@ def diamond_sigma(ctx) -> Claim:
     sctx = ctx.figures.get("sampling_ctx") or Context(m, atlas=ctx.atlas)
     n = SIGMA_CRITIC_N
     lat = initial_latents(m, m.sample_z(n, ctx.seed + 31_000))
-    new = apply_strategy(m, "diamond", lat, sctx, sigma="auto", **ctx.diamond)
+    try:
+        new = apply_strategy(m, "diamond", lat, sctx, sigma="auto", **ctx.diamond)
+    except LatentAtlasError as e:
+        return _na(paper, c, f"σ = auto could not run: {e}")
     sig = torch.as_tensor(new.info["sigma"]).flatten().cpu().numpy()
     with torch.no_grad():
         score = m.score(m(lat.z).clamp(-1, 1)).cpu().numpy()
@@ -383,7 +388,9 @@ def _regularisers(f: InversionFigures) -> Claim:
     paper = "II2S (§4, Tables 6–7)"
     base = f.rows.get(II2S_BASE)
     regs = [f.rows[k] for k in ("W+ clip 2", "W+ project 5", "W+ L2 1e-6") if k in f.rows]
-    if not base or not regs or "ppl" not in base:
+    if base and regs and "ppl" not in base:
+        return _na(paper, c, "the PPL between embeddings was left out at these counts (time budget)")
+    if not base or not regs:
         return _na(paper, c, "needs the W+ inversions with and without regularisers (a mapping network)")
     if "edit range" not in base:
         return _na(paper, c, "needs an attribute estimator to read the edits (the feature network of a Fashion-MNIST model)")
@@ -428,6 +435,9 @@ def dp_walks(ctx) -> Claim:
     paper = "DP-LaSE"
     rows = [r for r in ctx.figures.get("walks") or [] if "density_drift_dp" in r]
     if not rows:
+        if ctx.omits("walks", "drift"):
+            return _na(paper, c, "the time budget left the density model too briefly trained to read drift from "
+                                 f"(DP-LaSE steps {ctx.dp_steps})")
         return _na(paper, c, "the walks section measured no direction set")
     lin = np.array([r["density_drift_linear"] for r in rows])
     dp = np.array([r["density_drift_dp"] for r in rows])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..defaults import LEARNED_STEPS
+from ..data.fashion import fashion_format
 from ..imageio import preview_scale
 from ..metrics.reference import resolve
 from ..walks.directions import mean_diff
@@ -45,6 +46,22 @@ class ReportContext:
     mean_diff_n: int = 5000          # samples classified for the mean-difference directions
     sweep_values: dict = field(default_factory=dict)   # per parameter, the values the sampling sweep keeps (empty: all)
     profile: str = "full"            # the PROFILES entry these sizes came from (named in the summary)
+    # the sizes of the figures (a time budget shrinks them with the counts above: report.budget)
+    showcase_n: int = 16             # seeds per strategy in the sampling showcase
+    cluster_cols: int = 8            # samples per cluster in the latent-space cluster grids
+    walk_bases: int = 4              # samples walked in each walk strip
+    walk_dirs: int = 3               # directions per method shown and measured in the walks section
+    walk_frames: int = 9             # frames per walk strip (-2σ … +2σ)
+    direction_eval_n: int = 32       # samples per direction for the walks' measurements
+    name_n: int = 500                # samples moved along each component to name it (editing section)
+    refine_n: int = 4                # images inverted and refined in the editing section
+    init_pool: int = 256             # best-of-N starts of the report's inversions
+    budget: object = None            # the report.budget.Plan the sizes were fitted by, or None
+    omitted: dict = field(default_factory=dict)   # section -> [(figure, reason)]: too noisy at these counts
+
+    def omits(self, section: str, figure: str) -> bool:
+        """Whether the budget's plan left ``figure`` out of ``section`` (too noisy at its counts)."""
+        return any(f == figure for f, _ in self.omitted.get(section, ()))
 
     def mean_diff(self):
         """The model's per-class mean-difference directions, computed once per report (the sampling
@@ -75,12 +92,22 @@ SECTIONS: dict[str, Callable[[ReportContext], Section | None]] = {}
 TITLES: dict[str, str] = {}
 
 
-def report_section(key: str, title: str | None = None):
+COSTS: dict[str, Callable] = {}     # section -> cost(ctx) -> report.budget.Work at ctx's sizes
+KNOBS: dict[str, tuple] = {}        # section -> the ReportContext sizes it reads
+
+
+def report_section(key: str, title: str | None = None, *, cost: Callable | None = None, knobs: tuple = ()):
+    """Register a section. ``cost(ctx)`` returns the work it will do at ``ctx``'s sizes (images
+    generated, inversion steps, critic and feature passes: ``report.budget.Work``), ``knobs`` the
+    sizes it reads; the time budget fits those sizes (``report.budget``)."""
     def deco(fn):
         if key in SECTIONS:
             raise ValueError(f"report section {key!r} registered twice")
         SECTIONS[key] = fn
         TITLES[key] = title or key
+        if cost is not None:
+            COSTS[key] = cost
+        KNOBS[key] = tuple(knobs)
         return fn
     return deco
 
@@ -135,6 +162,18 @@ def sizes_text(ctx: ReportContext) -> str:
 def profile_sizes(name: str) -> str:
     """The sizes a profile builds with (ReportContext's defaults overridden by PROFILES[name])."""
     return sizes_text(ReportContext(model=None, out=Path("."), **PROFILES[name]))
+
+def direction_plans(ctx: ReportContext) -> list:
+    """The direction sets the walks section computes (and the method table walks): (method, kwargs)."""
+    m = ctx.model
+    if m.has_mapping:
+        plans = [("ganspace", dict(k=3)), ("sefa", dict(k=3)), ("dplase", dict(k=3, steps=ctx.dp_steps))]
+    else:
+        plans = [("ganspace", dict(k=3, layer=m.layer_names[1]))] if len(m.layer_names) > 1 else []
+    if fashion_format(m):
+        plans.append(("mean-diff", {}))
+    return plans
+
 
 def note(text: str) -> str:
     return f"<p class='note'>{html.escape(text)}</p>"

@@ -59,6 +59,28 @@ def _sampling_rows(res: dict) -> list[dict]:
     return rows
 
 
+def direction_row(m, ref, ext, d, dp_model, kind: str, n: int, seed: int) -> dict:
+    """The method table's row of a direction set: ``n`` samples (seeds from ``seed``) walked to ±2σ
+    along its first direction, ``kind`` 'linear' or 'dp', scored against their start images."""
+    base = m.sample_z(n, seed)
+    if d.space == "w":
+        with torch.no_grad():
+            base = m.mapping(base)
+    lat = walk_latents(m, d, 0, base, kind=kind, steps=3, extent=2.0, dp_model=dp_model)
+    with torch.no_grad():
+        ends = render_walk(m, d, lat)          # [-2σ, 0 (the samples themselves), +2σ]
+    return {"setting": f"direction 0 at ±2σ ({d.space})", "n": 2 * n,
+            **shared_metrics(ref, ext, torch.cat([ends[0], ends[-1]]), torch.cat([ends[1], ends[1]]), seed)}
+
+
+def direction_row_task(worker, d, dp_model, kind: str, n: int, seed: int, reference: dict) -> dict:
+    """Pool task: ``direction_row`` on the worker's model, its reference set resolved once per worker."""
+    ref, ext = worker.cached(("overview-reference", repr(sorted(reference.items()))), lambda: resolve(
+        worker.model, folder=reference.get("reference"), features=reference.get("features"),
+        device=worker.model.device, inception=reference.get("inception"), what="the method table"))
+    return direction_row(worker.model, ref, ext, d, dp_model, kind, n, seed)
+
+
 def overview_rows(ctx) -> tuple[list[dict], list[str]]:
     """Rows of the table from what the sections stored in ``ctx.figures``, and notes on what is
     missing (a family whose section could not run on this model)."""
@@ -85,19 +107,12 @@ def overview_rows(ctx) -> tuple[list[dict], list[str]]:
         notes.append("inversion: the section did not run")
     dsets = ctx.figures.get("direction_sets") or []
     if dsets:
-        base_z = m.sample_z(ctx.overview_n, ctx.seed)
-        with torch.no_grad():
-            base_w = m.mapping(base_z) if m.has_mapping else None
-        for method, d, dp_model in dsets:
-            base = base_w if d.space == "w" else base_z
-            for kind in ("linear", "dp"):
-                lat = walk_latents(m, d, 0, base, kind=kind, steps=3, extent=2.0, dp_model=dp_model)
-                with torch.no_grad():
-                    ends = render_walk(m, d, lat)          # [-2σ, 0 (the samples themselves), +2σ]
-                rows.append({"family": "directions", "method": f"{method} {kind}",
-                             "setting": f"direction 0 at ±2σ ({d.space})", "n": 2 * len(base),
-                             **shared_metrics(ref, ext, torch.cat([ends[0], ends[-1]]),
-                                              torch.cat([ends[1], ends[1]]), ctx.seed)})
+        jobs = [((method, kind), (d, dp_model, kind, ctx.overview_n, ctx.seed, ctx.reference), {})
+                for method, d, dp_model in dsets for kind in ("linear", "dp")]
+        runs = ctx.pool.imap(direction_row_task, jobs) if ctx.pool is not None else \
+            ((meta, direction_row(m, ref, ext, *a[:-1])) for meta, a, _ in jobs)
+        for (method, kind), row in runs:
+            rows.append({"family": "directions", "method": f"{method} {kind}", **row})
     else:
         notes.append("directions: the walks section did not run")
     return [{c: r.get(c) for c in COLUMNS} for r in rows], notes

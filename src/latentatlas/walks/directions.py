@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -535,3 +536,32 @@ def effects_table(dirs: Directions, top: int = 3) -> str:
             line += "  " + ", ".join(f"{a} {v:+.3f}" for a, v in e)
         lines.append(line)
     return "\n".join(lines)
+
+
+def direction_set(model, method: str, kw: dict, dp_steps: int) -> tuple:
+    """A direction set and the DP-LaSE density model its walks use (DP-LaSE's own discovery
+    trains one; for the others one is trained along the set's directions): (Directions, model)."""
+    d = compute_directions(model, method, **kw)
+    dp_model = getattr(d, "dp_model", None)
+    if dp_model is None:
+        dp_model, _ = train_dp_lase(model, DPConfig(steps=dp_steps), space=d.space, directions=d.vectors,
+                                    sigmas=d.sigmas)
+    return d, dp_model
+
+
+def direction_set_task(worker, method: str, kw: dict, dp_steps: int):
+    """Pool task: ``direction_set`` on the worker's model; a refusal comes back as its message."""
+    try:
+        return direction_set(worker.model, method, kw, dp_steps)
+    except LatentAtlasError as e:
+        return str(e)
+
+
+def direction_sets(model, plans: list, dp_steps: int, *, pool=None) -> dict:
+    """``direction_set`` for each (method, kwargs) of ``plans``, one task per set on ``pool``'s
+    workers when given (the results do not depend on where they ran): {method: (Directions,
+    density model)}, or {method: LatentAtlasError} for a set the model refuses."""
+    tasks = ((method, (method, kw, dp_steps), {}) for method, kw in plans)
+    runs = pool.imap(direction_set_task, tasks) if pool is not None else \
+        ((meta, direction_set_task(SimpleNamespace(model=model), *a)) for meta, a, _ in tasks)
+    return {method: LatentAtlasError(r) if isinstance(r, str) else r for method, r in runs}

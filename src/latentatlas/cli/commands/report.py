@@ -1,6 +1,7 @@
 """report: the HTML report for a model."""
 from __future__ import annotations
 
+from ...report.budget import parse_budget
 from ...report.build import build_report
 from ...report.context import PROFILES, profile_sizes
 from ..options import (
@@ -33,8 +34,15 @@ def add_report(sub, common):
                         "afterwards); thorough: "
                         f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n and a "
                         f"thinned sweep for a fast look ({profile_sizes('quick')}; about 3 min the first time)")
+    s.add_argument("--budget", default=None, metavar="TIME",
+                   help="fit the report to a time budget (30m, 1h30m, 90s; a plain number is minutes): a short probe "
+                        "measures the model's cost per image and per inversion step at the chosen precision, every "
+                        "size of the profile is scaled to fit, the plan with its ETA is printed before the work and "
+                        "written into the page, and the sections still to run are fitted again after each one; "
+                        "figures too noisy at the counts that fit are left out, and the page says which (default: "
+                        "no budget, the profile's sizes)")
     add_reference(s)
-    add_ray(s, "the sampling sweep's points")
+    add_ray(s, "the heavy sections' work (sampling sweep, quality, inversion, directions, method table)")
     add_atlas(s)
     add_model_options(s)
     s.set_defaults(fn=run_report)
@@ -42,9 +50,11 @@ def add_report(sub, common):
 
 def run_report(args):
     secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
+    budget = parse_budget(args.budget) if args.budget is not None else None
     model = load_model(args)           # with --class / --truncation, as every command loads it
     with pool_for(args, model) as pool:
         path = build_report(model, args.out, n=args.n, seed=args.seed, sections=secs, profile=args.profile,
-                            atlas=args.atlas, pool=pool, **reference_kw(args))
+                            atlas=args.atlas, pool=pool, budget=budget,
+                            **reference_kw(args))
     emit(args, {"report": str(path)}, lambda d: f"report written to {d['report']}")
     return 0

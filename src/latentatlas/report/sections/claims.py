@@ -4,10 +4,11 @@ from __future__ import annotations
 import html
 
 from ..claims import evaluate_claims, render, summary_line
+from ..budget import Work
 from ..context import ReportContext, Section, report_section
 
 
-@report_section("claims", "What the papers claim, and what this model shows")
+@report_section("claims", "What the papers claim, and what this model shows", cost=lambda ctx: Work())
 def _claims(ctx: ReportContext) -> Section:
     claims = evaluate_claims(ctx)
     ctx.figures["claims"] = claims

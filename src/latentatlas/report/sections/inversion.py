@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import torch
 
-from ... import diamond as dm
 from ...data.fashion import fashion_format, load_fashion_mnist
 from ...errors import LatentAtlasError
 from ...evaluation.inversion import (
     METHODS,
     edit_probs,
     edit_range_of,
+    invert_methods,
     method_kwargs,
     pnorm_outliers,
 )
 from ...imageio import save_grid
-from ...inversion import InversionConfig, invert_many
 from ...metrics.attributes import estimator_for
 from ...metrics.features import FashionFeatures
 from ...metrics.perceptual import perceptual_fn
@@ -22,7 +21,8 @@ from ...metrics.ppl import embedding_ppl
 from ...metrics.reconstruction import reconstruction_metrics
 from ...walks.directions import ganspace
 from ..claims import SEM
-from ..context import ReportContext, Section, report_section, table, tile_scale
+from ..budget import Work
+from ..context import ReportContext, Section, note, report_section, table, tile_scale
 
 
 def _embedding_quality(ctx, m, ws, label: str) -> dict:
@@ -30,8 +30,10 @@ def _embedding_quality(ctx, m, ws, label: str) -> dict:
     ``ctx.ppl_pairs`` random pairs of embeddings (with its standard error), and for Fashion-MNIST
     models the attribute estimator's reading of GANSpace edits (its per-image probabilities kept in
     ``ctx.figures["edit_probs"][label]`` for the claims' paired comparison)."""
-    r = embedding_ppl(m, ws, pairs=ctx.ppl_pairs, seed=ctx.seed)
-    out = {"ppl": r["ppl"], SEM: r["sem"]}
+    out = {}
+    if not ctx.omits("inversion", "ppl"):
+        r = embedding_ppl(m, ws, pairs=ctx.ppl_pairs, seed=ctx.seed)
+        out = {"ppl": r["ppl"], SEM: r["sem"]}
     if fashion_format(m):
         if "inv_dirs" not in ctx.figures:
             ctx.figures["inv_dirs"] = ganspace(m, k=3)
@@ -46,22 +48,22 @@ def _inversion_methods(model):
     return [(k, method_kwargs(model, v)) for k, v in METHODS.items()]
 
 
-def _diamond_recovery(m, targets, steps):
-    """Diamond in the rough's z recovery, as an InversionResult-like record for the table."""
-    import time
-    from types import SimpleNamespace
+def _cost(ctx) -> Work:
+    """Every method's steps on every image, each start pool (one per latent space, Diamond's best-of
+    its n_init), a rendering every 10 steps for the stopping rule, the PPL pairs and the metrics."""
+    m = ctx.model
+    mapped = len(METHODS) if m.has_mapping else 0
+    rows = mapped + (1 if m.has_discriminator else 0)
+    n_init = ctx.diamond.get("n_init", 1000) if m.has_discriminator else 0
+    pools = (3 if m.has_mapping else 0) * ctx.init_pool + n_init
+    steps = rows * ctx.invert_n * ctx.invert_steps
+    ppl = 0 if ctx.omits("inversion", "ppl") or ctx.invert_n < 2 else 2 * mapped * ctx.ppl_pairs
+    return Work(generate=pools + steps / 10 + rows * ctx.invert_n + ppl, steps=steps,
+                critic=(pools + ppl) if m.has_discriminator else 0, features=2 * (rows + 1) * ctx.invert_n)
 
-    st = dm.resolve_settings(m)
-    t0 = time.perf_counter()
-    z = dm.recover_z(m, targets.to(m.device), dm.recovery_config(st, steps))
-    with torch.no_grad():
-        images = m(z).clamp(-1, 1).cpu()
-        ws = m.broadcast(m.mapping(z)).cpu() if m.has_mapping else None
-    return SimpleNamespace(images=images, ws=ws, steps_used=torch.full((z.shape[0],), steps),
-                           seconds=time.perf_counter() - t0)
 
-
-@report_section("inversion", "Inversion")
+@report_section("inversion", "Inversion", cost=_cost,
+                knobs=("invert_n", "invert_steps", "ppl_pairs", "init_pool"))
 def _inversion(ctx: ReportContext) -> Section:
     m = ctx.model
     if fashion_format(m):
@@ -87,13 +89,13 @@ def _inversion(ctx: ReportContext) -> Section:
     rows, grids = [], [targets]
     hist_data = {}
     outputs = {}
-    # the methods that differ only in their regulariser are optimised as one batch (invert_many)
-    cfgs = {label: InversionConfig(steps=ctx.invert_steps, lr=0.05, perceptual=perc_name,
-                                   perceptual_weight=0.05 if perc_name != "none" else 0.0, **kw)
-            for label, kw in methods if not kw.get("diamond")}
-    results = dict(zip(cfgs, invert_many(m, targets, list(cfgs.values()), atlas=atlas)))
+    # the methods that differ only in their regulariser are optimised as one batch (invert_many); with --ray
+    # each latent space's batch and Diamond's recovery run on the pool's workers
+    results = invert_methods(m, targets, methods, steps=ctx.invert_steps, perceptual=perc_name,
+                             init=f"best-of:{ctx.init_pool}", atlas=atlas, pool=ctx.pool,
+                             n_init=ctx.diamond.get("n_init", 1000))
     for label, kw in methods:
-        res = _diamond_recovery(m, targets, ctx.invert_steps) if kw.get("diamond") else results[label]
+        res = results[label]
         met = reconstruction_metrics(targets, res.images, perc)
         ctx.figures.setdefault("inversion_psnr", {})[label] = met["psnr"].cpu()   # per image: the claims' pairs
         row = {"method": label, **{k: float(v.mean()) for k, v in met.items()},
@@ -115,6 +117,7 @@ def _inversion(ctx: ReportContext) -> Section:
              "differ only in their regulariser share one batch, each row with its own regulariser and optimiser "
              "state; their seconds are shares of that batch's time). Rows: targets, "
              + ", ".join(l for l, _ in methods) + ". Perceptual column: fashion-features distance.</p>",
+             "".join(note(why) for _, why in ctx.omitted.get("inversion", ())),
              ctx.image("inversion.png", "reconstructions",
                        "Each row against the first: a method that loses the target's class or shape has found "
                        "the wrong basin, whatever its PSNR."), table(rows)]

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 
+from ..budget import Work
 from ..context import ReportContext, Section, report_section, table
 from ..markdown import to_html
 
 
-@report_section("model")
+@report_section("model", cost=lambda ctx: Work())
 def _model_card(ctx: ReportContext) -> Section:
     m = ctx.model
     rows = [{"property": k, "value": v} for k, v in [

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from ...imageio import preview_scale, save_grid
 from ...sampling.generate import sample_images
+from ..budget import Work
 from ..context import ReportContext, Section, report_section
 
 
-@report_section("samples")
+@report_section("samples", cost=lambda ctx: Work(generate=ctx.n), knobs=("n",))
 def _samples(ctx: ReportContext) -> Section:
     res = sample_images(ctx.model, n=ctx.n, seed=ctx.seed)
     scale = preview_scale(ctx.model.img_resolution)

@@ -21,18 +21,52 @@ from ...imageio import save_grid
 from ...sampling import Context, default_sweep
 from ...sampling.generate import sample_with_strategy
 from ...walks.edit import save_strip
+from ..budget import Work
 from ..context import ReportContext, Section, note, report_section, table, tile_scale
 
 SHOWCASE = [("none", {}), ("truncation", {"psi": 0.7}), ("pca-log", {"tau": 1.5}), ("cluster", {"psi": 0.7}),
             ("cluster", {"psi": 0.7, "mixture": "learned"}), ("diamond", {"sigma": 0.3})]
 
 
-@report_section("sampling", "Sampling strategies")
+def _has_reference(ctx) -> bool:
+    return fashion_format(ctx.model) or bool(ctx.reference.get("reference"))
+
+
+def _sweeps(ctx, m) -> dict:
+    """Per strategy the sweep's points: the profile's ``sweep_values`` thin each strategy's default sweep."""
+    strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
+
+    def kept(p):
+        return all(v in ctx.sweep_values.get(k, (v,)) for k, v in p.items())
+    sweeps = {name: [p for p in default_sweep(m, name) if kept(p)] for name in strategies}
+    sweeps["diamond"] = [{**p, **ctx.diamond} for p in sweeps["diamond"]]
+    return sweeps
+
+
+def _cost(ctx) -> Work:
+    m, d = ctx.model, ctx.diamond
+    n_init = d.get("n_init", 1000)
+    w = Work(generate=len(SHOWCASE) * ctx.showcase_n)
+    if m.has_discriminator:
+        n_proto, steps = d.get("n_proto", 1000), d.get("recovery_steps", 200) + d.get("proto_iter", 100)
+        if not m.has_mapping:                    # the great-circle figure searches 4 samples' protoimages
+            w += Work(generate=4 * 9 + 4 * 8 * 4 + n_init, steps=4 * steps, critic=n_init)
+        if m.has_minibatch_std and not dm.proto_cache_path(m, n_proto, d.get("recovery_steps", 200), dm.resolve_settings(m),
+                                                          d.get("proto_iter", 100), 0, n_init).is_file():
+            w += Work(generate=n_init + n_proto, steps=n_proto * steps, critic=n_init)
+    if _has_reference(ctx):
+        points = 1 + sum(len(v) for v in _sweeps(ctx, m).values())
+        w += Work(generate=points * ctx.sweep_n, features=points * ctx.sweep_n)
+    return w
+
+
+@report_section("sampling", "Sampling strategies", cost=_cost,
+                knobs=("showcase_n", "sweep_n", "sweep_values", "diamond"))
 def _sampling(ctx: ReportContext) -> Section:
     m = ctx.model
     sctx = Context(m, atlas=ctx.figures.get("atlas") or ctx.atlas)
     ctx.figures["sampling_ctx"] = sctx
-    parts = ["<p>The same 16 seeds under each strategy.</p>"]
+    parts = [f"<p>The same {ctx.showcase_n} seeds under each strategy.</p>"]
     for name, params in SHOWCASE:
         if not m.has_mapping and name == "truncation":
             params = {"t": 1.0}
@@ -42,20 +76,20 @@ def _sampling(ctx: ReportContext) -> Section:
                 params = {"sigma": 0.3, "variant": "walk", "recovery_steps": ctx.diamond.get("recovery_steps", 100)}
         label = f"{name} {', '.join(f'{k}={v}' for k, v in params.items())}".strip()
         try:
-            res = sample_with_strategy(m, n=16, seed=ctx.seed, strategy=name, params=params, ctx=sctx)
+            res = sample_with_strategy(m, n=ctx.showcase_n, seed=ctx.seed, strategy=name, params=params, ctx=sctx)
         except LatentAtlasError as e:
             parts.append(f"<h3>{html.escape(label)}</h3>" + note(f"not applicable: {e}"))
             continue
         fname = f"sampling-{name}-{len(parts)}.png"
-        save_grid(res.images, ctx.out / fname, nrow=16, scale=tile_scale(m))
-        parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label, "The same 16 seeds as the other rows: compare "
+        save_grid(res.images, ctx.out / fname, nrow=ctx.showcase_n, scale=tile_scale(m))
+        parts.append(f"<h3>{html.escape(label)}</h3>" + ctx.image(fname, label, f"The same {ctx.showcase_n} seeds as the other rows: compare "
                                                                    "column by column to see what this strategy changes."))
     if not m.has_mapping and m.has_discriminator:
         try:
             parts.append(_diamond_figures(ctx, m, sctx))
         except LatentAtlasError as e:
             parts.append(note(f"Diamond figures not available: {e}"))
-    if fashion_format(m) or ctx.reference.get("reference"):
+    if _has_reference(ctx):
         try:
             parts.append(_sampling_sweep(ctx, m, sctx))
         except LatentAtlasError as e:
@@ -64,18 +98,15 @@ def _sampling(ctx: ReportContext) -> Section:
 
 
 def _sampling_sweep(ctx, m, sctx) -> str:
-    strategies = ["truncation", "pca-log", "cluster", "diamond"] if m.has_mapping else ["truncation", "diamond"]
-
-    def kept(p):        # the profile's sweep_values thin each strategy's sweep to the values it names
-        return all(v in ctx.sweep_values.get(k, (v,)) for k, v in p.items())
-    sweeps = {name: [p for p in default_sweep(m, name) if kept(p)] for name in strategies}
-    sweeps["diamond"] = [{**p, **ctx.diamond} for p in sweeps["diamond"]]
+    sweeps = _sweeps(ctx, m)
+    strategies = list(sweeps)
     res = evaluate_sampling(m, strategies, n=ctx.sweep_n, seed=ctx.seed, progress=False, ctx=sctx, sweeps=sweeps,
                             pool=ctx.pool, **ctx.reference)
     ctx.figures["sampling"] = res
     plot_sampling(res, ctx.out)
-    cols = tuple(c for c in COLUMNS if c != "seconds")
+    cols = tuple(c for c in COLUMNS if c != "seconds" and not ctx.omits("sampling", c))
     out = (f"<h3>Sweep ({ctx.sweep_n} samples per point; Diamond with the mean protoimage at fixed sigma and with per-sample sigma = auto)</h3>"
+           + "".join(note(why) for _, why in ctx.omitted.get("sampling", ()))
            + table([{c: r.get(c, r.get("error", "")) for c in cols} for r in res["rows"]])
            + ctx.image("precision_recall.png", "precision vs recall",
                        "Each strategy traces a curve as its parameter tightens: up-left is more realism bought with "
@@ -91,6 +122,12 @@ def _sampling_sweep(ctx, m, sctx) -> str:
     if any(r.get("strategy") == "diamond" and "fid" in r for r in res["rows"]):
         t1 = table1_summary(res, m, ctx.diamond, ref=ctx.real_set())
         ctx.figures["table1"] = t1
+    if ctx.figures.get("table1") and ctx.omits("sampling", "fid"):
+        out += note("Diamond's Table 1 compares FIDs: its table is left out at these counts (the claims table reads "
+                    "its verdict from the paired intervals, which say 'not resolved' when the noise swamps the "
+                    "difference).")
+    elif ctx.figures.get("table1"):
+        t1 = ctx.figures["table1"]
         rows = [{"row": label, **{k: (t1[key] or {}).get(k, "not applicable") for k in
                                   ("params", "fid", "precision", "recall", "pixel_dist", "sigma_mean")}}
                 for label, key in TABLE1_ROWS]
