@@ -134,7 +134,7 @@ def test_cluster_claim_reads_faithfulness_fid_and_recall_intervals(tmp_path):
     f0 = rng.normal(size=(n, dim))
     noise = rng.normal(size=(n, dim))
     ctx = _ctx(tmp_path)
-    ctx.figures["real_set"] = Reference("synthetic", "test", real, mu, sig)
+    ctx.figures["metrics_reference"] = (Reference("synthetic", "test", real, mu, sig), None)
     # psi-truncation shrinks every sample towards the mean; the cluster truncation barely moves them
     _sweep(ctx, f0, [("truncation", "psi=1.0", f0, {}),
                      ("truncation", "psi=0.5", 0.5 * f0, {"fid": 2.0, "recall": 0.1}),

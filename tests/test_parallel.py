@@ -497,3 +497,21 @@ def test_the_reports_heavy_sections_give_the_same_results_on_a_pool(tmp_path):
     pooled = dict(_ShufflingPool(model).imap(direction_row_task, jobs))
     for kind in ("linear", "dp"):
         assert pooled[kind] == direction_row(model, ref, ext, d, dp, kind, 12, 4)
+
+
+@pytest.mark.slow
+def test_report_ray_sends_the_heavy_sections_to_the_workers(ray_local, tiny_sg2, tmp_path, capsys):
+    """Issue 39: report --ray --budget on a cluster: the quality, inversion, walks and method-table
+    sections run their work on the Ray workers and the page is complete, with its plan."""
+    f, src = model_and_images(tiny_sg2, tmp_path, seed=5, n=60)
+    out = tmp_path / "rep"
+    assert main(["report", "--model", str(f), "--out", str(out), "--profile", "quick", "--reference", str(src),
+                 "--sections", "model,quality,latent-space,inversion,walks,overview", "--budget", "10m",
+                 "--ray", "--ray-workers", "2", "--json"]) == 0
+    capsys.readouterr()
+    html = (out / "index.html").read_text()
+    for sec in ("quality", "inversion", "walks", "overview", "budget"):
+        assert f"id='{sec}'" in html or f'id="{sec}"' in html, sec
+    assert "section not available" not in html
+    rec = json.loads((out / "budget.json").read_text())
+    assert rec["sections"]["inversion"]["actual_s"] > 0

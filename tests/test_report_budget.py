@@ -72,6 +72,12 @@ def test_the_fitted_sizes_cost_no_more_than_the_budget_and_a_bigger_budget_buys_
     big_s, big = bg.fit(ctx, keys, 7200, _units(), profile="full")
     assert big_s > small_s and ctx.eval_n > eval_small
     assert sum(v for v, _ in big.values()) <= 7200
+    # every budget's fitted estimate stays within it (a figure left out or kept at the fitted sizes is counted
+    # at those sizes: PPL's pairs appeared at 100 once the fit had already priced them out)
+    slow = _units(generate=0.07, step=0.34, critic=0.045, features=0.045)
+    for seconds in range(900, 4000, 150):
+        _, est = bg.fit(ctx, keys, seconds, slow, profile="full")
+        assert sum(v for v, _ in est.values()) <= seconds, seconds
     # a budget the smallest sizes do not fit: sections are left out, in DROP_ORDER, each saying why
     plan = bg.make_plan(ctx, keys, 120, _units(), 0.0, __import__("time").time())
     dropped = [k for k, p in plan.sections.items() if p.dropped]
@@ -147,3 +153,32 @@ def test_report_budget_cli_refuses_a_bad_budget(capsys):
     assert main(["report", "--model", "fashion-stylegan2", "--out", "/tmp/never-written", "--budget", "soon"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--budget 'soon'" in err[0]
+
+
+def test_at_the_thinnest_sweep_the_sampling_section_and_table_1_still_build(tiny_with_reference, tmp_path,
+                                                                           monkeypatch):
+    """Below scale 0.1 the sweep keeps ψ = 1 (Table 1's baseline) and one point per strategy; the
+    section builds its sweep and Table 1 (a run on a 256-px model once failed here)."""
+    m, ref = tiny_with_reference
+    monkeypatch.setattr(bg, "probe", lambda model, ext=None: _units(generate=0.07, step=0.38, features=0.045))
+    page = build_report(m, tmp_path / "rep", profile="full", reference=str(ref), budget=150.0,
+                        sections=["model", "latent-space", "sampling", "claims"])
+    import json
+    assert json.loads((page.parent / "budget.json").read_text())["scale"] < 0.1
+    html = page.read_text()
+    assert "Sweep (" in html and "section not available" not in html and "sweep not available" not in html
+
+
+def test_a_budgeted_report_without_any_fid_builds_every_section_and_claim(tiny_with_reference, tmp_path, monkeypatch):
+    """At 256 px the discriminator's features have thousands of dimensions, so a budget's small
+    sets have no FID at all: every section and claim must still build (a 20-minute run once
+    failed in the Table 1 claim formatting a missing FID)."""
+    from latentatlas.metrics import reference as R
+    m, ref = tiny_with_reference
+    orig = R.Reference.scores
+    monkeypatch.setattr(R.Reference, "scores", lambda self, fake, **kw: {**orig(self, fake, **kw), "fid": None})
+    monkeypatch.setattr(bg, "probe", lambda model, ext=None: _units(generate=0.07, step=0.38, features=0.045))
+    page = build_report(m, tmp_path / "rep", profile="full", reference=str(ref), budget=300.0)
+    html = page.read_text()
+    assert "section not available" not in html and "could not be measured" not in html
+    assert "FID was not measured at this N" in html

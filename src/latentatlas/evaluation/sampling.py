@@ -241,7 +241,9 @@ def table1_summary(res: dict, model, d: dict | None = None, ref=None) -> dict:
     ``diamond_vs_baseline``/``diamond_vs_truncation`` read them (``compare``)."""
     d = d or {}
     ok = [r for r in res["rows"] if "fid" in r]
-    base = next(r for r in ok if r["strategy"] == "truncation" and _leaves_samples_alone(r))
+    base = next((r for r in ok if r["strategy"] == "truncation" and _leaves_samples_alone(r)), None)
+    if base is None:
+        raise LatentAtlasError("Table 1 needs the sweep's untruncated truncation point (psi = 1) as its baseline")
     trunc = min((r for r in ok if r["strategy"] == "truncation" and r is not base), key=rank_key, default=None)
     grid = [r for r in ok if r["strategy"] == "diamond" and "sigma=auto" not in r["params"]]
     best_sigma = min((r for r in grid if _sigma_of(r) != 0.0), key=rank_key, default=None)

@@ -409,14 +409,17 @@ def invert_many(model, targets: torch.Tensor, cfgs: list, *, atlas=None, progres
     return out
 
 
+BACKWARD_FACTOR = 8      # an image with its graph for a backward pass holds ~8x a plain pass's memory (inversion.memory)
+
+
 def _targets_per_batch(model, group: list, n: int) -> int:
     """How many targets one batch of ``group`` (len(group) rows per target) takes: all of them
     unless the rows' backward pass would hold more than half the free memory (measured by
-    ``inversion.memory.probe`` only when the rows' pixels exceed a pass's ``max_batch``: a 256-px
-    model's report inverted 9 x 5 rows at once and peaked at 17 GB). The perceptual features of
+    ``inversion.memory.probe`` only when the rows exceed ``max_batch / BACKWARD_FACTOR``: a 256-px
+    model's report inverted 6 x 5 W+ rows at once and peaked at 19 GB). The perceptual features of
     a minibatch-std critic see their batch, so a cut batch's results differ in the last digits."""
     rows = len(group) * n
-    if rows <= model.max_batch():
+    if rows <= max(1, model.max_batch() // BACKWARD_FACTOR):
         return n
     fits = fit_batch(memory_probe(model, group[0]), available_bytes(model.device) // 2, rows)
     per = max(1, fits // len(group))

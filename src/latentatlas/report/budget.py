@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import math
 import re
@@ -73,6 +74,11 @@ class Units:
         return (w.generate * self.generate + w.partial * self.generate * PARTIAL_SHARE + w.steps * self.step
                 + w.critic * self.critic + w.features * self.features + w.seconds
                 + (SECTION_OVERHEAD if w.images() else 0.0))
+
+
+# what `report` fits to without --budget: a 32-px model's report fits well inside (its sizes are the
+# profile's own), a 256-px model's is cut to finish in about this time instead of running for days
+DEFAULT_BUDGETS = {"quick": "10m", "full": "30m", "thorough": "2h"}
 
 
 def parse_budget(text: str) -> float:
@@ -146,7 +152,7 @@ DIAMOND_SCALING = (("n_proto", "lin", 2), ("recovery_steps", "root", 10), ("prot
 DIAMOND_DEFAULTS = {"n_proto": 64, "recovery_steps": 200, "proto_iter": 100, "n_init": 1000}   # the strategy's own
 # below these scales the sampling sweep keeps fewer points: quick's 13, then one per strategy (plus the untruncated one)
 THIN_SWEEPS = ((0.5, PROFILES["quick"]["sweep_values"]),
-               (0.1, dict(psi=(0.6,), tau=(1.0,), sigma=(0.1,), t=(0.7,))))
+               (0.1, dict(psi=(1.0, 0.6), tau=(1.0,), sigma=(0.1,), t=(0.7,))))    # ψ = 1: Table 1's baseline row
 # when even the smallest sizes do not fit, sections are left out in this order (each says so on the page)
 DROP_ORDER = ("overview", "editing", "walks", "latent-space", "inversion", "sampling", "quality")
 
@@ -163,15 +169,17 @@ def _scale(v, how: str, floor: int, s: float) -> int:
     return int(min(v, max(floor, round(x))))
 
 
-def scaled(profile: str, s: float) -> dict:
-    """The profile's sizes at scale ``s`` ∈ (0, 1] (1 = the profile itself)."""
+def scaled(profile: str, s: float, fill: float | None = None) -> dict:
+    """The profile's sizes at scale ``s`` ∈ (0, 1] (1 = the profile itself); ``fill`` ≥ s: the
+    counts that scale linearly at this larger scale instead (the budget's second pass: the steps
+    and the numbers of images, which move the cost in large jumps, stay at ``s``)."""
     base = profile_values(profile)
-    out = {k: _scale(base[k], how, lo, s) for k, how, lo in SCALING}
+    out = {k: _scale(base[k], how, lo, (fill or s) if how == "lin" else s) for k, how, lo in SCALING}
     dia = dict(base["diamond"])
     for k, how, lo in DIAMOND_SCALING:
         if k in dia:
             dia[k] = _scale(dia[k], how, lo, s)
-        else:          # the strategy's own defaults
+        elif _scale(DIAMOND_DEFAULTS[k], how, lo, s) != DIAMOND_DEFAULTS[k]:     # named only when it differs
             dia[k] = _scale(DIAMOND_DEFAULTS[k], how, lo, s)
     out["diamond"] = dia
     sweep = base["sweep_values"]
@@ -229,7 +237,7 @@ class Plan:
     sections: dict = field(default_factory=dict)    # key -> SectionPlan
     setup_seconds: float = 0.0       # probe, reference features, before the first section
     started: float = field(default_factory=time.time)
-    history: list = field(default_factory=list)     # (after section, scale, eta) re-plans
+    history: list = field(default_factory=list)     # re-plans: (after section, scale, eta, correction)
 
     def elapsed(self) -> float:
         return time.time() - self.started
@@ -253,26 +261,33 @@ def _apply(ctx: ReportContext, sizes: dict, frozen: set):
 
 
 def _estimate(ctx, keys, units: Units, factor: float = 1.0) -> dict:
-    return {k: (units.seconds(COSTS[k](ctx)) * factor, COSTS[k](ctx)) for k in keys if k in COSTS}
+    """{section: (estimated seconds, its Work)} at ``ctx``'s sizes."""
+    work = {k: COSTS[k](ctx) for k in keys if k in COSTS}
+    return {k: (units.seconds(w) * factor, w) for k, w in work.items()}
 
 
 def fit(ctx: ReportContext, keys: list[str], seconds: float, units: Units, *, profile: str,
         frozen: set = frozenset(), factor: float = 1.0) -> tuple[float, dict]:
     """Set ``ctx``'s sizes (those not ``frozen``) to the largest scale whose estimated cost of the
     sections ``keys`` fits ``seconds``; returns (scale, {section: (seconds, Work)})."""
-    def total(s):
-        _apply(ctx, scaled(profile, s), frozen)
+    def total(s, fill=None):
+        _apply(ctx, scaled(profile, s, fill), frozen)
+        ctx.omitted = omissions(ctx)          # a figure left out is work not done: part of the cost
         return sum(v for v, _ in _estimate(ctx, keys, units, factor).values())
-    lo, hi = 1e-4, 1.0
-    if total(hi) <= seconds:
-        s = hi
-    else:
+
+    def largest(cost, lo):
+        """The largest x in [lo, 1] with cost(x) within the budget (lo assumed to fit)."""
+        hi = 1.0
+        if cost(hi) <= seconds:
+            return hi
         for _ in range(40):
             mid = math.sqrt(lo * hi)
-            lo, hi = (mid, hi) if total(mid) <= seconds else (lo, mid)
-        s = lo
-    total(s)
-    ctx.omitted = omissions(ctx)
+            lo, hi = (mid, hi) if cost(mid) <= seconds else (lo, mid)
+        return lo
+    s = largest(total, 1e-4)
+    # the inverted images and steps change the cost in jumps: the linear counts take up what is left
+    fill = largest(lambda f: total(s, f), s) if s < 1.0 else None
+    total(s, fill)
     return s, _estimate(ctx, keys, units, factor)
 
 
@@ -307,7 +322,6 @@ def replan(ctx: ReportContext, plan: Plan, done_key: str):
     if not todo:
         return
     frozen = {k for key, p in plan.sections.items() if p.actual is not None for k in KNOBS.get(key, ())}
-    frozen |= {"sweep_values"} if plan.sections.get("sampling") and plan.sections["sampling"].actual is not None else set()
     left = plan.budget - plan.elapsed()
     factor = plan.correction()
     s, est = fit(ctx, todo, MARGIN * max(left, 0.0), plan.units, profile=plan.profile, frozen=frozen, factor=factor)
@@ -374,7 +388,6 @@ def plan_record(ctx: ReportContext, plan: Plan) -> dict:
 
 def plan_html(ctx: ReportContext, plan: Plan) -> str:
     """The plan and what each section measured at which counts, for the page."""
-    import html
     u = plan.units
     rows = []
     for k, p in plan.sections.items():

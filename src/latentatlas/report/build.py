@@ -13,7 +13,6 @@ from pathlib import Path
 from ..atlas import Atlas
 from ..errors import LatentAtlasError
 from ..evaluation import stored
-from ..metrics.reference import resolve
 from . import budget as bg
 from .claims import fid_interval, summary_line
 from .context import PROFILES, SECTIONS, TITLES, ReportContext, Section, sizes_text
@@ -47,15 +46,22 @@ def _summary(ctx) -> str:
             d = fid_interval(ctx, (base["strategy"], base["params"]), (k, v["params"])) if key == "fid" else None
             text = f"{k} ({v['params']}: {key.upper()} {v[key]:.3g}" + (
                 f", {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}])" if d else ")")
-            (better if d is None or d["hi"] < 0 else noise).append(text)
+            if d is None and key == "kid":     # KID's subset std where kept: a drop within two of them is noise
+                sds = (base.get("kid_std"), v.get("kid_std"))
+                clear = None not in sds and base[key] - v[key] > 2 * (sds[0] ** 2 + sds[1] ** 2) ** 0.5
+            else:
+                clear = d is None or d["hi"] < 0
+            (better if clear else noise).append(text)
         lines.append(f"Sampling: untruncated {key.upper()} {base[key]:.3g}; "
                      + (f"improved by {', '.join(better)}" if better else "no strategy improved it measurably")
-                     + (f"; lower within the sampling noise (paired 95% interval includes 0): {', '.join(noise)}"
+                     + (f"; lower within the sampling noise ({'paired 95% interval includes 0' if key == 'fid' else 'no interval for KID at this N'}): {', '.join(noise)}"
                         if noise else "") + ".")
     claims = ctx.figures.get("claims")
     if lines or claims:
         lines.append(f"Profile {ctx.profile}"
-                     + (f", fitted to a time budget of {bg.minutes(ctx.budget.budget)} (see Budget and plan)"
+                     + ((f", within a time budget of {bg.minutes(ctx.budget.budget)} at its own sizes"
+                         if ctx.budget.scale >= 1.0 and not any(p.dropped for p in ctx.budget.sections.values())
+                         else f", fitted to a time budget of {bg.minutes(ctx.budget.budget)} (see Budget and plan)")
                         if ctx.budget is not None else "") + f": {sizes_text(ctx)}; compare "
                      "figures with a report of the same profile (FID falls with N, drift magnitudes depend on "
                      "the density model's training)."
@@ -77,9 +83,7 @@ def _plan(ctx, keys, budget: float, started: float):
     ext = None
     if any(k in keys for k in ("quality", "sampling", "overview")):
         try:
-            ctx.real_set()
-            ext = resolve(ctx.model, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
-                          device=ctx.model.device, inception=ctx.reference.get("inception"), what="the report")[1]
+            ext = ctx.metrics_reference()[1]
         except LatentAtlasError:
             pass
     units = bg.probe(ctx.model, ext)

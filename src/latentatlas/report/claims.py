@@ -280,6 +280,10 @@ def _diamond_table1(run: dict) -> Claim:
     t1 = run.get("table1")
     if not t1:
         return _na(paper, c, "needs Diamond's sweep: a Z-space model with a critic and a reference set")
+    if any(r and r.get("fid") is None for r in (t1["baseline"], t1["best_truncation"], t1["best_sigma"],
+                                                t1["sigma_auto"])):
+        return Claim(paper, c, "FID was not measured at this N (the sweep's samples per point are fewer than the "
+                     "feature dimensions): the claim is about FID", UNRESOLVED)
     base, tr, best = t1["baseline"], t1["best_truncation"], min(
         (x for x in (t1["best_sigma"], t1["sigma_auto"]) if x), key=lambda r: r["fid"], default=None)
     if best is None:

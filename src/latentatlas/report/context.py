@@ -70,14 +70,19 @@ class ReportContext:
             self.figures["mean_diff"] = mean_diff(self.model, n=self.mean_diff_n, seed=self.seed)
         return self.figures["mean_diff"]
 
-    def real_set(self):
-        """The real set the metrics compare with (``metrics.reference.resolve``), resolved once per
-        report: the paired intervals of the sampling section and the claims read it."""
-        if "real_set" not in self.figures:
-            self.figures["real_set"] = resolve(
+    def metrics_reference(self):
+        """(the real set the metrics compare with, its feature extractor): ``metrics.reference.resolve``
+        once per report (the budget's probe, the sampling section's intervals, the method table and
+        the claims read it)."""
+        if "metrics_reference" not in self.figures:
+            self.figures["metrics_reference"] = resolve(
                 self.model, folder=self.reference.get("reference"), features=self.reference.get("features"),
-                device=self.model.device, inception=self.reference.get("inception"), what="the report")[0]
-        return self.figures["real_set"]
+                device=self.model.device, inception=self.reference.get("inception"), what="the report")
+        return self.figures["metrics_reference"]
+
+    def real_set(self):
+        """The real set the metrics compare with (``metrics_reference``)."""
+        return self.metrics_reference()[0]
 
     def image(self, name: str, alt: str, caption: str, width: int | None = None) -> str:
         """A figure with its one-sentence caption: what to look for in it."""

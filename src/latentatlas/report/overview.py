@@ -87,8 +87,7 @@ def overview_rows(ctx) -> tuple[list[dict], list[str]]:
     m = ctx.model
     notes = []
     try:
-        ref, ext = resolve(m, folder=ctx.reference.get("reference"), features=ctx.reference.get("features"),
-                           device=m.device, inception=ctx.reference.get("inception"), what="the method table")
+        ref, ext = ctx.metrics_reference()
     except Exception as e:      # noqa: BLE001 - the reason is shown in the report
         return [], [f"no reference set: {e}"]
     rows = []

@@ -1,7 +1,7 @@
 """report: the HTML report for a model."""
 from __future__ import annotations
 
-from ...report.budget import parse_budget
+from ...report.budget import DEFAULT_BUDGETS, parse_budget
 from ...report.build import build_report
 from ...report.context import PROFILES, profile_sizes
 from ..options import (
@@ -35,12 +35,13 @@ def add_report(sub, common):
                         f"{profile_sizes('thorough')} (~2x the time, less sampling noise); quick: small n and a "
                         f"thinned sweep for a fast look ({profile_sizes('quick')}; about 3 min the first time)")
     s.add_argument("--budget", default=None, metavar="TIME",
-                   help="fit the report to a time budget (30m, 1h30m, 90s; a plain number is minutes): a short probe "
-                        "measures the model's cost per image and per inversion step at the chosen precision, every "
-                        "size of the profile is scaled to fit, the plan with its ETA is printed before the work and "
-                        "written into the page, and the sections still to run are fitted again after each one; "
-                        "figures too noisy at the counts that fit are left out, and the page says which (default: "
-                        "no budget, the profile's sizes)")
+                   help="fit the report to a time budget (30m, 1h30m, 90s; a plain number is minutes; 'off' for the "
+                        "profile's sizes whatever they cost): a short probe measures the model's cost per image and "
+                        "per inversion step at the chosen precision, every size of the profile is scaled to fit (never "
+                        "above the profile's own), the plan with its ETA is printed before the work and written into "
+                        "the page, and the sections still to run are fitted again after each one; figures too noisy at "
+                        "the counts that fit are left out, and the page says which (default per profile: "
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_BUDGETS.items()) + ")")
     add_reference(s)
     add_ray(s, "the heavy sections' work (sampling sweep, quality, inversion, directions, method table)")
     add_atlas(s)
@@ -50,7 +51,8 @@ def add_report(sub, common):
 
 def run_report(args):
     secs = [x.strip() for x in args.sections.split(",")] if args.sections else None
-    budget = parse_budget(args.budget) if args.budget is not None else None
+    text = args.budget if args.budget is not None else DEFAULT_BUDGETS[args.profile]
+    budget = None if text.strip().lower() == "off" else parse_budget(text)
     model = load_model(args)           # with --class / --truncation, as every command loads it
     with pool_for(args, model) as pool:
         path = build_report(model, args.out, n=args.n, seed=args.seed, sections=secs, profile=args.profile,

@@ -120,8 +120,10 @@ def _sampling_sweep(ctx, m, sctx) -> str:
                         "flat curve means the measure does not see what the strategy removes.")
               if (ctx.out / "realism_recall.png").is_file() else ""))
     if any(r.get("strategy") == "diamond" and "fid" in r for r in res["rows"]):
-        t1 = table1_summary(res, m, ctx.diamond, ref=ctx.real_set())
-        ctx.figures["table1"] = t1
+        try:
+            ctx.figures["table1"] = table1_summary(res, m, ctx.diamond, ref=ctx.real_set())
+        except LatentAtlasError as e:
+            out += note(f"Diamond's Table 1 not available: {e}")
     if ctx.figures.get("table1") and ctx.omits("sampling", "fid"):
         out += note("Diamond's Table 1 compares FIDs: its table is left out at these counts (the claims table reads "
                     "its verdict from the paired intervals, which say 'not resolved' when the noise swamps the "
