@@ -108,12 +108,13 @@ def _timed(fn, reps: int = 1) -> float:
 
 
 def probe(model, extractor=None, batch: int | None = None) -> Units:
-    """Seconds per image for the four kinds of work, measured on ``batch`` images (8; 2 above 512
-    px) at the model's precision: one warm-up pass, then one timed (two for the inversion step,
+    """Seconds per image for the four kinds of work, measured on ``batch`` images at the model's
+    precision (default a quarter of ``max_batch``, at most 64: 64 at 32 px, where small batches cost
+    18x more per image, 8 at 256 px, 1 at 1024 px): one warm-up pass, then one timed (two for the inversion step,
     the faster kept; the re-plans correct the rest)."""
     t0 = time.perf_counter()
     m = model
-    b = batch or (8 if m.img_resolution <= 512 else 2)
+    b = batch or max(1, min(64, m.max_batch() // 4))
     z = m.sample_z(b, 123_456)
     with torch.no_grad():
         gen = _timed(lambda: m(z)) / b
