@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..defaults import LEARNED_STEPS
-from ..data.fashion import fashion_format
+from ..data.fashion import fashion_format, is_fashion_model
 from ..imageio import preview_scale
 from ..metrics.reference import resolve
 from ..walks.directions import mean_diff
@@ -79,6 +79,11 @@ class ReportContext:
                 self.model, folder=self.reference.get("reference"), features=self.reference.get("features"),
                 device=self.model.device, inception=self.reference.get("inception"), what="the report")
         return self.figures["metrics_reference"]
+
+    def has_reference(self) -> bool:
+        """Whether the metrics have a real set to compare with: ``metrics.reference.resolve``'s rule
+        (a Fashion-MNIST model's test split, else a --reference folder)."""
+        return is_fashion_model(self.model) or bool(self.reference.get("reference"))
 
     def real_set(self):
         """The real set the metrics compare with (``metrics_reference``)."""

@@ -1,7 +1,6 @@
 """Every method on one table."""
 from __future__ import annotations
 
-from ...data.fashion import fashion_format
 from ..budget import Work
 from ..context import ReportContext, Section, direction_plans, kid_text, note, report_section, table
 
@@ -9,7 +8,7 @@ from ..context import ReportContext, Section, direction_plans, kid_text, note, r
 def _cost(ctx) -> Work:
     """Each direction set walked to ±2σ (3 frames, two kinds) on overview_n samples, and the feature
     passes of those images and of the inversion rows."""
-    if not (fashion_format(ctx.model) or ctx.reference.get("reference")):
+    if not ctx.has_reference():
         return Work()
     walked = 2 * 3 * ctx.overview_n * len(direction_plans(ctx))
     return Work(generate=walked, features=walked + 2 * 9 * ctx.invert_n)

@@ -3,24 +3,20 @@ from __future__ import annotations
 
 import html
 
-from ...data.fashion import CLASSES, is_fashion_model
+from ...data.fashion import CLASSES
 from ...metrics.suite import evaluate_model
 from ..budget import Work
 from ..context import ReportContext, Section, note, report_section, table
 
 
-def _has_reference(ctx) -> bool:
-    return is_fashion_model(ctx.model) or bool(ctx.reference.get("reference"))
-
-
 def _cost(ctx) -> Work:
-    return Work(generate=ctx.eval_n, features=ctx.eval_n) if _has_reference(ctx) else Work()
+    return Work(generate=ctx.eval_n, features=ctx.eval_n) if ctx.has_reference() else Work()
 
 
 @report_section("quality", "Quality", cost=_cost, knobs=("eval_n",))
 def _quality(ctx: ReportContext) -> Section:
     m = ctx.model
-    if not _has_reference(ctx):
+    if not ctx.has_reference():
         return Section("quality", "Quality", note(
             "Quality metrics compare samples with real images like the model's training data: the Fashion-MNIST "
             "test split fits only Fashion-MNIST models; for this one, build the report with --reference DIR "
